@@ -1,0 +1,68 @@
+"""The built-in fixed tasks, by name."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from tasks import data
+from tasks.base import Task
+from tasks.builders import (
+    autoencoder_task,
+    classification_task,
+    language_model_task,
+    quadratic_task,
+    regression_task,
+)
+from tasks.models import MLP, Autoencoder, CharLSTM, ConvNet, Transformer
+
+# Datasets are immutable, so each is built once per process.
+DATASETS: dict[str, Callable[[], data.ArrayDataset | data.TextDataset]] = {
+    "digits": functools.cache(data.digits),
+    "mnist1d": functools.cache(data.mnist1d),
+    "pydoc": functools.cache(data.pydoc_text),
+    "regression": functools.cache(data.synthetic_regression),
+    "blobs": functools.cache(data.synthetic_classification),
+}
+
+
+def dataset(name: str) -> data.ArrayDataset | data.TextDataset:
+    """A built-in dataset by name (see ``DATASETS``)."""
+    try:
+        return DATASETS[name]()
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}") from None
+
+
+def _pydoc_lm(name, model_fn):
+    ds = dataset("pydoc")
+    return language_model_task(name, ds, model_fn(ds.vocab_size), seq_len=32, batch_size=16)
+
+
+TASKS: dict[str, Callable[[], Task]] = {
+    "quadratic": lambda: quadratic_task("quadratic", dim=32, condition=100.0),
+    "quadratic-noisy": lambda: quadratic_task(
+        "quadratic-noisy", dim=32, condition=100.0, noise=1.0
+    ),
+    "regression-synthetic": lambda: regression_task(
+        "regression-synthetic", dataset("regression"), MLP((32,), 1, "tanh")
+    ),
+    "mlp-blobs": lambda: classification_task("mlp-blobs", dataset("blobs"), MLP((32,), 4)),
+    "logreg-digits": lambda: classification_task(
+        "logreg-digits", dataset("digits"), MLP((), 10), num_steps=500
+    ),
+    "mlp-digits": lambda: classification_task("mlp-digits", dataset("digits"), MLP((32,), 10)),
+    "mlp-mnist1d": lambda: classification_task(
+        "mlp-mnist1d", dataset("mnist1d"), MLP((64, 64), 10), batch_size=64, num_steps=2000
+    ),
+    "conv-digits": lambda: classification_task(
+        "conv-digits", dataset("digits"), ConvNet((8, 16), 10)
+    ),
+    "autoencoder-digits": lambda: autoencoder_task(
+        "autoencoder-digits", dataset("digits"), Autoencoder((32,), 8)
+    ),
+    "charlstm-pydoc": lambda: _pydoc_lm("charlstm-pydoc", lambda v: CharLSTM(v, 32, 64)),
+    "transformer-pydoc": lambda: _pydoc_lm(
+        "transformer-pydoc", lambda v: Transformer(v, max_len=32, d_model=32, heads=2, layers=2)
+    ),
+}
