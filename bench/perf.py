@@ -1,0 +1,132 @@
+"""Performance benchmarks. Every figure is a ratio against a reference measured in the same run.
+
+    python -m bench.perf update [--sizes 270k,1M,4M,16M] [--out perf-update.json]
+
+``update``: the jitted update step of each learned-optimizer architecture (randomly
+initialized; cost does not depend on theta's values) on MLP-shaped parameter trees, as a
+ratio to ``optax.adam``'s, plus optimizer-state floats per parameter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import lopt
+
+SIZES = {"270k": 260, "1M": 500, "4M": 1000, "16M": 2000}  # name -> width of 4 square layers
+
+
+def mlp_params(width: int, layers: int = 4) -> dict:
+    keys = jax.random.split(jax.random.key(0), layers)
+    return {
+        f"layer{i}": {"w": jax.random.normal(k, (width, width)) / width**0.5, "b": jnp.zeros(width)}
+        for i, k in enumerate(keys)
+    }
+
+
+def num_floats(tree) -> int:
+    return sum(x.size for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating))
+
+
+def _timer(tx: optax.GradientTransformation, params, grads):
+    """A function that times one update step (state carried over, buffers donated)."""
+    update = jax.jit(lambda g, s, p: tx.update(g, s, p, value=jnp.float32(1.0)), donate_argnums=1)
+    state = jax.tree.map(jnp.copy, tx.init(params))  # distinct buffers, donatable
+
+    def run(n: int) -> float:
+        nonlocal state
+        start = time.perf_counter()
+        for _ in range(n):
+            _, state = update(grads, state, params)
+        jax.block_until_ready(state)
+        return (time.perf_counter() - start) / n
+
+    run(3)  # compile and warm up
+    return run, tx.init(params)
+
+
+def bench_update(sizes: list[str], rounds: int = 7, min_seconds: float = 0.05) -> list[dict]:
+    optimizers = {
+        "adam": optax.adam(1e-3),
+        "MLPLOpt": lopt.MLPLOpt().as_optax(lopt.MLPLOpt().init(jax.random.key(0)), 10_000),
+        "VeLO": lopt.VeLO().as_optax(lopt.VeLO().init(jax.random.key(0)), 10_000),
+    }
+    rows = []
+    for size in sizes:
+        params = mlp_params(SIZES[size])
+        grads = jax.tree.map(lambda p: 0.01 * jnp.ones_like(p), params)
+        n_params = num_floats(params)
+        timers = {name: _timer(tx, params, grads) for name, tx in optimizers.items()}
+        # Steps per round so that Adam's round takes about min_seconds.
+        steps = max(3, int(min_seconds / timers["adam"][0](3)))
+        samples = {name: [] for name in optimizers}
+        for _ in range(rounds):  # interleaved, so drifts in machine load hit all alike
+            for name, (run, _) in timers.items():
+                samples[name].append(run(steps))
+        adam = statistics.median(samples["adam"])
+        for name, (_, state) in timers.items():
+            t = statistics.median(samples[name])
+            rows.append(
+                {
+                    "size": size,
+                    "params": n_params,
+                    "optimizer": name,
+                    "ms": 1e3 * t,
+                    "ratio_to_adam": t / adam,
+                    "state_floats_per_param": num_floats(state) / n_params,
+                }
+            )
+            print(
+                f"{size:>5} {name:>8}  {1e3 * t:8.3f} ms  {t / adam:6.2f}x adam  "
+                f"{num_floats(state) / n_params:5.2f} state floats/param",
+                flush=True,
+            )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.perf",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_update = sub.add_parser("update", help="learned-optimizer update cost relative to Adam")
+    p_update.add_argument(
+        "--sizes", default=",".join(SIZES), help=f"comma-separated, of {list(SIZES)}"
+    )
+    p_update.add_argument("--rounds", type=int, default=7)
+    p_update.add_argument("--out", default="perf-update.json")
+    args = parser.parse_args(argv)
+
+    sizes = args.sizes.split(",")
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        parser.error(f"unknown --sizes {unknown}; choose from {list(SIZES)}")
+    rows = bench_update(sizes, rounds=args.rounds)
+    report = {
+        "benchmark": "update",
+        "command": " ".join(
+            ["python -m bench.perf", *(argv if argv is not None else sys.argv[1:])]
+        ),
+        "jax": jax.__version__,
+        "device": str(jax.devices()[0]),
+        "machine": platform.processor() or platform.machine(),
+        "rows": rows,
+    }
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The `LearnedOptimizer` interface and checks shared by every architecture."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Theta = Any  # meta-parameters: a pytree of float32 arrays
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnedOptimizer(abc.ABC):
+    """An optimizer architecture: hyperparameters only, immutable.
+
+    ``init(key)`` draws meta-parameters ``theta``; ``as_optax(theta, num_steps)`` turns them
+    into the optax transform that meta-training unrolls and users train with -- one code path.
+    Subclasses are frozen dataclasses whose fields are JSON-serializable hyperparameters
+    (that is how frozen-optimizer files describe them).
+    """
+
+    @abc.abstractmethod
+    def init(self, key: jax.Array) -> Theta:
+        """Meta-parameters for this architecture (a pytree of float32 arrays)."""
+
+    @abc.abstractmethod
+    def as_optax(self, theta: Theta, num_steps: int) -> optax.GradientTransformationExtraArgs:
+        """The optimizer for a training run of ``num_steps`` steps (the horizon it plans for)."""
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def hparams(self) -> dict[str, Any]:
+        """Hyperparameters as a JSON-serializable dict; ``type(self)(**hparams)`` rebuilds it."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def check_positive(owner: str, **values) -> None:
+    for field, v in values.items():
+        if not v > 0:
+            raise ValueError(f"{owner}.{field} must be > 0, got {v!r}")
+
+
+def check_num_steps(num_steps: int) -> None:
+    if not (isinstance(num_steps, int | jnp.integer) and num_steps >= 1):
+        raise ValueError(
+            f"num_steps (the training horizon) must be an integer >= 1, got {num_steps!r}"
+        )
+
+
+def check_float_params(tree: Any, what: str = "params") -> None:
+    """Raises ``TypeError`` naming every leaf that is not a floating-point array."""
+    bad = [
+        f"{jax.tree_util.keystr(path)} ({jnp.result_type(leaf)})"
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
+    ]
+    if bad:
+        raise TypeError(
+            f"learned optimizers update floating-point {what} only; these leaves are not: "
+            + ", ".join(bad)
+            + ". Exclude them, e.g. with optax.masked or optax.partition."
+        )
+
+
+def require(value: Any, arg: str, owner: str) -> None:
+    if value is None:
+        hint = {
+            "params": "update(grads, state, params, ...)",
+            "value": "update(grads, state, params, value=loss)",
+        }[arg]
+        raise ValueError(f"{owner} needs `{arg}` at every step: call {hint}")

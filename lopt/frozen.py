@@ -1,0 +1,196 @@
+"""Frozen-optimizer files: a trained optimizer as a self-describing, code-free file.
+
+A ``.lopt`` file is a zip archive holding
+
+* ``manifest.json`` -- ``{"format": "lopt", "format_version": 1, "architecture": "MLPLOpt",
+  "hparams": {...}, "meta": {...}, "arrays": {"<path>": {"shape": [...], "dtype": "float32"}}}``
+* ``arrays/<path>.npy`` -- one ``.npy`` file per leaf of theta (read with
+  ``allow_pickle=False``; ``<path>`` is the leaf's key path, e.g. ``mlp/0/w``).
+
+Loading parses JSON and raw arrays only -- nothing is unpickled or executed -- and checks
+every array against the architecture's own ``init``: a truncated or corrupt file, an unknown
+architecture, a newer format version or a theta of the wrong shapes each raise
+:class:`FrozenFileError` saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import pathlib
+import tempfile
+import zipfile
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lopt.base import LearnedOptimizer, Theta
+from lopt.hyper_adam import HyperAdam
+from lopt.mlp_lopt import MLPLOpt
+from lopt.velo import VeLO
+
+FORMAT = "lopt"
+FORMAT_VERSION = 1
+ARCHITECTURES: dict[str, type[LearnedOptimizer]] = {
+    cls.__name__: cls for cls in (MLPLOpt, VeLO, HyperAdam)
+}
+
+
+class FrozenFileError(ValueError):
+    """A frozen-optimizer file cannot be read: corrupt, incompatible or inconsistent."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Frozen:
+    """A loaded optimizer: architecture, meta-parameters and metadata."""
+
+    architecture: LearnedOptimizer
+    theta: Theta
+    meta: dict[str, Any]
+
+    def as_optax(self, num_steps: int) -> optax.GradientTransformationExtraArgs:
+        return self.architecture.as_optax(self.theta, num_steps)
+
+
+def _path_str(path) -> str:
+    parts = []
+    for k in path:
+        for attr in ("key", "idx", "name"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            raise TypeError(f"unsupported pytree key {k!r} in theta")
+    return "/".join(parts)
+
+
+def _flatten(theta: Theta) -> dict[str, np.ndarray]:
+    return {_path_str(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(theta)}
+
+
+def save(
+    path: str | os.PathLike, lo: LearnedOptimizer, theta: Theta, meta: dict | None = None
+) -> pathlib.Path:
+    """Writes ``lo`` (architecture and hyperparameters), ``theta`` and JSON ``meta`` to ``path``.
+
+    The file is written to a temporary name and renamed, so a crash never leaves a partial
+    file under ``path``. Returns the path.
+    """
+    if lo.name not in ARCHITECTURES:
+        raise ValueError(f"cannot save architecture {lo.name!r}; known: {sorted(ARCHITECTURES)}")
+    arrays = _flatten(theta)
+    _check_arrays(lo, arrays, source="theta")
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": lo.name,
+        "hparams": lo.hparams(),
+        "meta": meta or {},
+        "arrays": {k: {"shape": list(a.shape), "dtype": str(a.dtype)} for k, a in arrays.items()},
+    }
+    try:
+        manifest_json = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"meta must be JSON-serializable (no NaN/inf): {e}") from None
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("manifest.json", manifest_json)
+            for key, a in arrays.items():
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, a, allow_pickle=False)
+                zf.writestr(f"arrays/{key}.npy", buf.getvalue())
+    os.replace(tmp.name, path)
+    return path
+
+
+def _template(lo: LearnedOptimizer):
+    return jax.eval_shape(lo.init, jax.random.key(0))
+
+
+def _check_arrays(lo: LearnedOptimizer, flat: dict[str, np.ndarray], source: str) -> None:
+    """``flat`` (key path -> array) must have exactly the leaves, shapes and dtypes of ``lo.init``."""
+    expected = {
+        _path_str(p): (tuple(x.shape), np.dtype(x.dtype))
+        for p, x in jax.tree_util.tree_leaves_with_path(_template(lo))
+    }
+    missing, extra = sorted(expected.keys() - flat.keys()), sorted(flat.keys() - expected.keys())
+    if missing or extra:
+        raise FrozenFileError(
+            f"{source} does not match {lo.name}{lo.hparams()}: missing arrays {missing}, unexpected {extra}"
+        )
+    for key, (shape, dtype) in expected.items():
+        if (flat[key].shape, flat[key].dtype) != (shape, dtype):
+            raise FrozenFileError(
+                f"{source}: array {key!r} has shape {flat[key].shape} and dtype {flat[key].dtype}, "
+                f"but {lo.name} with these hyperparameters needs {shape} {dtype}"
+            )
+
+
+def _read_manifest(zf: zipfile.ZipFile, source: str) -> dict:
+    try:
+        manifest = json.loads(zf.read("manifest.json"))
+    except KeyError:
+        raise FrozenFileError(f"{source}: no manifest.json; not a frozen-optimizer file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FrozenFileError(f"{source}: manifest.json is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise FrozenFileError(f"{source}: manifest does not describe a {FORMAT!r} file")
+    version = manifest.get("format_version")
+    if not isinstance(version, int):
+        raise FrozenFileError(f"{source}: manifest has no integer format_version")
+    if version > FORMAT_VERSION:
+        raise FrozenFileError(
+            f"{source}: format version {version} is newer than this lopt reads ({FORMAT_VERSION}); "
+            "upgrade lopt to load it"
+        )
+    for field, kind in (("architecture", str), ("hparams", dict), ("meta", dict), ("arrays", dict)):
+        if not isinstance(manifest.get(field), kind):
+            raise FrozenFileError(
+                f"{source}: manifest field {field!r} is missing or not a {kind.__name__}"
+            )
+    return manifest
+
+
+def load(path: str | os.PathLike) -> Frozen:
+    """Reads a file written by :func:`save`; raises :class:`FrozenFileError` if it is unusable."""
+    source = str(path)
+    try:
+        zf = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{source}: no such frozen-optimizer file") from None
+    except (zipfile.BadZipFile, OSError) as e:
+        raise FrozenFileError(
+            f"{source}: not a readable frozen-optimizer file (corrupt or truncated: {e})"
+        ) from None
+    with zf:
+        manifest = _read_manifest(zf, source)
+        name = manifest["architecture"]
+        if name not in ARCHITECTURES:
+            raise FrozenFileError(
+                f"{source}: unknown architecture {name!r}; this lopt knows {sorted(ARCHITECTURES)}"
+            )
+        try:
+            lo = ARCHITECTURES[name](**manifest["hparams"])
+        except (TypeError, ValueError) as e:
+            raise FrozenFileError(f"{source}: bad hyperparameters for {name}: {e}") from None
+        flat = {}
+        for key in manifest["arrays"]:
+            try:
+                data = zf.read(f"arrays/{key}.npy")
+                flat[key] = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+            except KeyError:
+                raise FrozenFileError(f"{source}: array {key!r} is listed but missing") from None
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+                raise FrozenFileError(f"{source}: array {key!r} is corrupt ({e})") from None
+    _check_arrays(lo, flat, source)
+    template = _template(lo)
+    paths = [_path_str(p) for p, _ in jax.tree_util.tree_leaves_with_path(template)]
+    theta = jax.tree.unflatten(jax.tree.structure(template), [jnp.asarray(flat[p]) for p in paths])
+    return Frozen(lo, theta, manifest["meta"])

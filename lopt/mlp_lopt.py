@@ -1,0 +1,91 @@
+"""`MLPLOpt`: one small MLP applied to every parameter (AdafacMLP-style)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lopt import features as F
+from lopt.base import LearnedOptimizer, Theta, check_positive
+from lopt.per_param import NUM_OUTPUTS, TensorControl, init_mlp, per_parameter_transform
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPLOpt(LearnedOptimizer):
+    """A per-parameter MLP learned optimizer.
+
+    For each parameter, the ``NUM_FEATURES`` features of :mod:`lopt.features` go through an
+    MLP ``F → hidden… → 2`` whose first-layer bias is shifted by a learned linear function
+    of the time features (so time costs nothing per parameter). With outputs ``(d, m)``::
+
+        update = −(step_scale · d · exp(magnitude_scale · m)
+                   + nominal_lr · 2σ(ν) · m̂₀.₉ / √v̂)          # only if nominal=True
+
+    The output layer starts at ``out_init_scale`` × its usual size, so an untrained optimizer
+    is close to a no-op (or, with ``nominal=True``, close to Adam at ``nominal_lr``); the
+    nominal multiplier ``2σ(ν)`` is bounded in (0, 2) and starts at 1.
+
+    Attributes:
+      hidden: hidden layer widths of the per-parameter MLP.
+      step_scale, magnitude_scale: see the formula.
+      nominal: add the Adam-like nominal term.
+      nominal_lr: its learning rate.
+      out_init_scale: initial scale of the output layer.
+    """
+
+    hidden: tuple[int, ...] = (8, 8)
+    step_scale: float = 0.01
+    magnitude_scale: float = 1.0
+    nominal: bool = False
+    nominal_lr: float = 1e-3
+    out_init_scale: float = 0.01
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        if not all(isinstance(h, int) and h >= 1 for h in self.hidden):
+            raise ValueError(f"MLPLOpt.hidden must be positive integers, got {self.hidden!r}")
+        check_positive(
+            "MLPLOpt",
+            step_scale=self.step_scale,
+            magnitude_scale=self.magnitude_scale,
+            nominal_lr=self.nominal_lr,
+            out_init_scale=self.out_init_scale,
+        )
+
+    def init(self, key: jax.Array) -> Theta:
+        mlp_key, time_key = jax.random.split(key)
+        sizes = (F.NUM_FEATURES, *self.hidden, NUM_OUTPUTS)
+        theta = {
+            "mlp": init_mlp(mlp_key, sizes, self.out_init_scale),
+            # time features -> shift of the first hidden layer's bias
+            "time": jax.random.normal(time_key, (F.NUM_GLOBAL_FEATURES, self.hidden[0]))
+            / jnp.sqrt(F.NUM_GLOBAL_FEATURES),
+        }
+        if self.nominal:
+            theta["nominal_logit"] = jnp.zeros([])
+        return theta
+
+    def as_optax(self, theta: Theta, num_steps: int) -> optax.GradientTransformationExtraArgs:
+        def controller(inputs, state):
+            first, *rest = theta["mlp"]
+            shifted = {"w": first["w"], "b": first["b"] + inputs.global_features @ theta["time"]}
+            layers = [shifted, *rest]
+            nominal = (
+                self.nominal_lr * 2.0 * jax.nn.sigmoid(theta["nominal_logit"])
+                if self.nominal
+                else jnp.zeros([])
+            )
+            control = TensorControl(layers, jnp.asarray(self.step_scale), nominal)
+            return [control] * len(inputs.shapes), state
+
+        return per_parameter_transform(
+            "MLPLOpt",
+            controller,
+            init_controller=lambda shapes: (),
+            num_steps=num_steps,
+            magnitude_scale=self.magnitude_scale,
+            uses_loss=False,
+        )

@@ -1,0 +1,162 @@
+"""The per-parameter update machinery shared by `MLPLOpt` and `VeLO`.
+
+Both apply a tiny MLP to every parameter's features (:mod:`lopt.features`). They differ in
+where each tensor's MLP weights and step scale come from: `MLPLOpt` uses one learned MLP for
+all tensors; `VeLO` mixes a bank of MLPs per tensor with weights computed by an LSTM. That
+difference is the *controller* passed to :func:`per_parameter_transform`.
+
+The per-parameter MLP is written as scalar-weighted sums of whole feature arrays (never
+stacking features into ``[N, F]``), so XLA fuses a tensor's MLP into one elementwise loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lopt import features as F
+from lopt.base import check_float_params, check_num_steps, require
+
+Layers = Sequence[dict[str, jax.Array]]  # [{"w": [fan_in, fan_out], "b": [fan_out]}, ...]
+NUM_OUTPUTS = 2  # direction d and log-magnitude m
+
+
+def init_mlp(key: jax.Array, sizes: Sequence[int], out_scale: float) -> list[dict[str, jax.Array]]:
+    """LeCun-normal layers ``sizes[0] → … → sizes[-1]`` with zero biases; the last layer's
+    weights are multiplied by ``out_scale`` (small: the optimizer starts near a no-op)."""
+    keys = jax.random.split(key, len(sizes) - 1)
+    layers = []
+    for i, (k, fan_in, fan_out) in enumerate(zip(keys, sizes[:-1], sizes[1:], strict=True)):
+        w = jax.random.normal(k, (fan_in, fan_out)) / jnp.sqrt(fan_in)
+        if i == len(sizes) - 2:
+            w = w * out_scale
+        layers.append({"w": w, "b": jnp.zeros(fan_out)})
+    return layers
+
+
+def apply_mlp(layers: Layers, inputs: Sequence[jax.Array]) -> list[jax.Array]:
+    """ReLU MLP applied independently at every element of ``inputs`` (``F`` same-shape arrays).
+
+    Returns one array per output unit. ``w[i, j] * x_i`` sums keep everything elementwise.
+    """
+    h = list(inputs)
+    for n, layer in enumerate(layers):
+        w, b = layer["w"], layer["b"]
+        h = [sum(w[i, j] * x for i, x in enumerate(h)) + b[j] for j in range(w.shape[1])]
+        if n < len(layers) - 1:
+            h = [jax.nn.relu(x) for x in h]
+    return h
+
+
+class TensorControl(NamedTuple):
+    """What a controller decides for one tensor at one step."""
+
+    layers: Layers  # the per-parameter MLP (F inputs -> ... -> 2 outputs)
+    step_scale: jax.Array  # scalar: learned step = step_scale · d · exp(magnitude_scale · m)
+    nominal_scale: jax.Array  # scalar: plus nominal_scale · (Adam direction m̂₀/√v̂)
+
+
+class ControlInputs(NamedTuple):
+    stats: list[F.TensorStats]  # per tensor
+    shapes: list[tuple[int, ...]]  # per tensor
+    global_features: jax.Array  # [NUM_GLOBAL_FEATURES]
+    loss_features: jax.Array  # [NUM_LOSS_FEATURES] (zeros when the loss is not used)
+
+
+# (inputs, controller state) -> (one TensorControl per tensor, new controller state)
+Controller = Callable[[ControlInputs, Any], tuple[list[TensorControl], Any]]
+
+
+class PerParamState(NamedTuple):
+    """Optimizer state. Memory cost: ``len(MOMENTUM_DECAYS) + 1`` floats per parameter plus
+    the factored rows/columns and a few scalars per tensor."""
+
+    count: jax.Array  # int32: steps taken
+    acc: Any  # pytree like params of `features.Accumulators`
+    loss: F.LossState
+    nonfinite: jax.Array  # int32: steps whose gradient had a NaN/inf entry (zeroed)
+    controller: Any  # the controller's own state (e.g. VeLO's LSTM carry)
+
+
+_ADAM_FEATURE = F.FEATURE_NAMES.index(f"m{F.MOMENTUM_DECAYS[0]}/sqrt(v)")
+_MAX_LOG_STEP = 10.0  # exp() of the magnitude output is clipped here, so steps stay finite
+
+
+def per_parameter_transform(
+    owner: str,
+    controller: Controller,
+    init_controller: Callable[[list[tuple[int, ...]]], Any],
+    num_steps: int,
+    magnitude_scale: float,
+    uses_loss: bool,
+) -> optax.GradientTransformationExtraArgs:
+    """Builds the optax transform of a per-parameter learned optimizer.
+
+    ``update(grads, state, params, value=loss)``: ``params`` is required; ``value`` is required
+    when ``uses_loss``. Non-finite gradient entries are replaced by zero before they reach the
+    optimizer memory (and counted in ``state.nonfinite``), and a non-finite ``value`` is
+    ignored, so a bad step never writes NaN into the memory or the parameters. Updates have
+    the parameters' dtype; the memory is float32.
+    """
+    check_num_steps(num_steps)
+
+    def init_fn(params):
+        check_float_params(params)
+        shapes = [p.shape for p in jax.tree.leaves(params)]
+        return PerParamState(
+            count=jnp.zeros([], jnp.int32),
+            acc=jax.tree.map(F.init_accumulators, params),
+            loss=F.init_loss_state(),
+            nonfinite=jnp.zeros([], jnp.int32),
+            controller=init_controller(shapes),
+        )
+
+    def update_fn(grads, state, params=None, *, value=None, **extra_args):
+        del extra_args
+        require(params, "params", owner)
+        if uses_loss:
+            require(value, "value", owner)
+        treedef = jax.tree.structure(params)
+        ps = treedef.flatten_up_to(params)
+        gs = [jnp.asarray(g, jnp.float32) for g in treedef.flatten_up_to(grads)]
+        accs = treedef.flatten_up_to(state.acc)
+
+        finite = [jnp.isfinite(g) for g in gs]
+        any_bad = jnp.logical_not(jnp.all(jnp.stack([jnp.all(f) for f in finite]))) if gs else False
+        gs = [jnp.where(f, g, 0.0) for f, g in zip(finite, gs, strict=True)]
+        count = state.count + 1
+        accs = [F.update_accumulators(a, g) for a, g in zip(accs, gs, strict=True)]
+        pf = [jnp.asarray(p, jnp.float32) for p in ps]
+        stats = [F.tensor_stats(a, p, count) for a, p in zip(accs, pf, strict=True)]
+        if uses_loss:
+            loss_feats = F.loss_features(state.loss, value)
+            loss_state = F.update_loss_state(state.loss, value)
+        else:
+            loss_feats, loss_state = jnp.zeros(F.NUM_LOSS_FEATURES), state.loss
+        inputs = ControlInputs(
+            stats, [p.shape for p in ps], F.global_features(count, num_steps), loss_feats
+        )
+        controls, controller_state = controller(inputs, state.controller)
+
+        updates = []
+        for a, g, p, s, c in zip(accs, gs, pf, stats, controls, strict=True):
+            feats = F.parameter_features(a, g, p, count, s)
+            d, m = apply_mlp(c.layers, feats)
+            step = c.step_scale * d * jnp.exp(jnp.minimum(magnitude_scale * m, _MAX_LOG_STEP))
+            step = step + c.nominal_scale * feats[_ADAM_FEATURE]
+            updates.append(-step)
+        updates = [u.astype(p.dtype) for u, p in zip(updates, ps, strict=True)]
+        new_state = PerParamState(
+            count=count,
+            acc=treedef.unflatten(accs),
+            loss=loss_state,
+            nonfinite=state.nonfinite + jnp.asarray(any_bad, jnp.int32),
+            controller=controller_state,
+        )
+        return treedef.unflatten(updates), new_state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -1,0 +1,138 @@
+"""Frozen-optimizer files: round trips and every way a file can be bad."""
+
+import json
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lopt
+
+
+def _rewrite(src, dst, manifest_fn=None, drop=(), replace=None):
+    """Copies a .lopt zip, editing its manifest / dropping or replacing members."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.namelist():
+            if item in drop:
+                continue
+            data = zin.read(item)
+            if item == "manifest.json" and manifest_fn:
+                manifest = json.loads(data)
+                manifest_fn(manifest)
+                data = json.dumps(manifest)
+            if replace and item in replace:
+                data = replace[item]
+            zout.writestr(item, data)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    lo = lopt.MLPLOpt(hidden=(4, 4))
+    theta = lo.init(jax.random.key(3))
+    path = lopt.save(
+        tmp_path_factory.mktemp("frozen") / "opt.lopt", lo, theta, meta={"recipe": "x"}
+    )
+    return lo, theta, path
+
+
+def test_round_trip_gives_identical_updates(arch, tmp_path):
+    _, lo, theta, tx = arch
+    path = lopt.save(tmp_path / "a.lopt", lo, theta, meta={"steps": 3, "note": "test"})
+    frozen = lopt.load(path)
+    assert frozen.architecture == lo
+    assert frozen.meta == {"steps": 3, "note": "test"}
+    for a, b in zip(jax.tree.leaves(frozen.theta), jax.tree.leaves(theta), strict=True):
+        np.testing.assert_array_equal(a, b)
+    params = {"w": jnp.linspace(-1, 1, 12).reshape(4, 3)}
+    grads = {"w": jnp.linspace(1, -2, 12).reshape(4, 3)}
+    tx2 = frozen.as_optax(num_steps=100)
+    u1, _ = tx.update(grads, tx.init(params), params, value=jnp.float32(1.0))
+    u2, _ = tx2.update(grads, tx2.init(params), params, value=jnp.float32(1.0))
+    np.testing.assert_array_equal(u1["w"], u2["w"])
+
+
+def test_file_is_self_describing(saved):
+    _, _, path = saved
+    with zipfile.ZipFile(path) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        names = zf.namelist()
+    assert manifest["architecture"] == "MLPLOpt" and manifest["format_version"] == 1
+    assert manifest["hparams"]["hidden"] == [4, 4]
+    assert "arrays/mlp/0/w.npy" in names and manifest["arrays"]["mlp/0/w"]["dtype"] == "float32"
+
+
+def test_save_rejects_bad_meta_and_theta(saved, tmp_path):
+    lo, theta, _ = saved
+    with pytest.raises(ValueError, match="JSON-serializable"):
+        lopt.save(tmp_path / "m.lopt", lo, theta, meta={"x": object()})
+    with pytest.raises(lopt.FrozenFileError, match="missing arrays"):
+        lopt.save(tmp_path / "m.lopt", lo, {"mlp": theta["mlp"]})
+    assert not (tmp_path / "m.lopt").exists()
+
+
+def test_missing_truncated_and_garbage_files(saved, tmp_path):
+    _, _, path = saved
+    with pytest.raises(FileNotFoundError, match="no such frozen-optimizer file"):
+        lopt.load(tmp_path / "nope.lopt")
+    data = path.read_bytes()
+    truncated = tmp_path / "t.lopt"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(lopt.FrozenFileError, match="corrupt or truncated"):
+        lopt.load(truncated)
+    garbage = tmp_path / "g.lopt"
+    garbage.write_bytes(b"\x89PNG not an optimizer")
+    with pytest.raises(lopt.FrozenFileError, match="not a readable frozen-optimizer file"):
+        lopt.load(garbage)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.update(format_version=2), "format version 2 is newer than this lopt reads"),
+        (lambda m: m.update(architecture="Shampoo"), "unknown architecture 'Shampoo'"),
+        (lambda m: m.update(format="zip"), "does not describe a 'lopt' file"),
+        (
+            lambda m: m["hparams"].update(hidden=[4, 5]),
+            r"array 'mlp/1/b' has shape \(4,\).*needs \(5,\)",
+        ),
+        (lambda m: m["hparams"].update(hidden=[0]), "bad hyperparameters for MLPLOpt"),
+        (lambda m: m["hparams"].update(widths=[3]), "bad hyperparameters for MLPLOpt"),
+        (lambda m: m.pop("meta"), "manifest field 'meta' is missing"),
+    ],
+)
+def test_incompatible_manifests(saved, tmp_path, edit, message):
+    _, _, path = saved
+    with pytest.raises(lopt.FrozenFileError, match=message):
+        lopt.load(_rewrite(path, tmp_path / "e.lopt", manifest_fn=edit))
+
+
+def test_damaged_members(saved, tmp_path):
+    _, _, path = saved
+    with pytest.raises(lopt.FrozenFileError, match="no manifest.json"):
+        lopt.load(_rewrite(path, tmp_path / "a.lopt", drop=("manifest.json",)))
+    with pytest.raises(lopt.FrozenFileError, match="'mlp/0/w' is listed but missing"):
+        lopt.load(_rewrite(path, tmp_path / "b.lopt", drop=("arrays/mlp/0/w.npy",)))
+    with pytest.raises(lopt.FrozenFileError, match="'mlp/0/b' is corrupt"):
+        lopt.load(
+            _rewrite(path, tmp_path / "c.lopt", replace={"arrays/mlp/0/b.npy": b"\x93NUMPY junk"})
+        )
+    with pytest.raises(lopt.FrozenFileError, match="not valid JSON"):
+        lopt.load(_rewrite(path, tmp_path / "d.lopt", replace={"manifest.json": b"{not json"}))
+    pickled = tmp_path / "obj.npy"
+    np.save(pickled, np.array([{"code": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(lopt.FrozenFileError, match="'mlp/0/b' is corrupt"):
+        lopt.load(
+            _rewrite(
+                path, tmp_path / "e.lopt", replace={"arrays/mlp/0/b.npy": pickled.read_bytes()}
+            )
+        )
+
+
+def test_pretrained_registry():
+    names = lopt.list_pretrained()
+    assert isinstance(names, list)
+    with pytest.raises(ValueError, match="no pretrained optimizer 'nope'"):
+        lopt.pretrained("nope", num_steps=10)

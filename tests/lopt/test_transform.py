@@ -1,0 +1,195 @@
+"""The exported transforms behave as optax transforms for every architecture."""
+
+import flax.nnx as nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import grads_like, odd_params
+
+import lopt
+
+LOSS = jnp.float32(2.0)
+
+
+def _finite(tree):
+    return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree))
+
+
+def _run(tx, params, grads_seq, values=None):
+    """Applies tx for each gradient in grads_seq; returns the list of updates and the state."""
+    update = jax.jit(tx.update)
+    state, out = tx.init(params), []
+    for i, g in enumerate(grads_seq):
+        u, state = update(g, state, params, value=LOSS if values is None else values[i])
+        params = optax.apply_updates(params, u)
+        out.append(u)
+    return out, state, params
+
+
+def test_odd_pytree_shapes_and_dtypes(arch):
+    name, _, _, tx = arch
+    params = odd_params()
+    updates, state, new_params = _run(tx, params, [grads_like(params, s) for s in range(3)])
+    for u in updates:
+        assert jax.tree.structure(u) == jax.tree.structure(params)
+        for ul, pl in zip(jax.tree.leaves(u), jax.tree.leaves(params), strict=True):
+            assert ul.shape == pl.shape and ul.dtype == pl.dtype
+        assert _finite(u)
+    assert jax.tree.structure(new_params) == jax.tree.structure(params)
+    moved = jnp.abs(new_params["matrix"] - params["matrix"]).max()
+    assert moved > 0, f"{name} did not move the parameters"
+    if name != "hyper-adam":  # learned-optimizer memory is float32 whatever the params' dtype
+        assert all(x.dtype in (jnp.float32, jnp.int32) for x in jax.tree.leaves(state))
+
+
+def test_deterministic(arch):
+    _, _, _, tx = arch
+    params = odd_params()
+    grads = [grads_like(params, s) for s in range(2)]
+    a, _, _ = _run(tx, params, grads)
+    b, _, _ = _run(tx, params, grads)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_vmap_matches_per_member(arch):
+    _, _, _, tx = arch
+    params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
+    pop = jax.tree.map(lambda p: jnp.stack([p, 2 * p]), params)
+    grads = jax.tree.map(
+        lambda p: jnp.stack([jnp.full_like(p, 0.1), jnp.full_like(p, -0.3)]), params
+    )
+
+    def step(g, p):
+        return tx.update(g, tx.init(p), p, value=LOSS)[0]
+
+    batched = jax.jit(jax.vmap(step))(grads, pop)
+    for i in range(2):
+        member = lambda tree, i=i: jax.tree.map(lambda leaf: leaf[i], tree)
+        single = step(member(grads), member(pop))
+        for b, s in zip(jax.tree.leaves(batched), jax.tree.leaves(single), strict=True):
+            np.testing.assert_allclose(b[i], s, rtol=1e-5, atol=1e-9)
+
+
+def test_inside_optax_wrappers(arch):
+    _, _, _, tx = arch
+    params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
+    g = grads_like(params)
+
+    chained = optax.chain(optax.clip_by_global_norm(1.0), tx)
+    u, _ = jax.jit(chained.update)(g, chained.init(params), params, value=LOSS)
+    assert _finite(u)
+
+    multi = optax.MultiSteps(tx, every_k_schedule=2)
+    state = multi.init(params)
+    u1, state = multi.update(g, state, params, value=LOSS)
+    u2, state = multi.update(g, state, params, value=LOSS)
+    assert all(bool(jnp.all(x == 0)) for x in jax.tree.leaves(u1))  # accumulating
+    assert _finite(u2) and any(bool(jnp.any(x != 0)) for x in jax.tree.leaves(u2))
+
+    guarded = optax.apply_if_finite(tx, max_consecutive_errors=3)
+    state = guarded.init(params)
+    bad = jax.tree.map(lambda x: x.at[0].set(jnp.nan), g)
+    u, state = guarded.update(bad, state, params, value=LOSS)
+    assert all(bool(jnp.all(x == 0)) for x in jax.tree.leaves(u))
+    assert int(state.notfinite_count) == 1
+
+
+def test_flax_nnx_optimizer(arch):
+    _, _, _, tx = arch
+    model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    x, y = jnp.ones((4, 3)), jnp.zeros((4, 2))
+    loss_fn = lambda m: jnp.mean((m(x) - y) ** 2)
+    before = model.kernel[...].copy()
+    for _ in range(2):
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads, value=loss)
+    assert jnp.all(jnp.isfinite(model.kernel[...]))
+    assert not jnp.array_equal(before, model.kernel[...])
+
+
+def test_nonfinite_gradients_never_reach_the_parameters(arch):
+    name, _, _, tx = arch
+    params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
+    g = grads_like(params)
+    bad = {"w": g["w"].at[1, 2].set(jnp.nan).at[0, 0].set(jnp.inf), "b": g["b"]}
+    if name == "hyper-adam":  # exactly optax.adam: NaN propagates (documented; see the
+        updates, _, _ = _run(tx, params, [g, bad])  # apply_if_finite test for the remedy)
+        assert not _finite(updates[1]["w"])
+        return
+    updates, state, new_params = _run(tx, params, [g, bad, g], values=[LOSS, jnp.nan, LOSS])
+    assert all(_finite(u) for u in updates) and _finite(new_params) and _finite(state)
+    assert int(state.nonfinite) == 1  # the bad step is counted
+    # The bad entries were treated as zero gradient: same as feeding the zeroed gradient.
+    zeroed = {"w": g["w"].at[1, 2].set(0.0).at[0, 0].set(0.0), "b": g["b"]}
+    ref, _, _ = _run(tx, params, [g, zeroed, g], values=[LOSS, LOSS, LOSS])
+    if name != "velo":  # VeLO also ignores the NaN loss, so its loss features differ
+        for x, y in zip(jax.tree.leaves(updates), jax.tree.leaves(ref), strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-6)
+
+
+def test_missing_arguments_are_clear_errors():
+    params = {"w": jnp.ones(3)}
+    g = {"w": jnp.ones(3)}
+    mlp = lopt.MLPLOpt()
+    tx = mlp.as_optax(mlp.init(jax.random.key(0)), 10)
+    with pytest.raises(ValueError, match=r"MLPLOpt needs `params`"):
+        tx.update(g, tx.init(params))
+    velo = lopt.VeLO(lstm_hidden=4, bank_size=2)
+    tx = velo.as_optax(velo.init(jax.random.key(0)), 10)
+    with pytest.raises(ValueError, match=r"VeLO needs `value`.*value=loss"):
+        tx.update(g, tx.init(params), params)
+
+
+def test_non_float_leaves_are_named(arch):
+    _, _, _, tx = arch
+    with pytest.raises(TypeError, match=r"\['step'\] \(int32\)"):
+        tx.init({"w": jnp.ones(3), "step": jnp.zeros((), jnp.int32)})
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: lopt.MLPLOpt(hidden=(0,)), "MLPLOpt.hidden"),
+        (lambda: lopt.MLPLOpt(step_scale=-1.0), "MLPLOpt.step_scale must be > 0"),
+        (lambda: lopt.VeLO(bank_size=0), "VeLO.bank_size must be an integer >= 1"),
+        (lambda: lopt.HyperAdam(b1=1.5), r"HyperAdam.b1 must be in \(0, 1\)"),
+        (lambda: lopt.HyperAdam(lr=0.0), "HyperAdam.lr must be > 0"),
+    ],
+)
+def test_bad_hyperparameters(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_bad_horizon(arch):
+    _, lo, theta, _ = arch
+    with pytest.raises(ValueError, match="num_steps"):
+        lo.as_optax(theta, num_steps=0)
+
+
+def test_velo_paper_sizes():
+    paper = lopt.VeLO.paper()
+    assert (paper.lstm_hidden, paper.bank_size) == (512, 256)
+    n = sum(x.size for x in jax.tree.leaves(jax.eval_shape(paper.init, jax.random.key(0))))
+    assert n > 1_000_000  # the paper's ~2.3M with its larger feature set
+
+
+@pytest.mark.parametrize("learn_betas", [False, True])
+def test_hyper_adam_matches_optax_adam(learn_betas):
+    lo = lopt.HyperAdam(lr=3e-3, b1=0.8, b2=0.99, learn_betas=learn_betas)
+    tx = lo.as_optax(lo.init(jax.random.key(0)), num_steps=10)
+    ref = optax.adam(3e-3, b1=0.8, b2=0.99)
+    params = jax.tree.map(lambda p: p.astype(jnp.float32), odd_params())
+    grads = [grads_like(params, s) for s in range(4)]
+    ours, _, _ = _run(tx, params, grads)
+    theirs, _, _ = _run(ref, params, grads)
+    for x, y in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-9)
+    # Updates keep a bfloat16 parameter's dtype, as optax.adam's do.
+    half = {"h": jnp.ones(3, jnp.bfloat16)}
+    u, _ = tx.update(half, tx.init(half), half)
+    assert u["h"].dtype == jnp.bfloat16
