@@ -4,11 +4,11 @@ For one parameter tensor ``p`` with gradient ``g`` (both of shape ``S``) the mem
 
 * ``momenta[k] ← β_k · momenta[k] + (1 − β_k) · g`` for ``β ∈ MOMENTUM_DECAYS`` (``[K, *S]``),
 * ``rms ← β₂ · rms + (1 − β₂) · g²`` (``S``),
-* for ``ndim ≥ 2``, Adafactor's factored second moment over the last two axes:
-  ``row ← β₂ · row + (1 − β₂) · mean_{-1}(g²)`` (``S[:-1]``) and
-  ``col ← β₂ · col + (1 − β₂) · mean_{-2}(g²)`` (``S[:-2] + S[-1:]``),
 
-all float32 whatever the parameter dtype. From it come :data:`NUM_FEATURES` per-parameter
+both float32 whatever the parameter dtype. For ``ndim ≥ 2`` the features also use Adafactor's
+factored second moment over the last two axes, ``row = mean_{-1}(v)``, ``col = mean_{-2}(v)``,
+``v_fac = row ⊗ col / mean(row)``; since the EMA is linear, ``row`` and ``col`` equal the EMAs
+of ``mean(g²)`` that Adafactor keeps, so they need no memory of their own. From it come :data:`NUM_FEATURES` per-parameter
 features, each dimensionless (invariant to rescaling the loss) and clipped to
 ``±FEATURE_CLIP``, and per-tensor scalar features of time and loss.
 
@@ -50,13 +50,10 @@ NUM_FEATURES = len(FEATURE_NAMES)
 
 
 class Accumulators(NamedTuple):
-    """A tensor's optimizer memory; see the module docstring. ``row``/``col`` are empty
-    (shape ``(0,)``) for tensors with fewer than two axes."""
+    """A tensor's optimizer memory; see the module docstring."""
 
-    momenta: jax.Array
-    rms: jax.Array
-    row: jax.Array
-    col: jax.Array
+    momenta: jax.Array  # [K, *S]
+    rms: jax.Array  # S
 
 
 def factored(shape: tuple[int, ...]) -> bool:
@@ -64,13 +61,8 @@ def factored(shape: tuple[int, ...]) -> bool:
 
 
 def init_accumulators(p: jax.Array) -> Accumulators:
-    shape = p.shape
     zeros = lambda s: jnp.zeros(s, jnp.float32)
-    if factored(shape):
-        row, col = zeros(shape[:-1]), zeros(shape[:-2] + shape[-1:])
-    else:
-        row, col = zeros((0,)), zeros((0,))
-    return Accumulators(zeros((len(MOMENTUM_DECAYS), *shape)), zeros(shape), row, col)
+    return Accumulators(zeros((len(MOMENTUM_DECAYS), *p.shape)), zeros(p.shape))
 
 
 def _ema(old, new, decay):
@@ -83,34 +75,45 @@ def _mean(x: jax.Array, axis=None) -> jax.Array:
     return jnp.sum(x, axis=axis) / max(n, 1)
 
 
-def update_accumulators(acc: Accumulators, g: jax.Array) -> Accumulators:
-    """One step of every EMA with the float32 gradient ``g``."""
+def update_accumulators(
+    acc: Accumulators, g: jax.Array, skip: jax.Array | bool = False
+) -> Accumulators:
+    """One step of every EMA with the float32 gradient ``g`` (none if ``skip``)."""
     betas = jnp.asarray(MOMENTUM_DECAYS, jnp.float32).reshape((-1,) + (1,) * g.ndim)
-    g2 = g * g
-    if factored(g.shape):
-        row, col = _ema(acc.row, _mean(g2, -1), RMS_DECAY), _ema(acc.col, _mean(g2, -2), RMS_DECAY)
-    else:
-        row, col = acc.row, acc.col
-    return Accumulators(_ema(acc.momenta, g[None], betas), _ema(acc.rms, g2, RMS_DECAY), row, col)
+    momenta = _ema(acc.momenta, g[None], betas)
+    rms = _ema(acc.rms, g * g, RMS_DECAY)
+    return Accumulators(jnp.where(skip, acc.momenta, momenta), jnp.where(skip, acc.rms, rms))
 
 
 def _debias(decay: float, count: jax.Array) -> jax.Array:
-    """``1 / (1 − decay^count)``: corrects an EMA started at zero."""
-    return 1.0 / (1.0 - jnp.asarray(decay, jnp.float32) ** count)
+    """``1 / (1 − decay^count)``: corrects an EMA started at zero (``expm1`` keeps it accurate
+    in float32 when ``decay^count`` is close to 1)."""
+    return -1.0 / jnp.expm1(count.astype(jnp.float32) * math.log(decay))
 
 
 class TensorStats(NamedTuple):
-    """Per-tensor scalars computed from the updated memory (one fused pass over the tensor)."""
+    """Per-tensor reductions of the updated memory, computed before the per-parameter pass."""
 
-    mean_v: jax.Array  # mean of the debiased second moment: s² with s the gradient scale
+    mean_v: jax.Array  # mean of the debiased second moment v: s² with s the gradient scale
     mean_p2: jax.Array  # mean of p²
-    mean_m2: jax.Array  # [K] mean of the debiased momenta squared
+    mean_m2: jax.Array  # [K] mean of the debiased momenta squared (XLA drops it if unused)
+    row: jax.Array  # mean_{-1}(v) for factored tensors, else shape (0,)
+    col: jax.Array  # mean_{-2}(v) for factored tensors, else shape (0,)
 
 
 def tensor_stats(acc: Accumulators, p: jax.Array, count: jax.Array) -> TensorStats:
+    """Reductions of the memory after ``count`` updates. A non-finite gradient anywhere in
+    the tensor makes ``mean_v`` non-finite, which is how a bad step is detected for free."""
+    debias = _debias(RMS_DECAY, count)  # applied after reducing: the reductions read acc.rms
+    if factored(p.shape):
+        row, col = _mean(acc.rms, -1) * debias, _mean(acc.rms, -2) * debias
+        mean_v = _mean(row)
+    else:
+        row, col = jnp.zeros((0,)), jnp.zeros((0,))
+        mean_v = _mean(acc.rms) * debias
     m_debias = jnp.stack([_debias(b, count) for b in MOMENTUM_DECAYS])
-    m2 = jax.vmap(lambda m: _mean(m * m))(acc.momenta) * m_debias**2
-    return TensorStats(_mean(acc.rms) * _debias(RMS_DECAY, count), _mean(p * p), m2)
+    mean_m2 = jax.vmap(lambda m: _mean(m * m))(acc.momenta) * m_debias**2
+    return TensorStats(mean_v, _mean(p * p), mean_m2, row, col)
 
 
 def parameter_features(
@@ -127,10 +130,8 @@ def parameter_features(
     inv_rms_p = 1.0 / (jnp.sqrt(stats.mean_p2) + EPS)
     inv_sqrt_v = 1.0 / (jnp.sqrt(v) + EPS)
     if factored(p.shape):
-        debias = _debias(RMS_DECAY, count)
-        row, col = acc.row * debias, acc.col * debias
-        row_mean = _mean(row, -1)[..., None, None]
-        v_fac = row[..., :, None] * col[..., None, :] / (row_mean + EPS**2)
+        row_mean = _mean(stats.row, -1)[..., None, None]
+        v_fac = stats.row[..., :, None] * stats.col[..., None, :] / (row_mean + EPS**2)
         inv_sqrt_vf = 1.0 / (jnp.sqrt(v_fac) + EPS)
     else:
         inv_sqrt_vf = inv_sqrt_v
@@ -165,10 +166,12 @@ def init_loss_state() -> LossState:
     return LossState(jnp.zeros(len(LOSS_DECAYS), jnp.float32), jnp.zeros([], jnp.int32))
 
 
-def update_loss_state(state: LossState, value: jax.Array) -> LossState:
-    """Folds in a finite ``value``; a non-finite one leaves the state unchanged."""
+def update_loss_state(
+    state: LossState, value: jax.Array, skip: jax.Array | bool = False
+) -> LossState:
+    """Folds in a finite ``value``; a non-finite one (or ``skip``) leaves the state unchanged."""
     value = jnp.asarray(value, jnp.float32)
-    ok = jnp.isfinite(value)
+    ok = jnp.isfinite(value) & jnp.logical_not(skip)
     ema = _ema(state.ema, value, jnp.asarray(LOSS_DECAYS, jnp.float32))
     ema = jnp.where(state.count == 0, value, ema)  # start each EMA at the first loss
     return LossState(jnp.where(ok, ema, state.ema), state.count + ok.astype(jnp.int32))

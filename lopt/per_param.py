@@ -65,6 +65,7 @@ class ControlInputs(NamedTuple):
     shapes: list[tuple[int, ...]]  # per tensor
     global_features: jax.Array  # [NUM_GLOBAL_FEATURES]
     loss_features: jax.Array  # [NUM_LOSS_FEATURES] (zeros when the loss is not used)
+    skip: jax.Array  # bool: this step is skipped; the controller must return its old state
 
 
 # (inputs, controller state) -> (one TensorControl per tensor, new controller state)
@@ -97,10 +98,11 @@ def per_parameter_transform(
     """Builds the optax transform of a per-parameter learned optimizer.
 
     ``update(grads, state, params, value=loss)``: ``params`` is required; ``value`` is required
-    when ``uses_loss``. Non-finite gradient entries are replaced by zero before they reach the
-    optimizer memory (and counted in ``state.nonfinite``), and a non-finite ``value`` is
-    ignored, so a bad step never writes NaN into the memory or the parameters. Updates have
-    the parameters' dtype; the memory is float32.
+    when ``uses_loss``. A step whose gradient has any NaN or infinite entry is skipped, as by
+    ``optax.apply_if_finite``: the updates are zero, the state is unchanged but for
+    ``state.nonfinite``, which counts such steps. (Detection reuses the per-tensor second-
+    moment reductions, so it costs no extra pass over memory.) A non-finite ``value`` is
+    ignored. Updates have the parameters' dtype; the memory is float32.
     """
     check_num_steps(num_steps)
 
@@ -123,38 +125,41 @@ def per_parameter_transform(
         treedef = jax.tree.structure(params)
         ps = treedef.flatten_up_to(params)
         gs = [jnp.asarray(g, jnp.float32) for g in treedef.flatten_up_to(grads)]
-        accs = treedef.flatten_up_to(state.acc)
+        # Wrappers such as flax.nnx.Optimizer hand the state back with their own containers
+        # in place of our NamedTuples, so it is read by field name.
+        accs = [F.Accumulators(a.momenta, a.rms) for a in treedef.flatten_up_to(state.acc)]
+        loss = F.LossState(state.loss.ema, state.loss.count)
 
-        finite = [jnp.isfinite(g) for g in gs]
-        any_bad = jnp.logical_not(jnp.all(jnp.stack([jnp.all(f) for f in finite]))) if gs else False
-        gs = [jnp.where(f, g, 0.0) for f, g in zip(finite, gs, strict=True)]
-        count = state.count + 1
-        accs = [F.update_accumulators(a, g) for a, g in zip(accs, gs, strict=True)]
+        # sum(g − g) is NaN iff g has a NaN or inf entry: one cheap read of the gradient, done
+        # first so that every later pass can update the memory in place.
+        bad = jnp.isnan(sum((jnp.sum(g - g) for g in gs), jnp.zeros([])))
+        count = jnp.where(bad, state.count, state.count + 1)
+        accs = [F.update_accumulators(a, g, skip=bad) for a, g in zip(accs, gs, strict=True)]
         pf = [jnp.asarray(p, jnp.float32) for p in ps]
-        stats = [F.tensor_stats(a, p, count) for a, p in zip(accs, pf, strict=True)]
+        stats = [F.tensor_stats(a, p, jnp.maximum(count, 1)) for a, p in zip(accs, pf, strict=True)]
         if uses_loss:
-            loss_feats = F.loss_features(state.loss, value)
-            loss_state = F.update_loss_state(state.loss, value)
+            loss_feats = F.loss_features(loss, value)
+            loss = F.update_loss_state(loss, value, skip=bad)
         else:
-            loss_feats, loss_state = jnp.zeros(F.NUM_LOSS_FEATURES), state.loss
+            loss_feats = jnp.zeros(F.NUM_LOSS_FEATURES)
         inputs = ControlInputs(
-            stats, [p.shape for p in ps], F.global_features(count, num_steps), loss_feats
+            stats, [p.shape for p in ps], F.global_features(count, num_steps), loss_feats, bad
         )
         controls, controller_state = controller(inputs, state.controller)
 
         updates = []
         for a, g, p, s, c in zip(accs, gs, pf, stats, controls, strict=True):
-            feats = F.parameter_features(a, g, p, count, s)
+            feats = F.parameter_features(a, g, p, jnp.maximum(count, 1), s)
             d, m = apply_mlp(c.layers, feats)
             step = c.step_scale * d * jnp.exp(jnp.minimum(magnitude_scale * m, _MAX_LOG_STEP))
             step = step + c.nominal_scale * feats[_ADAM_FEATURE]
-            updates.append(-step)
+            updates.append(jnp.where(bad, 0.0, -step))
         updates = [u.astype(p.dtype) for u, p in zip(updates, ps, strict=True)]
         new_state = PerParamState(
             count=count,
             acc=treedef.unflatten(accs),
-            loss=loss_state,
-            nonfinite=state.nonfinite + jnp.asarray(any_bad, jnp.int32),
+            loss=loss,
+            nonfinite=state.nonfinite + bad.astype(jnp.int32),
             controller=controller_state,
         )
         return treedef.unflatten(updates), new_state

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -19,6 +20,11 @@ NUM_TENSOR_FEATURES = (
     F.NUM_GLOBAL_FEATURES + F.NUM_LOSS_FEATURES + (_MAX_RANK + 1) + 3 + len(F.MOMENTUM_DECAYS)
 )
 _MAX_LOG_LR_MULT = 5.0
+
+
+class LSTMCarry(NamedTuple):
+    c: jax.Array  # [n_tensors, lstm_hidden]
+    h: jax.Array  # [n_tensors, lstm_hidden]
 
 
 def tensor_features(inputs) -> jax.Array:
@@ -111,12 +117,16 @@ class VeLO(LearnedOptimizer):
 
         def init_controller(shapes):
             zeros = jnp.zeros((len(shapes), self.lstm_hidden))
-            return (zeros, zeros)  # LSTM (c, h) per tensor
+            return LSTMCarry(zeros, zeros)
 
         def controller(inputs, carry):
             if not inputs.shapes:
                 return [], carry
-            carry, h = cell.apply({"params": theta["lstm"]}, carry, tensor_features(inputs))
+            old = (carry.c, carry.h)  # by name: wrappers may change the container
+            new, h = cell.apply({"params": theta["lstm"]}, old, tensor_features(inputs))
+            carry = LSTMCarry(
+                *(jnp.where(inputs.skip, o, n) for o, n in zip(old, new, strict=True))
+            )
             h = jnp.concatenate([h, jnp.broadcast_to(h.mean(0), h.shape)], axis=-1)
             mix = jax.nn.softmax(h @ theta["mix"]["w"] + theta["mix"]["b"])  # [n, bank]
             log_lr = jnp.clip(

@@ -26,7 +26,6 @@ def test_accumulators_match_optax_adam_moments():
     np.testing.assert_allclose(acc.momenta[0], state.mu, rtol=1e-6)
     np.testing.assert_allclose(acc.rms, state.nu, rtol=1e-6)
     assert acc.momenta.shape == (len(F.MOMENTUM_DECAYS), 4, 3)
-    assert acc.row.shape == (4,) and acc.col.shape == (3,)
 
 
 def test_factored_second_moment_is_exact_for_rank_one_gradients():
@@ -47,10 +46,16 @@ def test_factored_second_moment_is_exact_for_rank_one_gradients():
     )  # |g|/sqrt(g²) at step 1
 
 
-def test_conv_kernels_factor_over_the_last_two_axes():
-    acc = F.init_accumulators(jnp.zeros((3, 3, 2, 5)))
-    assert acc.row.shape == (3, 3, 2) and acc.col.shape == (3, 3, 5)
-    assert F.init_accumulators(jnp.zeros(7)).row.shape == (0,)
+def test_factors_are_means_of_the_second_moment_over_the_last_two_axes():
+    g = jax.random.normal(jax.random.key(0), (3, 3, 2, 5))  # a conv kernel
+    acc, count = _accumulate([g, 2 * g]), jnp.asarray(2)
+    stats = F.tensor_stats(acc, g, count)
+    v = acc.rms / (1 - F.RMS_DECAY**2)
+    assert stats.row.shape == (3, 3, 2) and stats.col.shape == (3, 3, 5)
+    np.testing.assert_allclose(stats.row, v.mean(-1), rtol=1e-5)
+    np.testing.assert_allclose(stats.col, v.mean(-2), rtol=1e-5)
+    np.testing.assert_allclose(stats.mean_v, v.mean(), rtol=1e-5)
+    assert F.tensor_stats(acc, g[0, 0, 0], count).row.shape == (0,)  # vectors: not factored
 
 
 def test_features_are_invariant_to_loss_scale():
