@@ -1,33 +1,50 @@
 """`make demo`: the most complete end-to-end path that exists so far.
 
-Meta-training is not built yet, so this trains every task in the zoo with ``optax.adam(1e-3)``
-for 200 steps through the compiled inner loop (``tasks.fit``) and prints the loss before and
-after. It will be replaced by meta-train -> export -> benchmark once those exist.
+Meta-training is not built yet. This exports an *untrained* MLPLOpt (with its nominal
+Adam-like term, so it starts close to Adam) to a frozen-optimizer file, loads it back, and
+trains every task in the zoo with it and with ``optax.adam(1e-3)`` through the same
+compiled loop (``tasks.fit``), printing the loss before and after. It will become
+meta-train -> export -> benchmark once those exist.
 """
 
 from __future__ import annotations
 
+import pathlib
 import time
 
 import jax
 import optax
 
+import lopt
 import tasks
 
 
-def main(num_steps: int = 200) -> None:
-    print("lopt demo: meta-training is not implemented yet; training the task zoo with Adam.")
-    print(f"{'task':<22} {'params':>8} {'loss@0':>8} {f'loss@{num_steps}':>9} {'seconds':>8}")
+def main(num_steps: int = 200, out: str = "runs/demo") -> None:
+    print("lopt demo: meta-training is not implemented yet, so the learned optimizer below is")
+    print("UNTRAINED (random meta-parameters; its nominal Adam term does the work).\n")
+    lo = lopt.MLPLOpt(nominal=True)
+    path = lopt.save(
+        pathlib.Path(out) / "untrained-mlplopt.lopt",
+        lo,
+        lo.init(jax.random.key(0)),
+        meta={"trained": False, "note": "random init, written by `make demo`"},
+    )
+    frozen = lopt.load(path)
+    print(f"exported and reloaded {path} ({frozen.architecture.name}, meta={frozen.meta})\n")
+    optimizers = {"adam(1e-3)": optax.adam(1e-3), "untrained lopt": frozen.as_optax(num_steps)}
+    head = "".join(f"{name + f' loss@{num_steps}':>26}" for name in optimizers)
+    print(f"{'task':<22}{'loss@0':>8}{head}{'seconds':>9}")
     for name in tasks.names():
         start = time.perf_counter()
         task = tasks.get(name)
-        result = tasks.fit(task, optax.adam(1e-3), jax.random.key(0), num_steps)
-        size = sum(x.size for x in jax.tree.leaves(result.params))
+        results = [tasks.fit(task, tx, jax.random.key(0), num_steps) for tx in optimizers.values()]
+        finals = "".join(f"{float(r.eval_after):>26.4f}" for r in results)
         print(
-            f"{name:<22} {size:>8} {float(result.eval_before):>8.4f} "
-            f"{float(result.eval_after):>9.4f} {time.perf_counter() - start:>8.1f}",
+            f"{name:<22}{float(results[0].eval_before):>8.4f}{finals}"
+            f"{time.perf_counter() - start:>9.1f}",
             flush=True,
         )
+    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":
