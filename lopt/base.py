@@ -8,6 +8,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 Theta = Any  # meta-parameters: a pytree of float32 arrays
@@ -46,11 +47,15 @@ def check_positive(owner: str, **values) -> None:
             raise ValueError(f"{owner}.{field} must be > 0, got {v!r}")
 
 
-def check_num_steps(num_steps: int) -> None:
-    if not (isinstance(num_steps, int | jnp.integer) and num_steps >= 1):
-        raise ValueError(
-            f"num_steps (the training horizon) must be an integer >= 1, got {num_steps!r}"
-        )
+def check_num_steps(num_steps: int | jax.Array) -> None:
+    """A Python/NumPy integer must be >= 1; a JAX integer scalar (possibly traced, e.g. one
+    horizon per particle of a vmapped population) is checked for dtype and shape only."""
+    if isinstance(num_steps, bool) or not jnp.issubdtype(jnp.result_type(num_steps), jnp.integer):
+        raise ValueError(f"num_steps (the training horizon) must be an integer, got {num_steps!r}")
+    if jnp.ndim(num_steps) != 0:
+        raise ValueError(f"num_steps must be a scalar, got shape {jnp.shape(num_steps)}")
+    if isinstance(num_steps, int | np.integer) and num_steps < 1:
+        raise ValueError(f"num_steps (the training horizon) must be >= 1, got {num_steps!r}")
 
 
 def check_float_params(tree: Any, what: str = "params") -> None:

@@ -1,0 +1,254 @@
+"""Meta-gradient estimators over truncated unrolls.
+
+Every estimator has the same interface::
+
+    est_state = est.init(key, theta)
+    grad, est_state, metrics = est.estimate(theta, est_state, key)
+
+``grad`` is shaped like ``theta``; ``metrics`` is a dict of scalars. ``estimate`` is one
+compiled function per estimator (the whole window is a ``lax.scan``). With ``N`` antithetic
+pairs, ``ε_i ~ N(0, σ² I)`` over theta, per-step meta-losses ``L^±_{i,t}`` and a mask ``m_{i,t}``
+of the steps that belong to running episodes, the ES estimators return
+
+    ĝ = Σ_i Σ_t m_{i,t} · w_i · (L⁺_{i,t} − L⁻_{i,t}) / (2σ² · Σ_{i,t} m_{i,t})
+
+with ``w_i = ε_i`` (NRES, TES, FullES) or ``w_i = ξ_i``, the perturbations accumulated over the
+episode so far (PES). All of them target the gradient of the Gaussian-smoothed mean per-step
+meta-loss; TES and TruncatedBPTT ignore θ's influence on a window's starting state and are
+biased by it (short-horizon bias).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from meta_train.unroll import Population, Unroller, UnrollOutput
+
+Theta = Any
+
+
+def tree_normal(key: jax.Array, tree: Theta, scale: float) -> Theta:
+    """``scale · N(0, I)`` shaped like ``tree`` (one key per leaf, derived from ``key``)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(key, len(leaves))
+    return treedef.unflatten(
+        [scale * jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves, strict=True)]
+    )
+
+
+def _stack(*trees) -> Theta:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _broadcast(theta: Theta, *axes: int) -> Theta:
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (*axes, *x.shape)), theta)
+
+
+def _antithetic(theta: Theta, eps: Theta) -> Theta:
+    """``[2, N]`` meta-parameters ``θ + ε_i`` and ``θ − ε_i`` from ``eps`` of shape ``[N, ...]``."""
+    return jax.tree.map(lambda t, e: jnp.stack([t + e, t - e]), theta, eps)
+
+
+def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean of ``values[W, S, N]`` over the steps where ``mask[W, N]``, and over copies."""
+    m = jnp.broadcast_to(mask[:, None, :], values.shape).astype(values.dtype)
+    return jnp.sum(values * m) / jnp.maximum(jnp.sum(m), 1.0)
+
+
+def es_gradient(weights: Theta, out: UnrollOutput, sigma: float) -> Theta:
+    """The ES formula of the module docstring; ``weights`` has leading axis ``N``."""
+    mask = out.mask.astype(jnp.float32)  # [W, N]
+    diff = (out.values[:, 0] - out.values[:, 1]) * mask  # [W, N]
+    coef = jnp.sum(diff, axis=0) / (2.0 * sigma**2 * jnp.maximum(jnp.sum(mask), 1.0))  # [N]
+    return jax.tree.map(lambda w: jnp.tensordot(coef, w, axes=1), weights)
+
+
+def _metrics(out: UnrollOutput, grad: Theta, copies: int) -> dict[str, jax.Array]:
+    return {
+        "meta_loss": _masked_mean(out.values, out.mask),
+        "grad_norm": jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grad))),
+        "inner_steps": jnp.sum(out.mask) * copies,
+        "diverged": out.diverged,
+        "resets": out.resets,
+    }
+
+
+class ESState(NamedTuple):
+    pop: Population
+    noise: Theta  # NRES: ε_i; PES: ξ_i (leading axis N); TES/FullES: unused ()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Estimator:
+    """Shared configuration. ``num_particles`` is N (pairs for the ES estimators)."""
+
+    unroller: Unroller
+    num_particles: int = 8
+    sigma: float = 0.01
+    burn_in: int = 0  # windows run under the unperturbed θ at init
+
+    def __post_init__(self):
+        if not self.num_particles >= 1:
+            raise ValueError(f"num_particles must be >= 1, got {self.num_particles}")
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {self.sigma}")
+        if not self.burn_in >= 0:
+            raise ValueError(f"burn_in must be >= 0, got {self.burn_in}")
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def _init_population(self, key: jax.Array, theta: Theta, copies: int) -> Population:
+        thetas = _broadcast(theta, copies, self.num_particles)
+        pop = self.unroller.init(key, thetas)
+        for _ in range(self.burn_in):
+            pop, _ = self.unroller.unroll(thetas, pop)
+        return pop
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class NRES(_Estimator):
+    """Noise-reuse ES (Li et al. 2023): each particle draws ε once per episode and reuses it in
+    every window of that episode. Stores ε itself (theta-sized per particle)."""
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def init(self, key: jax.Array, theta: Theta) -> ESState:
+        pop_key, noise_key = jax.random.split(key)
+        noise = jax.vmap(lambda k: tree_normal(k, theta, self.sigma))(
+            jax.random.split(noise_key, self.num_particles)
+        )
+        return ESState(self._init_population(pop_key, theta, 2), noise)
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def estimate(self, theta: Theta, state: ESState, key: jax.Array):
+        # Particles whose episode ended start a new one in this window, with new noise.
+        fresh = jax.vmap(lambda k: tree_normal(k, theta, self.sigma))(
+            jax.random.split(key, self.num_particles)
+        )
+        done = state.pop.done
+        eps = jax.tree.map(
+            lambda f, o: jnp.where(done.reshape((-1,) + (1,) * (f.ndim - 1)), f, o), fresh, state.noise
+        )
+        pop, out = self.unroller.unroll(_antithetic(theta, eps), state.pop)
+        grad = es_gradient(eps, out, self.sigma)
+        return grad, ESState(pop, eps), _metrics(out, grad, 2)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PES(_Estimator):
+    """Persistent ES (Vicol et al. 2021): a fresh ε each window; ξ accumulates the
+    perturbations since the episode started and weights the window's loss difference."""
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def init(self, key: jax.Array, theta: Theta) -> ESState:
+        xi = _broadcast(jax.tree.map(jnp.zeros_like, theta), self.num_particles)
+        return ESState(self._init_population(key, theta, 2), xi)
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def estimate(self, theta: Theta, state: ESState, key: jax.Array):
+        eps = jax.vmap(lambda k: tree_normal(k, theta, self.sigma))(
+            jax.random.split(key, self.num_particles)
+        )
+        done = state.pop.done
+        xi = jax.tree.map(
+            lambda x, e: jnp.where(done.reshape((-1,) + (1,) * (x.ndim - 1)), 0.0, x) + e,
+            state.noise,
+            eps,
+        )
+        pop, out = self.unroller.unroll(_antithetic(theta, eps), state.pop)
+        grad = es_gradient(xi, out, self.sigma)
+        return grad, ESState(pop, xi), _metrics(out, grad, 2)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TruncatedES(_Estimator):
+    """Truncated ES: each window, θ ± ε (fresh ε) are unrolled from copies of one shared
+    unperturbed state, which then advances under θ (three runs per particle)."""
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def init(self, key: jax.Array, theta: Theta) -> ESState:
+        return ESState(self._init_population(key, theta, 1), ())
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def estimate(self, theta: Theta, state: ESState, key: jax.Array):
+        eps = jax.vmap(lambda k: tree_normal(k, theta, self.sigma))(
+            jax.random.split(key, self.num_particles)
+        )
+        thetas = jax.tree.map(
+            lambda t, e: jnp.stack([t + e, t - e, jnp.broadcast_to(t, e.shape)]), theta, eps
+        )
+        copies3 = lambda x: jnp.concatenate([x, x, x])  # [1, N] -> [3, N]
+        pop = state.pop._replace(
+            params=jax.tree.map(copies3, state.pop.params),
+            opt_state=jax.tree.map(copies3, state.pop.opt_state),
+        )
+        pop, out = self.unroller.unroll(thetas, pop)
+        grad = es_gradient(eps, out, self.sigma)
+        center = pop._replace(
+            params=jax.tree.map(lambda x: x[2:], pop.params),
+            opt_state=jax.tree.map(lambda x: x[2:], pop.opt_state),
+        )
+        return grad, ESState(center, ()), _metrics(out, grad, 3)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FullES(_Estimator):
+    """ES over whole episodes: every estimate starts fresh episodes for all particles and
+    runs them to the end (``unroller.window`` is ignored; the scan is the longest possible
+    episode, with steps past each particle's length masked)."""
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def init(self, key: jax.Array, theta: Theta) -> ESState:
+        del key, theta
+        return ESState((), ())
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def estimate(self, theta: Theta, state: ESState, key: jax.Array):
+        pop_key, noise_key = jax.random.split(key)
+        eps = jax.vmap(lambda k: tree_normal(k, theta, self.sigma))(
+            jax.random.split(noise_key, self.num_particles)
+        )
+        whole = dataclasses.replace(
+            self.unroller, window=self.unroller.schedule.max_length, stagger=False
+        )
+        thetas = _antithetic(theta, eps)
+        _, out = whole.unroll(thetas, whole.init(pop_key, thetas))
+        grad = es_gradient(eps, out, self.sigma)
+        return grad, state, _metrics(out, grad, 2)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TruncatedBPTT(_Estimator):
+    """Backpropagation through each window (the start state held constant): the gradient of
+    the window's mean meta-loss. Needs a differentiable task; ``sigma`` is unused. A
+    non-finite gradient (a diverging run) is replaced by zeros and counted in ``metrics``."""
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def init(self, key: jax.Array, theta: Theta) -> ESState:
+        return ESState(self._init_population(key, theta, 1), ())
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def estimate(self, theta: Theta, state: ESState, key: jax.Array):
+        del key
+        pop0 = jax.lax.stop_gradient(state.pop)
+
+        def window_loss(th):
+            pop, out = self.unroller.unroll(_broadcast(th, 1, self.num_particles), pop0)
+            return _masked_mean(out.values, out.mask), (pop, out)
+
+        grad, (pop, out) = jax.grad(window_loss, has_aux=True)(theta)
+        finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grad)]))
+        grad = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grad)
+        metrics = _metrics(out, grad, 1) | {"nonfinite_grad": 1 - finite.astype(jnp.int32)}
+        return grad, ESState(pop, ()), metrics
+
+
+ESTIMATORS: dict[str, type[_Estimator]] = {
+    cls.__name__: cls for cls in (NRES, PES, TruncatedES, FullES, TruncatedBPTT)
+}

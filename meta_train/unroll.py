@@ -1,0 +1,216 @@
+"""Truncated unrolls of a population of inner training runs.
+
+A population has ``N`` particles. Each particle is one inner training episode of a task,
+run under ``S`` versions of the meta-parameters at once (``S = 2`` for an antithetic pair
+``θ ± ε``, ``3`` for TES's ``θ + ε, θ − ε, θ``, ``1`` for BPTT). The ``S`` copies share the
+particle's episode: its init key, episode length, step counter and every batch (common random
+numbers), so their losses differ only through the meta-parameters.
+
+``Unroller.unroll(thetas, pop)`` runs ``W`` inner steps for all ``S × N`` runs as one
+``lax.scan`` over a doubly vmapped step; batches are drawn inside the compiled code. A particle
+whose episode ends (its length reached, or a non-finite or exploding loss in any copy) stops
+for the rest of the window and is reset -- new init, new length from the truncation schedule
+-- at the start of the next window, so an episode is never split across perturbations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import lopt
+import tasks
+
+
+def _swap01(tree):
+    """Swaps the two leading axes of every leaf: ``[S, N, ...] <-> [N, S, ...]``."""
+    return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class TruncationSchedule:
+    """Episode lengths: ``constant`` (always ``max_length``) or ``loguniform`` in
+    ``[min_length, max_length]``."""
+
+    kind: str = "loguniform"
+    min_length: int = 100
+    max_length: int = 1000
+
+    def __post_init__(self):
+        if self.kind not in ("constant", "loguniform"):
+            raise ValueError(f"schedule kind must be 'constant' or 'loguniform', got {self.kind!r}")
+        if not 1 <= self.min_length <= self.max_length:
+            raise ValueError(
+                f"need 1 <= min_length <= max_length, got {self.min_length}, {self.max_length}"
+            )
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """An int32 episode length (traced)."""
+        if self.kind == "constant":
+            return jnp.asarray(self.max_length, jnp.int32)
+        lo, hi = math.log(self.min_length), math.log(self.max_length + 1)
+        return jnp.minimum(
+            jnp.exp(jax.random.uniform(key, (), minval=lo, maxval=hi)).astype(jnp.int32),
+            self.max_length,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaLoss:
+    """Per-step meta-loss from an inner loss, normalized so tasks of different scales mix.
+
+    ``linear``: ``loss / init_loss``; ``log``: ``log(loss / init_loss)``. Either is clipped
+    above at the value of a loss ``clip × init_loss``. A loss that is non-finite or above
+    ``clip × init_loss`` counts as divergence: it contributes the clipped value and ends the
+    particle's episode, so a diverging run never sends NaN or unbounded values into an estimate.
+    ``split`` picks the batch: ``train`` (the step's own minibatch loss, before the update:
+    free) or ``valid`` (a fresh validation batch after the update: one more forward pass).
+    """
+
+    kind: str = "linear"
+    clip: float = 2.0
+    split: str = "train"
+
+    def __post_init__(self):
+        if self.kind not in ("linear", "log"):
+            raise ValueError(f"meta-loss kind must be 'linear' or 'log', got {self.kind!r}")
+        if not self.clip > 1.0:
+            raise ValueError(f"meta-loss clip must be > 1 (a multiple of the initial loss), got {self.clip}")
+        if self.split not in ("train", "valid"):
+            raise ValueError(f"meta-loss split must be 'train' or 'valid', got {self.split!r}")
+
+    def __call__(self, loss: jax.Array, init_loss: float) -> tuple[jax.Array, jax.Array]:
+        """(meta-loss value, diverged flag)."""
+        ratio = loss / init_loss
+        diverged = jnp.logical_not(jnp.isfinite(ratio)) | (ratio > self.clip)
+        ratio = jnp.where(diverged, self.clip, ratio)
+        value = jnp.log(jnp.maximum(ratio, 1e-8)) if self.kind == "log" else ratio
+        return value, diverged
+
+
+class Population(NamedTuple):
+    """``N`` particles × ``S`` copies. Leading axes: ``[S, N]`` for ``params`` and
+    ``opt_state``, ``[N]`` for the rest. Keys are raw ``uint32[N, 2]``."""
+
+    params: Any
+    opt_state: Any
+    step: jax.Array  # int32[N]: steps taken in the current episode
+    length: jax.Array  # int32[N]: the episode's length (its optimizer's horizon)
+    key: jax.Array  # uint32[N, 2]: the episode's key (init, then one batch per step)
+    done: jax.Array  # bool[N]: episode over; reset at the start of the next window
+
+
+class UnrollOutput(NamedTuple):
+    values: jax.Array  # float32[W, S, N] per-step meta-losses
+    mask: jax.Array  # bool[W, N]: the step belongs to a running episode
+    diverged: jax.Array  # int32: episodes ended by divergence in this window
+    resets: jax.Array  # int32: particles reset at the start of this window
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Unroller:
+    """Truncated unrolls of ``task`` trained by ``lo`` (see the module docstring).
+
+    ``thetas`` passed to its methods are meta-parameter pytrees with leading axes ``[S, N]``.
+    """
+
+    task: tasks.Task
+    lo: lopt.LearnedOptimizer
+    schedule: TruncationSchedule
+    meta_loss: MetaLoss
+    window: int
+    stagger: bool = True
+
+    def __post_init__(self):
+        if not self.window >= 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
+
+    def _fresh(self, thetas_s, key):
+        """A new episode for one particle: ``S`` copies of the same init, fresh optimizer states."""
+        init_key, length_key, next_key = jax.random.split(key, 3)
+        length = self.schedule.sample(length_key)
+        params = self.task.init(init_key)
+
+        def opt_init(theta):
+            return self.lo.as_optax(theta, num_steps=length).init(params)
+
+        opt_state = jax.vmap(opt_init)(thetas_s)
+        copies = jax.tree.leaves(thetas_s)[0].shape[0]
+        params_s = jax.tree.map(lambda p: jnp.broadcast_to(p, (copies, *p.shape)), params)
+        return params_s, opt_state, length, next_key
+
+    def _fresh_all(self, thetas, keys):
+        """``_fresh`` for every particle, in the population's ``[S, N]`` layout."""
+        params, opt_state, length, next_key = jax.vmap(self._fresh)(_swap01(thetas), keys)
+        return _swap01(params), _swap01(opt_state), length, next_key
+
+    def _reset(self, thetas, pop: Population) -> Population:
+        """Starts a new episode for every particle whose episode is done."""
+        params, opt_state, length, key = self._fresh_all(thetas, pop.key)
+        pick = lambda new, old: jnp.where(pop.done.reshape((1, -1) + (1,) * (new.ndim - 2)), new, old)
+        return Population(
+            params=jax.tree.map(pick, params, pop.params),
+            opt_state=jax.tree.map(pick, opt_state, pop.opt_state),
+            step=jnp.where(pop.done, 0, pop.step),
+            length=jnp.where(pop.done, length, pop.length),
+            key=jnp.where(pop.done[:, None], key, pop.key),
+            done=jnp.zeros_like(pop.done),
+        )
+
+    def init(self, key: jax.Array, thetas) -> Population:
+        """Fresh episodes for all particles. With ``stagger``, each particle's first episode is
+        cut to a uniform random length, so later windows are at decorrelated points of their
+        episodes (particles are step-unlocked)."""
+        n = jax.tree.leaves(thetas)[0].shape[1]
+        cut_key, *keys = jax.random.split(key, n + 1)
+        params, opt_state, length, key = self._fresh_all(thetas, jnp.stack(keys))
+        if self.stagger:
+            length = jnp.minimum(length, jax.random.randint(cut_key, (n,), 1, length + 1))
+        return Population(params, opt_state, jnp.zeros(n, jnp.int32), length, key, jnp.zeros(n, bool))
+
+    def _inner_step(self, theta, params, opt_state, key, length):
+        """One training step of one run; returns new params, state and the meta-loss input."""
+        batch = self.task.batch(key, "train")
+        loss, grads = jax.value_and_grad(self.task.loss)(params, batch)
+        tx = self.lo.as_optax(theta, num_steps=length)
+        updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+        new_params = optax.apply_updates(params, updates)
+        if self.meta_loss.split == "valid":
+            loss = self.task.loss(new_params, self.task.batch(jax.random.fold_in(key, 1), "valid"))
+        return new_params, opt_state, loss
+
+    def unroll(self, thetas, pop: Population) -> tuple[Population, UnrollOutput]:
+        """Resets finished particles, then runs ``window`` steps (see the module docstring)."""
+        resets = jnp.sum(pop.done.astype(jnp.int32))
+        pop = self._reset(thetas, pop)
+        # vmap over copies (shared batch key and length), then over particles.
+        step_fn = jax.vmap(self._inner_step, in_axes=(0, 0, 0, None, None))
+        step_fn = jax.vmap(step_fn, in_axes=(1, 1, 1, 0, 0), out_axes=(1, 1, 1))
+
+        def body(pop: Population, _):
+            active = jnp.logical_not(pop.done)
+            batch_keys = jax.vmap(jax.random.fold_in)(pop.key, pop.step)
+            params, opt_state, loss = step_fn(thetas, pop.params, pop.opt_state, batch_keys, pop.length)
+            value, diverged = self.meta_loss(loss, self.task.init_loss)
+            keep = lambda new, old: jnp.where(
+                active.reshape((1, -1) + (1,) * (new.ndim - 2)), new, old
+            )
+            step = pop.step + active.astype(jnp.int32)
+            pair_diverged = jnp.any(diverged, axis=0) & active
+            pop = Population(
+                params=jax.tree.map(keep, params, pop.params),
+                opt_state=jax.tree.map(keep, opt_state, pop.opt_state),
+                step=step,
+                length=pop.length,
+                key=pop.key,
+                done=pop.done | pair_diverged | (step >= pop.length),
+            )
+            return pop, (value, active, pair_diverged)
+
+        pop, (values, mask, diverged) = jax.lax.scan(body, pop, length=self.window)
+        return pop, UnrollOutput(values, mask, jnp.sum(diverged.astype(jnp.int32)), resets)
