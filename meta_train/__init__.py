@@ -1,0 +1,46 @@
+"""Meta-training: truncated unrolls, gradient estimators, the learner and the trainer.
+
+    from meta_train import MetaTrainConfig, meta_train
+    result = meta_train(MetaTrainConfig(...))   # final theta, history, checkpoint dir, export
+
+or ``python -m meta_train --config configs/smoke.yaml [section.field=value ...]``.
+"""
+
+from meta_train.config import (
+    ConfigError,
+    EstimatorConfig,
+    MetaTrainConfig,
+    OptimizerConfig,
+    OuterConfig,
+    TaskConfig,
+    load_config,
+)
+from meta_train.estimators import ESTIMATORS, NRES, PES, FullES, TruncatedBPTT, TruncatedES
+from meta_train.learner import Learner, LearnerState
+from meta_train.trainer import MetaTrainResult, build_estimator, meta_train
+from meta_train.unroll import MetaLoss, Population, TruncationSchedule, Unroller
+
+__all__ = [
+    "ESTIMATORS",
+    "NRES",
+    "PES",
+    "ConfigError",
+    "EstimatorConfig",
+    "FullES",
+    "Learner",
+    "LearnerState",
+    "MetaLoss",
+    "MetaTrainConfig",
+    "MetaTrainResult",
+    "OptimizerConfig",
+    "OuterConfig",
+    "Population",
+    "TaskConfig",
+    "TruncatedBPTT",
+    "TruncatedES",
+    "TruncationSchedule",
+    "Unroller",
+    "build_estimator",
+    "load_config",
+    "meta_train",
+]

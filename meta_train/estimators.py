@@ -133,7 +133,9 @@ class NRES(_Estimator):
         )
         done = state.pop.done
         eps = jax.tree.map(
-            lambda f, o: jnp.where(done.reshape((-1,) + (1,) * (f.ndim - 1)), f, o), fresh, state.noise
+            lambda f, o: jnp.where(done.reshape((-1,) + (1,) * (f.ndim - 1)), f, o),
+            fresh,
+            state.noise,
         )
         pop, out = self.unroller.unroll(_antithetic(theta, eps), state.pop)
         grad = es_gradient(eps, out, self.sigma)

@@ -80,7 +80,9 @@ class MetaLoss:
         if self.kind not in ("linear", "log"):
             raise ValueError(f"meta-loss kind must be 'linear' or 'log', got {self.kind!r}")
         if not self.clip > 1.0:
-            raise ValueError(f"meta-loss clip must be > 1 (a multiple of the initial loss), got {self.clip}")
+            raise ValueError(
+                f"meta-loss clip must be > 1 (a multiple of the initial loss), got {self.clip}"
+            )
         if self.split not in ("train", "valid"):
             raise ValueError(f"meta-loss split must be 'train' or 'valid', got {self.split!r}")
 
@@ -152,7 +154,9 @@ class Unroller:
     def _reset(self, thetas, pop: Population) -> Population:
         """Starts a new episode for every particle whose episode is done."""
         params, opt_state, length, key = self._fresh_all(thetas, pop.key)
-        pick = lambda new, old: jnp.where(pop.done.reshape((1, -1) + (1,) * (new.ndim - 2)), new, old)
+        pick = lambda new, old: jnp.where(
+            pop.done.reshape((1, -1) + (1,) * (new.ndim - 2)), new, old
+        )
         return Population(
             params=jax.tree.map(pick, params, pop.params),
             opt_state=jax.tree.map(pick, opt_state, pop.opt_state),
@@ -171,7 +175,9 @@ class Unroller:
         params, opt_state, length, key = self._fresh_all(thetas, jnp.stack(keys))
         if self.stagger:
             length = jnp.minimum(length, jax.random.randint(cut_key, (n,), 1, length + 1))
-        return Population(params, opt_state, jnp.zeros(n, jnp.int32), length, key, jnp.zeros(n, bool))
+        return Population(
+            params, opt_state, jnp.zeros(n, jnp.int32), length, key, jnp.zeros(n, bool)
+        )
 
     def _inner_step(self, theta, params, opt_state, key, length):
         """One training step of one run; returns new params, state and the meta-loss input."""
@@ -195,7 +201,9 @@ class Unroller:
         def body(pop: Population, _):
             active = jnp.logical_not(pop.done)
             batch_keys = jax.vmap(jax.random.fold_in)(pop.key, pop.step)
-            params, opt_state, loss = step_fn(thetas, pop.params, pop.opt_state, batch_keys, pop.length)
+            params, opt_state, loss = step_fn(
+                thetas, pop.params, pop.opt_state, batch_keys, pop.length
+            )
             value, diverged = self.meta_loss(loss, self.task.init_loss)
             keep = lambda new, old: jnp.where(
                 active.reshape((1, -1) + (1,) * (new.ndim - 2)), new, old
@@ -214,3 +222,12 @@ class Unroller:
 
         pop, (values, mask, diverged) = jax.lax.scan(body, pop, length=self.window)
         return pop, UnrollOutput(values, mask, jnp.sum(diverged.astype(jnp.int32)), resets)
+
+    def episode_loss(self, theta, key: jax.Array, num_particles: int) -> jax.Array:
+        """Mean per-step meta-loss of ``theta`` over whole fresh episodes of ``num_particles``
+        particles (lengths from the schedule; the scan covers the longest). For evaluation."""
+        whole = dataclasses.replace(self, window=self.schedule.max_length, stagger=False)
+        thetas = jax.tree.map(lambda x: jnp.broadcast_to(x, (1, num_particles, *x.shape)), theta)
+        _, out = whole.unroll(thetas, whole.init(key, thetas))
+        mask = out.mask.astype(out.values.dtype)
+        return jnp.sum(out.values[:, 0] * mask) / jnp.maximum(jnp.sum(mask), 1.0)

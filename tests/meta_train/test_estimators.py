@@ -126,7 +126,9 @@ def long_memory():
     bptt = TruncatedBPTT(_unroller(task, lo, T), num_particles=128)
     refs = []
     for i in range(48):
-        shifted = {"log_lr": theta["log_lr"] + sigma * jax.random.normal(jax.random.PRNGKey(10_000 + i))}
+        shifted = {
+            "log_lr": theta["log_lr"] + sigma * jax.random.normal(jax.random.PRNGKey(10_000 + i))
+        }
         state = bptt.init(jax.random.PRNGKey(i), shifted)
         refs.append(float(bptt.estimate(shifted, state, None)[0]["log_lr"]))
     refs = np.asarray(refs)
@@ -140,7 +142,10 @@ def test_unbiased_estimators_match_the_pathwise_reference(long_memory, cls):
     if cls is FullES:
         state = est.init(None, theta)
         samples = np.array(
-            [float(est.estimate(theta, state, jax.random.PRNGKey(i))[0]["log_lr"]) for i in range(ROUNDS)]
+            [
+                float(est.estimate(theta, state, jax.random.PRNGKey(i))[0]["log_lr"])
+                for i in range(ROUNDS)
+            ]
         )
     else:
         samples = _rounds(est, theta)[:, :, 0].mean(1)

@@ -1,0 +1,280 @@
+"""Meta-training configuration: frozen dataclasses, validated on construction.
+
+Configs load from YAML/JSON (:func:`load_config`), take command-line overrides such as
+``estimator.sigma=0.03`` (:func:`apply_overrides`), and serialize back (:func:`to_dict`).
+An unknown key or a bad value raises :class:`ConfigError` naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+import lopt
+import tasks
+from meta_train.unroll import MetaLoss, TruncationSchedule
+
+ESTIMATOR_NAMES = ("NRES", "PES", "TruncatedES", "FullES", "TruncatedBPTT")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the field."""
+
+
+def _check(cond: bool, field: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{field}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """The learned optimizer to meta-train: an architecture of ``lopt.ARCHITECTURES`` and its
+    hyperparameters (e.g. ``{"hidden": [8, 8]}``)."""
+
+    architecture: str = "MLPLOpt"
+    hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        _check(
+            self.architecture in lopt.ARCHITECTURES,
+            "optimizer.architecture",
+            f"must be one of {sorted(lopt.ARCHITECTURES)}, got {self.architecture!r}",
+        )
+        self.build()  # validates the hyperparameters
+
+    def build(self) -> lopt.LearnedOptimizer:
+        try:
+            return lopt.ARCHITECTURES[self.architecture](**self.hparams)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"optimizer.hparams: {e}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+    """What to meta-train on: a fixed task (``name``) or a family (``family``) whose structure
+    is resampled every ``resample_every`` outer steps."""
+
+    name: str | None = None
+    family: str | None = None
+    resample_every: int = 50
+
+    def __post_init__(self):
+        _check(
+            (self.name is None) != (self.family is None),
+            "task",
+            "set exactly one of task.name (a fixed task) and task.family",
+        )
+        if self.name is not None:
+            _check(
+                self.name in tasks.names(),
+                "task.name",
+                f"must be one of {tasks.names()}, got {self.name!r}",
+            )
+        else:
+            _check(
+                self.family in tasks.families(),
+                "task.family",
+                f"must be one of {tasks.families()}, got {self.family!r}",
+            )
+        _check(
+            self.resample_every >= 1,
+            "task.resample_every",
+            f"must be >= 1, got {self.resample_every}",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class EstimatorConfig:
+    """The meta-gradient estimator and its population (see ``meta_train.estimators``)."""
+
+    name: str = "NRES"
+    num_particles: int = 8
+    sigma: float = 0.01
+    window: int = 20
+    schedule: TruncationSchedule = TruncationSchedule()
+    stagger: bool = True
+    burn_in: int = 0
+
+    def __post_init__(self):
+        _check(
+            self.name in ESTIMATOR_NAMES,
+            "estimator.name",
+            f"must be one of {list(ESTIMATOR_NAMES)}, got {self.name!r}",
+        )
+        _check(
+            self.num_particles >= 1,
+            "estimator.num_particles",
+            f"must be >= 1, got {self.num_particles}",
+        )
+        _check(self.sigma > 0, "estimator.sigma", f"must be > 0, got {self.sigma}")
+        _check(self.window >= 1, "estimator.window", f"must be >= 1, got {self.window}")
+        _check(self.burn_in >= 0, "estimator.burn_in", f"must be >= 0, got {self.burn_in}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OuterConfig:
+    """The outer optimizer (optax Adam after global-norm clipping) and the learner's rules."""
+
+    learning_rate: float = 3e-3
+    clip_norm: float = 1.0
+    b1: float = 0.9
+    b2: float = 0.999
+    max_staleness: int = 0  # estimates older than this many theta versions are dropped
+
+    def __post_init__(self):
+        _check(
+            self.learning_rate > 0, "outer.learning_rate", f"must be > 0, got {self.learning_rate}"
+        )
+        _check(self.clip_norm > 0, "outer.clip_norm", f"must be > 0, got {self.clip_norm}")
+        _check(0 <= self.b1 < 1, "outer.b1", f"must be in [0, 1), got {self.b1}")
+        _check(0 <= self.b2 < 1, "outer.b2", f"must be in [0, 1), got {self.b2}")
+        _check(
+            self.max_staleness >= 0,
+            "outer.max_staleness",
+            f"must be >= 0, got {self.max_staleness}",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaTrainConfig:
+    """A whole meta-training run."""
+
+    optimizer: OptimizerConfig = OptimizerConfig()
+    task: TaskConfig = TaskConfig(family="image-mlp")
+    estimator: EstimatorConfig = EstimatorConfig()
+    meta_loss: MetaLoss = MetaLoss()
+    outer: OuterConfig = OuterConfig()
+    num_steps: int = 100  # outer steps
+    seed: int = 0
+    run_dir: str = "runs/meta-train"
+    checkpoint_every: int = 25
+    log_every: int = 10  # progress lines when not on a terminal
+
+    def __post_init__(self):
+        _check(self.num_steps >= 1, "num_steps", f"must be >= 1, got {self.num_steps}")
+        _check(
+            self.checkpoint_every >= 1,
+            "checkpoint_every",
+            f"must be >= 1, got {self.checkpoint_every}",
+        )
+        _check(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
+        _check(
+            self.outer.max_staleness < self.num_steps,
+            "outer.max_staleness",
+            f"must be < num_steps ({self.num_steps}), got {self.outer.max_staleness}",
+        )
+
+
+# ------------------------------------------------------------------ dict <-> dataclass
+
+
+def _convert(value: Any, hint: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, path)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(value, inner, path)
+    if origin in (Mapping, dict) or hint is dict:
+        _check(isinstance(value, Mapping), path, f"must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        _check(isinstance(value, bool), path, f"must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        _check(
+            isinstance(value, int) and not isinstance(value, bool),
+            path,
+            f"must be an integer, got {value!r}",
+        )
+        return value
+    if hint is float:
+        _check(
+            isinstance(value, int | float) and not isinstance(value, bool),
+            path,
+            f"must be a number, got {value!r}",
+        )
+        return float(value)
+    if hint is str:
+        _check(isinstance(value, str), path, f"must be a string, got {value!r}")
+        return value
+    raise TypeError(f"{path}: unsupported config type {hint!r}")
+
+
+def from_dict(cls: type, data: Any, path: str = "") -> Any:
+    """Builds dataclass ``cls`` from nested mappings; unknown keys and bad values raise
+    :class:`ConfigError` with the dotted field path."""
+    where = path or "config"
+    _check(isinstance(data, Mapping), where, f"must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    _check(not unknown, where, f"unknown field(s) {unknown}; allowed: {names}")
+    kwargs = {k: _convert(v, hints[k], f"{path}.{k}" if path else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as e:  # validation inside a reused dataclass (e.g. MetaLoss)
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dicts/lists, ready for YAML or JSON."""
+
+    def plain(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, Mapping):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, Sequence) and not isinstance(v, str):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(cfg)
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``["estimator.sigma=0.03", "task.name=mlp-digits"]`` applied to nested dict ``data``;
+    values are parsed as YAML (so ``null``, numbers, lists work)."""
+    data = to_dict(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        _check(bool(sep) and bool(key), item, "an override must look like section.field=value")
+        *parents, leaf = key.split(".")
+        node = data
+        for p in parents:
+            node = node.setdefault(p, {})
+            _check(isinstance(node, dict), key, f"{p!r} is not a section")
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(
+    path: str | pathlib.Path | None = None, overrides: Sequence[str] = ()
+) -> MetaTrainConfig:
+    """A config from a YAML/JSON file (defaults for anything it omits) plus overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = pathlib.Path(path).read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e}") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML/JSON: {e}") from None
+    return from_dict(MetaTrainConfig, apply_overrides(data, overrides))
+
+
+def dump_config(cfg: MetaTrainConfig, path: str | pathlib.Path) -> None:
+    pathlib.Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

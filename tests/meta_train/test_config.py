@@ -1,0 +1,83 @@
+import pytest
+
+from meta_train.config import (
+    ConfigError,
+    MetaTrainConfig,
+    apply_overrides,
+    from_dict,
+    load_config,
+    to_dict,
+)
+
+
+def test_defaults_round_trip_through_a_dict():
+    cfg = MetaTrainConfig()
+    assert from_dict(MetaTrainConfig, to_dict(cfg)) == cfg
+    assert cfg.task.family == "image-mlp" and cfg.estimator.name == "NRES"
+
+
+def test_yaml_file_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "task: {name: quadratic}\nestimator: {sigma: 0.1, schedule: {kind: constant}}\n"
+    )
+    cfg = load_config(path, ["estimator.window=7", "optimizer.hparams={hidden: [3]}", "seed=4"])
+    assert cfg.task.name == "quadratic" and cfg.task.family is None
+    assert cfg.estimator.sigma == 0.1 and cfg.estimator.window == 7
+    assert cfg.estimator.schedule.kind == "constant"
+    assert cfg.optimizer.build().hidden == (3,)
+    assert cfg.seed == 4
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["estimator.sigma=0"], r"estimator.sigma: must be > 0, got 0.0"),
+        (["estimator.name=SGD"], r"estimator.name: must be one of \['NRES', 'PES'"),
+        (["estimator.sigmaa=1"], r"estimator: unknown field\(s\) \['sigmaa'\]; allowed: \['name'"),
+        (["num_steps=ten"], r"num_steps: must be an integer, got 'ten'"),
+        (["estimator.stagger=3"], r"estimator.stagger: must be true or false"),
+        (["task.name=nope", "task.family=null"], r"task.name: must be one of \["),
+        (["task.name=quadratic", "task.family=image-mlp"], r"task: set exactly one of task.name"),
+        (
+            ["optimizer.architecture=Shampoo"],
+            r"optimizer.architecture: must be one of \['HyperAdam'",
+        ),
+        (
+            ["optimizer.hparams={hidden: [0]}"],
+            r"optimizer.hparams: MLPLOpt.hidden must be positive",
+        ),
+        (["meta_loss.clip=0.5"], r"meta_loss: meta-loss clip must be > 1"),
+        (
+            ["estimator.schedule={min_length: 50, max_length: 10}"],
+            r"estimator.schedule: need 1 <= min_length",
+        ),
+        (
+            ["outer.max_staleness=200", "num_steps=100"],
+            r"outer.max_staleness: must be < num_steps \(100\)",
+        ),
+        (["noequals"], r"an override must look like section.field=value"),
+    ],
+)
+def test_bad_values_name_the_field(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_unreadable_config_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("estimator: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    with pytest.raises(ConfigError, match="config: must be a mapping"):
+        load_config(scalar)
+
+
+def test_overrides_do_not_mutate_their_input():
+    data = {"estimator": {"sigma": 0.1}}
+    out = apply_overrides(data, ["estimator.sigma=0.2"])
+    assert data["estimator"]["sigma"] == 0.1 and out["estimator"]["sigma"] == 0.2
