@@ -1,16 +1,22 @@
 """Performance benchmarks. Every figure is a ratio against a reference measured in the same run.
 
     python -m bench.perf update [--sizes 270k,1M,4M,16M] [--out perf-update.json]
+    python -m bench.perf unroll [--tasks mlp-digits,...] [--out perf-unroll.json]
 
 ``update``: the jitted update step of each learned-optimizer architecture (randomly
 initialized; cost does not depend on theta's values) on MLP-shaped parameter trees, as a
 ratio to ``optax.adam``'s (median over rounds of the per-round ratio; each round times every
 optimizer back to back), the fastest time per step, and optimizer-state floats per parameter.
+
+``unroll``: inner steps per second of a meta-training window (an antithetic population of
+8 pairs, 20 steps, one compiled ``lax.scan``) with an untrained ``MLPLOpt`` as the inner
+optimizer, relative to the same population trained by plain SGD through the same code.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -22,6 +28,8 @@ import jax.numpy as jnp
 import optax
 
 import lopt
+import tasks
+from meta_train import MetaLoss, TruncationSchedule, Unroller
 
 SIZES = {"270k": 260, "1M": 500, "4M": 1000, "16M": 2000}  # name -> width of 4 square layers
 
@@ -98,6 +106,63 @@ def bench_update(sizes: list[str], rounds: int = 7, min_seconds: float = 0.05) -
     return rows
 
 
+@dataclasses.dataclass(frozen=True)
+class _SGD(lopt.LearnedOptimizer):
+    """Plain SGD as a 'learned optimizer' (theta = log learning rate): the unroll reference."""
+
+    def init(self, key):
+        return {"log_lr": jnp.log(jnp.float32(0.1))}
+
+    def as_optax(self, theta, num_steps):
+        return optax.with_extra_args_support(optax.sgd(jnp.exp(theta["log_lr"])))
+
+
+def bench_unroll(
+    task_names: list[str], rounds: int = 7, pairs: int = 8, window: int = 20
+) -> list[dict]:
+    schedule = TruncationSchedule("constant", 10_000, 10_000)  # no resets inside the timing
+    rows = []
+    for name in task_names:
+        task = tasks.get(name)
+        runners = {}
+        for label, lo in (("sgd", _SGD()), ("MLPLOpt", lopt.MLPLOpt())):
+            unroller = Unroller(task, lo, schedule, MetaLoss(), window=window)
+            theta = lo.init(jax.random.key(0))
+            thetas = jax.tree.map(lambda x: jnp.broadcast_to(x, (2, pairs, *x.shape)), theta)
+            unroll = jax.jit(unroller.unroll)
+            pop = jax.jit(unroller.init)(jax.random.PRNGKey(0), thetas)
+            jax.block_until_ready(unroll(thetas, pop))  # compile
+
+            def run(unroll=unroll, thetas=thetas, pop=pop):
+                start = time.perf_counter()
+                jax.block_until_ready(unroll(thetas, pop))
+                return time.perf_counter() - start
+
+            runners[label] = run
+        samples = {label: [] for label in runners}
+        for _ in range(rounds):
+            for label, run in runners.items():
+                samples[label].append(run())
+        steps = 2 * pairs * window
+        ratio = statistics.median(
+            a / b for a, b in zip(samples["MLPLOpt"], samples["sgd"], strict=True)
+        )
+        row = {
+            "task": name,
+            "inner_steps_per_window": steps,
+            "sgd_steps_per_s": steps / min(samples["sgd"]),
+            "mlplopt_steps_per_s": steps / min(samples["MLPLOpt"]),
+            "cost_ratio_to_sgd": ratio,
+        }
+        rows.append(row)
+        print(
+            f"{name:<20} SGD {row['sgd_steps_per_s']:9.0f} steps/s  MLPLOpt "
+            f"{row['mlplopt_steps_per_s']:9.0f} steps/s  cost {ratio:5.2f}x SGD",
+            flush=True,
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.perf",
@@ -111,15 +176,26 @@ def main(argv: list[str] | None = None) -> None:
     )
     p_update.add_argument("--rounds", type=int, default=7)
     p_update.add_argument("--out", default="perf-update.json")
+    p_unroll = sub.add_parser("unroll", help="meta-training unroll throughput relative to SGD")
+    p_unroll.add_argument("--tasks", default="mlp-digits,mlp-mnist1d,conv-digits")
+    p_unroll.add_argument("--rounds", type=int, default=7)
+    p_unroll.add_argument("--out", default="perf-unroll.json")
     args = parser.parse_args(argv)
 
-    sizes = args.sizes.split(",")
-    unknown = [s for s in sizes if s not in SIZES]
-    if unknown:
-        parser.error(f"unknown --sizes {unknown}; choose from {list(SIZES)}")
-    rows = bench_update(sizes, rounds=args.rounds)
+    if args.command == "update":
+        sizes = args.sizes.split(",")
+        unknown = [s for s in sizes if s not in SIZES]
+        if unknown:
+            parser.error(f"unknown --sizes {unknown}; choose from {list(SIZES)}")
+        rows = bench_update(sizes, rounds=args.rounds)
+    else:
+        names = args.tasks.split(",")
+        unknown = [n for n in names if n not in tasks.names()]
+        if unknown:
+            parser.error(f"unknown --tasks {unknown}; choose from {tasks.names()}")
+        rows = bench_unroll(names, rounds=args.rounds)
     report = {
-        "benchmark": "update",
+        "benchmark": args.command,
         "command": " ".join(
             ["python -m bench.perf", *(argv if argv is not None else sys.argv[1:])]
         ),

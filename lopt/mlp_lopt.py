@@ -36,7 +36,7 @@ class MLPLOpt(LearnedOptimizer):
       out_init_scale: initial scale of the output layer.
     """
 
-    hidden: tuple[int, ...] = (8, 8)
+    hidden: tuple[int, ...] = (4, 4)
     step_scale: float = 0.01
     magnitude_scale: float = 1.0
     nominal: bool = False
