@@ -177,7 +177,9 @@ def main(argv: list[str] | None = None) -> None:
     p_update.add_argument("--rounds", type=int, default=7)
     p_update.add_argument("--out", default="perf-update.json")
     p_unroll = sub.add_parser("unroll", help="meta-training unroll throughput relative to SGD")
-    p_unroll.add_argument("--tasks", default="mlp-digits,mlp-mnist1d,autoencoder-digits,conv-digits")
+    p_unroll.add_argument(
+        "--tasks", default="mlp-digits,mlp-mnist1d,autoencoder-digits,conv-digits"
+    )
     p_unroll.add_argument("--rounds", type=int, default=7)
     p_unroll.add_argument("--out", default="perf-unroll.json")
     args = parser.parse_args(argv)

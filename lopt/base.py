@@ -47,6 +47,15 @@ def check_positive(owner: str, **values) -> None:
             raise ValueError(f"{owner}.{field} must be > 0, got {v!r}")
 
 
+def check_widths(owner: str, **values) -> tuple[int, ...]:
+    """Each value must be a sequence of positive integers; returns the (single) one as a tuple."""
+    ((field, widths),) = values.items()
+    widths = tuple(widths)
+    if not all(isinstance(w, int) and w >= 1 for w in widths):
+        raise ValueError(f"{owner}.{field} must be positive integers, got {widths!r}")
+    return widths
+
+
 def check_num_steps(num_steps: int | jax.Array) -> None:
     """A Python/NumPy integer must be >= 1; a JAX integer scalar (possibly traced, e.g. one
     horizon per particle of a vmapped population) is checked for dtype and shape only."""

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from lopt import features as F
-from lopt.base import LearnedOptimizer, Theta, check_positive
+from lopt.base import LearnedOptimizer, Theta, check_positive, check_widths
 from lopt.per_param import NUM_OUTPUTS, TensorControl, init_mlp, per_parameter_transform
 
 
@@ -44,9 +44,7 @@ class MLPLOpt(LearnedOptimizer):
     out_init_scale: float = 0.01
 
     def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(self.hidden))
-        if not all(isinstance(h, int) and h >= 1 for h in self.hidden):
-            raise ValueError(f"MLPLOpt.hidden must be positive integers, got {self.hidden!r}")
+        object.__setattr__(self, "hidden", check_widths("MLPLOpt", hidden=self.hidden))
         check_positive(
             "MLPLOpt",
             step_scale=self.step_scale,

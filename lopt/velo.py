@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from lopt import features as F
-from lopt.base import LearnedOptimizer, Theta, check_positive
+from lopt.base import LearnedOptimizer, Theta, check_positive, check_widths
 from lopt.per_param import NUM_OUTPUTS, TensorControl, init_mlp, per_parameter_transform
 
 _MAX_RANK = 3  # rank one-hot: 0, 1, 2, >= 3 axes
@@ -73,13 +73,11 @@ class VeLO(LearnedOptimizer):
     out_init_scale: float = 0.01
 
     def __post_init__(self):
-        object.__setattr__(self, "mlp_hidden", tuple(self.mlp_hidden))
+        object.__setattr__(self, "mlp_hidden", check_widths("VeLO", mlp_hidden=self.mlp_hidden))
         for field in ("lstm_hidden", "bank_size"):
             v = getattr(self, field)
             if not (isinstance(v, int) and v >= 1):
                 raise ValueError(f"VeLO.{field} must be an integer >= 1, got {v!r}")
-        if not all(isinstance(h, int) and h >= 1 for h in self.mlp_hidden):
-            raise ValueError(f"VeLO.mlp_hidden must be positive integers, got {self.mlp_hidden!r}")
         check_positive(
             "VeLO",
             step_scale=self.step_scale,

@@ -54,6 +54,13 @@ def _antithetic(theta: Theta, eps: Theta) -> Theta:
     return jax.tree.map(lambda t, e: jnp.stack([t + e, t - e]), theta, eps)
 
 
+def _where_particles(mask: jax.Array, a: Theta, b: Theta) -> Theta:
+    """Per particle (leading axis ``N``): ``a`` where ``mask[N]``, else ``b``."""
+    return jax.tree.map(
+        lambda x, y: jnp.where(mask.reshape((-1,) + (1,) * (x.ndim - 1)), x, y), a, b
+    )
+
+
 def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
     """Mean of ``values[W, S, N]`` over the steps where ``mask[W, N]``, and over copies."""
     m = jnp.broadcast_to(mask[:, None, :], values.shape).astype(values.dtype)
@@ -104,6 +111,11 @@ class _Estimator:
     def name(self) -> str:
         return type(self).__name__
 
+    def _noise(self, theta: Theta, key: jax.Array) -> Theta:
+        """``ε_i ~ N(0, σ² I)`` for each particle: leading axis ``N``."""
+        keys = jax.random.split(key, self.num_particles)
+        return jax.vmap(lambda k: tree_normal(k, theta, self.sigma))(keys)
+
     def _init_population(self, key: jax.Array, theta: Theta, copies: int) -> Population:
         thetas = _broadcast(theta, copies, self.num_particles)
         pop = self.unroller.init(key, thetas)
@@ -120,23 +132,13 @@ class NRES(_Estimator):
     @functools.partial(jax.jit, static_argnums=0)
     def init(self, key: jax.Array, theta: Theta) -> ESState:
         pop_key, noise_key = jax.random.split(key)
-        noise = jax.vmap(lambda k: tree_normal(k, theta, self.sigma))(
-            jax.random.split(noise_key, self.num_particles)
-        )
+        noise = self._noise(theta, noise_key)
         return ESState(self._init_population(pop_key, theta, 2), noise)
 
     @functools.partial(jax.jit, static_argnums=0)
     def estimate(self, theta: Theta, state: ESState, key: jax.Array):
         # Particles whose episode ended start a new one in this window, with new noise.
-        fresh = jax.vmap(lambda k: tree_normal(k, theta, self.sigma))(
-            jax.random.split(key, self.num_particles)
-        )
-        done = state.pop.done
-        eps = jax.tree.map(
-            lambda f, o: jnp.where(done.reshape((-1,) + (1,) * (f.ndim - 1)), f, o),
-            fresh,
-            state.noise,
-        )
+        eps = _where_particles(state.pop.done, self._noise(theta, key), state.noise)
         pop, out = self.unroller.unroll(_antithetic(theta, eps), state.pop)
         grad = es_gradient(eps, out, self.sigma)
         return grad, ESState(pop, eps), _metrics(out, grad, 2)
@@ -154,15 +156,9 @@ class PES(_Estimator):
 
     @functools.partial(jax.jit, static_argnums=0)
     def estimate(self, theta: Theta, state: ESState, key: jax.Array):
-        eps = jax.vmap(lambda k: tree_normal(k, theta, self.sigma))(
-            jax.random.split(key, self.num_particles)
-        )
-        done = state.pop.done
-        xi = jax.tree.map(
-            lambda x, e: jnp.where(done.reshape((-1,) + (1,) * (x.ndim - 1)), 0.0, x) + e,
-            state.noise,
-            eps,
-        )
+        eps = self._noise(theta, key)
+        zeros = jax.tree.map(jnp.zeros_like, state.noise)
+        xi = jax.tree.map(jnp.add, _where_particles(state.pop.done, zeros, state.noise), eps)
         pop, out = self.unroller.unroll(_antithetic(theta, eps), state.pop)
         grad = es_gradient(xi, out, self.sigma)
         return grad, ESState(pop, xi), _metrics(out, grad, 2)
@@ -179,9 +175,7 @@ class TruncatedES(_Estimator):
 
     @functools.partial(jax.jit, static_argnums=0)
     def estimate(self, theta: Theta, state: ESState, key: jax.Array):
-        eps = jax.vmap(lambda k: tree_normal(k, theta, self.sigma))(
-            jax.random.split(key, self.num_particles)
-        )
+        eps = self._noise(theta, key)
         thetas = jax.tree.map(
             lambda t, e: jnp.stack([t + e, t - e, jnp.broadcast_to(t, e.shape)]), theta, eps
         )
@@ -213,9 +207,7 @@ class FullES(_Estimator):
     @functools.partial(jax.jit, static_argnums=0)
     def estimate(self, theta: Theta, state: ESState, key: jax.Array):
         pop_key, noise_key = jax.random.split(key)
-        eps = jax.vmap(lambda k: tree_normal(k, theta, self.sigma))(
-            jax.random.split(noise_key, self.num_particles)
-        )
+        eps = self._noise(theta, noise_key)
         whole = dataclasses.replace(
             self.unroller, window=self.unroller.schedule.max_length, stagger=False
         )
