@@ -87,7 +87,7 @@ def _metrics(out: UnrollOutput, grad: Theta, copies: int) -> dict[str, jax.Array
 
 class ESState(NamedTuple):
     pop: Population
-    noise: Theta  # NRES: ε_i; PES: ξ_i (leading axis N); TES/FullES: unused ()
+    noise: Theta  # NRES: noise keys uint32[N, 2]; PES: ξ_i (leading axis N); others: ()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -113,7 +113,9 @@ class _Estimator:
 
     def _noise(self, theta: Theta, key: jax.Array) -> Theta:
         """``ε_i ~ N(0, σ² I)`` for each particle: leading axis ``N``."""
-        keys = jax.random.split(key, self.num_particles)
+        return self._noise_from_keys(theta, jax.random.split(key, self.num_particles))
+
+    def _noise_from_keys(self, theta: Theta, keys: jax.Array) -> Theta:
         return jax.vmap(lambda k: tree_normal(k, theta, self.sigma))(keys)
 
     def _init_population(self, key: jax.Array, theta: Theta, copies: int) -> Population:
@@ -127,21 +129,24 @@ class _Estimator:
 @dataclasses.dataclass(frozen=True, eq=False)
 class NRES(_Estimator):
     """Noise-reuse ES (Li et al. 2023): each particle draws ε once per episode and reuses it in
-    every window of that episode. Stores ε itself (theta-sized per particle)."""
+    every window of that episode. The state keeps each particle's noise *key* and regenerates
+    ε every window, so its memory is two integers per particle, not a copy of theta."""
 
     @functools.partial(jax.jit, static_argnums=0)
     def init(self, key: jax.Array, theta: Theta) -> ESState:
         pop_key, noise_key = jax.random.split(key)
-        noise = self._noise(theta, noise_key)
-        return ESState(self._init_population(pop_key, theta, 2), noise)
+        keys = jax.random.split(noise_key, self.num_particles)
+        return ESState(self._init_population(pop_key, theta, 2), keys)
 
     @functools.partial(jax.jit, static_argnums=0)
     def estimate(self, theta: Theta, state: ESState, key: jax.Array):
         # Particles whose episode ended start a new one in this window, with new noise.
-        eps = _where_particles(state.pop.done, self._noise(theta, key), state.noise)
+        fresh = jax.random.split(key, self.num_particles)
+        keys = _where_particles(state.pop.done, fresh, state.noise)
+        eps = self._noise_from_keys(theta, keys)
         pop, out = self.unroller.unroll(_antithetic(theta, eps), state.pop)
         grad = es_gradient(eps, out, self.sigma)
-        return grad, ESState(pop, eps), _metrics(out, grad, 2)
+        return grad, ESState(pop, keys), _metrics(out, grad, 2)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

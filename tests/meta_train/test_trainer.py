@@ -110,3 +110,25 @@ def test_cli_runs_the_smoke_config_and_reports_bad_configs(tmp_path):
     assert bad.returncode == 2 and "estimator.window: must be >= 1, got 0" in bad.stderr
     missing = run("--resume", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "cannot read config file" in missing.stderr
+
+
+def test_family_structures_resample_and_resume_across_them(tmp_path):
+    """Task structures change every `resample_every` steps; burn-in and the validation
+    meta-loss run; a resume from inside the second structure matches the full run."""
+    family = [
+        "task.name=null",
+        "task.family=quadratic",
+        "task.resample_every=2",
+        "num_steps=4",
+        "checkpoint_every=3",
+        "estimator.burn_in=1",
+        "meta_loss.split=valid",
+    ]
+    full = meta_train(_cfg(tmp_path / "full", *family), verbose=False)
+    names = [r["task"] for r in full.history]
+    assert names[0] == names[1] and names[2] == names[3] and names[1] != names[2], names
+    assert all(np.isfinite(r["meta_loss"]) for r in full.history)
+    meta_train(_cfg(tmp_path / "part", *family, "num_steps=3"), verbose=False)
+    resumed = meta_train(_cfg(tmp_path / "part", *family), resume=True, verbose=False)
+    for a, b in zip(_leaves(full.theta), _leaves(resumed.theta), strict=True):
+        np.testing.assert_array_equal(a, b)
