@@ -102,8 +102,7 @@ class TensorStats(NamedTuple):
 
 
 def tensor_stats(acc: Accumulators, p: jax.Array, count: jax.Array) -> TensorStats:
-    """Reductions of the memory after ``count`` updates. A non-finite gradient anywhere in
-    the tensor makes ``mean_v`` non-finite, which is how a bad step is detected for free."""
+    """Reductions of the memory after ``count`` updates."""
     debias = _debias(RMS_DECAY, count)  # applied after reducing: the reductions read acc.rms
     if factored(p.shape):
         row, col = _mean(acc.rms, -1) * debias, _mean(acc.rms, -2) * debias

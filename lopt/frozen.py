@@ -83,6 +83,10 @@ def save(
     """
     if lo.name not in ARCHITECTURES:
         raise ValueError(f"cannot save architecture {lo.name!r}; known: {sorted(ARCHITECTURES)}")
+    if not isinstance(meta, dict | None):
+        raise ValueError(
+            f"meta must be a dict of JSON-serializable values, got {type(meta).__name__}"
+        )
     arrays = _flatten(theta)
     _check_arrays(lo, arrays, source="theta")
     manifest = {
@@ -99,14 +103,21 @@ def save(
         raise ValueError(f"meta must be JSON-serializable (no NaN/inf): {e}") from None
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    tmp = tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False)
+    try:
+        with tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("manifest.json", manifest_json)
             for key, a in arrays.items():
                 buf = io.BytesIO()
                 np.lib.format.write_array(buf, a, allow_pickle=False)
                 zf.writestr(f"arrays/{key}.npy", buf.getvalue())
-    os.replace(tmp.name, path)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp.name, 0o666 & ~umask)  # as a plainly created file would be
+        os.replace(tmp.name, path)
+    except BaseException:
+        pathlib.Path(tmp.name).unlink(missing_ok=True)
+        raise
     return path
 
 

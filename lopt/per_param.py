@@ -73,8 +73,8 @@ Controller = Callable[[ControlInputs, Any], tuple[list[TensorControl], Any]]
 
 
 class PerParamState(NamedTuple):
-    """Optimizer state. Memory cost: ``len(MOMENTUM_DECAYS) + 1`` floats per parameter plus
-    the factored rows/columns and a few scalars per tensor."""
+    """Optimizer state. Memory cost: ``len(MOMENTUM_DECAYS) + 1`` floats per parameter plus a
+    few scalars (Adafactor's row/column statistics are recomputed from the second moment)."""
 
     count: jax.Array  # int32: steps taken
     acc: Any  # pytree like params of `features.Accumulators`
@@ -100,8 +100,8 @@ def per_parameter_transform(
     ``update(grads, state, params, value=loss)``: ``params`` is required; ``value`` is required
     when ``uses_loss``. A step whose gradient has any NaN or infinite entry is skipped, as by
     ``optax.apply_if_finite``: the updates are zero, the state is unchanged but for
-    ``state.nonfinite``, which counts such steps. (Detection reuses the per-tensor second-
-    moment reductions, so it costs no extra pass over memory.) A non-finite ``value`` is
+    ``state.nonfinite``, which counts such steps. (Detection is one cheap reduction over the
+    gradients, done first so that the memory can be updated in place.) A non-finite ``value`` is
     ignored. Updates have the parameters' dtype; the memory is float32.
     """
     check_num_steps(num_steps)

@@ -246,6 +246,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """``["estimator.sigma=0.03", "task.name=mlp-digits"]`` applied to nested dict ``data``;
     values are parsed as YAML (so ``null``, numbers, lists work)."""
+    _check(isinstance(data, Mapping), "config", f"must be a mapping, got {data!r}")
     data = to_dict(data)
     for item in overrides:
         key, sep, raw = item.partition("=")

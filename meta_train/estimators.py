@@ -97,7 +97,10 @@ class _Estimator:
     unroller: Unroller
     num_particles: int = 8
     sigma: float = 0.01
-    burn_in: int = 0  # windows run under the unperturbed θ at init
+    # Windows run under the unperturbed θ at init, so that particle states come from the
+    # current θ. The rest of each first episode is then perturbed: a transient bias until
+    # every particle has started a fresh episode.
+    burn_in: int = 0
 
     def __post_init__(self):
         if not self.num_particles >= 1:

@@ -98,18 +98,32 @@ def _truncate_metrics(path: pathlib.Path, last_step: int) -> None:
     """Drops records after ``last_step`` (written after the checkpoint a run resumes from)."""
     if not path.exists():
         return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    kept = [ln for ln in lines if json.loads(ln)["step"] <= last_step]
-    path.write_text("".join(ln + "\n" for ln in kept))
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by the crash
+            continue
+        if record.get("step", last_step + 1) <= last_step:
+            kept.append(line)
+    path.write_text("".join(line + "\n" for line in kept))
 
 
-def _check_resumable(cfg: MetaTrainConfig, run_dir: pathlib.Path) -> None:
+def _check_resumable(cfg: MetaTrainConfig, run_dir: pathlib.Path, latest: int) -> None:
+    if cfg.num_steps < latest:
+        raise ValueError(
+            f"cannot resume {run_dir} with num_steps={cfg.num_steps}: it is already at step {latest}"
+        )
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
         return
     saved = to_dict(load_config(saved_path))
     current = to_dict(cfg)
-    saved["num_steps"] = current["num_steps"]  # extending a run is allowed
+    for field in (
+        "num_steps",
+        "run_dir",
+    ):  # extending a run is allowed; the path may be spelled differently
+        saved[field] = current[field]
     if saved != current:
         diff = sorted(k for k in current if saved.get(k) != current[k])
         raise ValueError(
@@ -137,7 +151,7 @@ def meta_train(cfg: MetaTrainConfig, resume: bool = False, verbose: bool = True)
             "or choose another run_dir"
         )
     if resume:
-        _check_resumable(cfg, run_dir)
+        _check_resumable(cfg, run_dir, latest)
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, run_dir / "config.yaml")
 
@@ -162,7 +176,9 @@ def meta_train(cfg: MetaTrainConfig, resume: bool = False, verbose: bool = True)
     start, period, est, est_state = 0, None, None, None
     metrics_path = run_dir / "metrics.jsonl"
     if resume:
-        period = source.period(latest)
+        # The checkpoint holds the estimator of the last step run; if that ended a period,
+        # the loop starts the next structure exactly as an uninterrupted run would.
+        period = source.period(latest - 1)
         est = estimator_for(period)
         template = {
             "learner": jax.eval_shape(lambda: state),

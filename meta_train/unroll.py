@@ -169,7 +169,8 @@ class Unroller:
     def init(self, key: jax.Array, thetas) -> Population:
         """Fresh episodes for all particles. With ``stagger``, each particle's first episode is
         cut to a uniform random length, so later windows are at decorrelated points of their
-        episodes (particles are step-unlocked)."""
+        episodes (particles are step-unlocked). The cut also shortens that first episode's
+        horizon (its optimizer's ``num_steps``), possibly below ``schedule.min_length``."""
         n = jax.tree.leaves(thetas)[0].shape[1]
         cut_key, *keys = jax.random.split(key, n + 1)
         params, opt_state, length, key = self._fresh_all(thetas, jnp.stack(keys))

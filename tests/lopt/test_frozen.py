@@ -68,9 +68,12 @@ def test_save_rejects_bad_meta_and_theta(saved, tmp_path):
     lo, theta, _ = saved
     with pytest.raises(ValueError, match="JSON-serializable"):
         lopt.save(tmp_path / "m.lopt", lo, theta, meta={"x": object()})
+    with pytest.raises(ValueError, match="meta must be a dict"):
+        lopt.save(tmp_path / "m.lopt", lo, theta, meta=["not", "a", "dict"])
     with pytest.raises(lopt.FrozenFileError, match="missing arrays"):
         lopt.save(tmp_path / "m.lopt", lo, {"mlp": theta["mlp"]})
     assert not (tmp_path / "m.lopt").exists()
+    assert not list(tmp_path.glob("*.tmp"))  # no temporary files left behind
 
 
 def test_missing_truncated_and_garbage_files(saved, tmp_path):

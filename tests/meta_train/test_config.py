@@ -75,6 +75,8 @@ def test_unreadable_config_files(tmp_path):
     scalar.write_text("42\n")
     with pytest.raises(ConfigError, match="config: must be a mapping"):
         load_config(scalar)
+    with pytest.raises(ConfigError, match="config: must be a mapping"):
+        load_config(scalar, ["seed=1"])
 
 
 def test_overrides_do_not_mutate_their_input():

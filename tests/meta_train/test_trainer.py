@@ -75,8 +75,8 @@ def test_resume_continues_exactly(full_run, tmp_path):
     # Simulate a crash after step 4's checkpoint... plus a stray metrics line from a step 5
     # that was never checkpointed: it must not survive the resume.
     with (run_dir / "metrics.jsonl").open("a") as f:
-        f.write(json.dumps({"step": 5, "meta_loss": 123.0}) + "\n")
-    resumed = meta_train(_cfg(run_dir), resume=True, verbose=False)
+        f.write(json.dumps({"step": 5, "meta_loss": 123.0}) + "\n" + '{"step": 6, "meta_lo')
+    resumed = meta_train(_cfg(run_dir.absolute() / "."), resume=True, verbose=False)
     for a, b in zip(_leaves(result.theta), _leaves(resumed.theta), strict=True):
         np.testing.assert_array_equal(a, b)
     steps = [
@@ -93,6 +93,8 @@ def test_resume_errors(full_run, tmp_path):
         meta_train(_cfg(result.run_dir), verbose=False)
     with pytest.raises(ValueError, match=r"differs from the saved one in \['estimator'\]"):
         meta_train(_cfg(result.run_dir, "estimator.sigma=0.5"), resume=True, verbose=False)
+    with pytest.raises(ValueError, match="num_steps=3: it is already at step 6"):
+        meta_train(_cfg(result.run_dir, "num_steps=3"), resume=True, verbose=False)
 
 
 def test_cli_runs_the_smoke_config_and_reports_bad_configs(tmp_path):
@@ -114,7 +116,8 @@ def test_cli_runs_the_smoke_config_and_reports_bad_configs(tmp_path):
 
 def test_family_structures_resample_and_resume_across_them(tmp_path):
     """Task structures change every `resample_every` steps; burn-in and the validation
-    meta-loss run; a resume from inside the second structure matches the full run."""
+    meta-loss run; resuming from a checkpoint at a structure boundary (step 2) or inside a
+    structure (step 3) matches the full run."""
     family = [
         "task.name=null",
         "task.family=quadratic",
@@ -128,7 +131,9 @@ def test_family_structures_resample_and_resume_across_them(tmp_path):
     names = [r["task"] for r in full.history]
     assert names[0] == names[1] and names[2] == names[3] and names[1] != names[2], names
     assert all(np.isfinite(r["meta_loss"]) for r in full.history)
-    meta_train(_cfg(tmp_path / "part", *family, "num_steps=3"), verbose=False)
-    resumed = meta_train(_cfg(tmp_path / "part", *family), resume=True, verbose=False)
-    for a, b in zip(_leaves(full.theta), _leaves(resumed.theta), strict=True):
-        np.testing.assert_array_equal(a, b)
+    for stop in (2, 3):
+        run_dir = tmp_path / f"part{stop}"
+        meta_train(_cfg(run_dir, *family, f"num_steps={stop}"), verbose=False)
+        resumed = meta_train(_cfg(run_dir, *family), resume=True, verbose=False)
+        for a, b in zip(_leaves(full.theta), _leaves(resumed.theta), strict=True):
+            np.testing.assert_array_equal(a, b)
