@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from meta_train.unroll import Population, Unroller, UnrollOutput
 
@@ -113,6 +116,26 @@ class _Estimator:
     @property
     def name(self) -> str:
         return type(self).__name__
+
+    def shard(self, state: ESState, devices: Sequence[jax.Device] | None = None) -> ESState:
+        """``state`` with its particle axis split across ``devices`` (default: every local
+        device), so that ``estimate`` runs each device's particles there; the estimate is
+        the same up to float summation order. ``num_particles`` must divide evenly."""
+        devices = list(devices or jax.local_devices())
+        if self.num_particles % len(devices):
+            raise ValueError(
+                f"num_particles={self.num_particles} does not split evenly over {len(devices)} devices"
+            )
+        mesh = Mesh(np.asarray(devices), ("particles",))
+        on = lambda axis: NamedSharding(mesh, PartitionSpec(*[None] * axis, "particles"))
+        put = lambda tree, axis: jax.tree.map(lambda x: jax.device_put(x, on(axis)), tree)
+        pop = state.pop._replace(
+            params=put(state.pop.params, 1), opt_state=put(state.pop.opt_state, 1)
+        )  # [S, N, ...]
+        pop = pop._replace(
+            **{f: put(getattr(pop, f), 0) for f in ("step", "length", "key", "done")}
+        )
+        return ESState(pop, put(state.noise, 0))
 
     def _noise(self, theta: Theta, key: jax.Array) -> Theta:
         """``ε_i ~ N(0, σ² I)`` for each particle: leading axis ``N``."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import lopt
 import tasks
@@ -132,13 +133,22 @@ def _check_resumable(cfg: MetaTrainConfig, run_dir: pathlib.Path, latest: int) -
         )
 
 
-def meta_train(cfg: MetaTrainConfig, resume: bool = False, verbose: bool = True) -> MetaTrainResult:
+def meta_train(
+    cfg: MetaTrainConfig,
+    resume: bool = False,
+    verbose: bool = True,
+    devices: list[jax.Device] | None = None,
+) -> MetaTrainResult:
     """Meta-trains ``cfg.optimizer`` for ``cfg.num_steps`` outer steps (see the README).
 
     Writes ``run_dir/config.yaml``, ``metrics.jsonl`` (one JSON record per step), orbax
     checkpoints under ``run_dir/checkpoints`` every ``checkpoint_every`` steps and at the end,
     and the trained optimizer as ``run_dir/optimizer.lopt``. With ``resume``, continues from
     the latest checkpoint exactly as if the run had not stopped.
+
+    With several ``devices`` (default: all local devices) and ``estimator.num_particles``
+    divisible by their number, the particle population is sharded across them
+    (``Estimator.shard``) and the learner state replicated, so one process uses every chip.
     """
     run_dir = pathlib.Path(cfg.run_dir)
     ckpt = Checkpointer(run_dir / "checkpoints")
@@ -158,7 +168,17 @@ def meta_train(cfg: MetaTrainConfig, resume: bool = False, verbose: bool = True)
     lo = cfg.optimizer.build()
     learner = Learner(cfg.outer)
     root = jax.random.key(cfg.seed)
-    state = learner.init(lo.init(jax.random.fold_in(root, 0)))
+    devices = list(devices or jax.local_devices())
+    spread = len(devices) > 1 and cfg.estimator.num_particles % len(devices) == 0
+    if len(devices) > 1 and not spread and verbose:
+        print(
+            f"note: {cfg.estimator.num_particles} particles do not split over {len(devices)} devices; using one"
+        )
+    replicated = NamedSharding(
+        Mesh(np.asarray(devices if spread else devices[:1]), ("d",)), PartitionSpec()
+    )
+    place = lambda est, est_state: est.shard(est_state, devices) if spread else est_state
+    state = jax.device_put(learner.init(lo.init(jax.random.fold_in(root, 0))), replicated)
     source = TaskSource(cfg)
     estimators: dict[Any, Any] = {}  # by task structure, so a structure compiles once
 
@@ -187,8 +207,8 @@ def meta_train(cfg: MetaTrainConfig, resume: bool = False, verbose: bool = True)
             ),
         }
         restored, _ = ckpt.restore(latest, template)
-        state = LearnerState(*restored["learner"])
-        est_state = type(template["estimator"])(*restored["estimator"])
+        state = jax.device_put(LearnerState(*restored["learner"]), replicated)
+        est_state = place(est, type(template["estimator"])(*restored["estimator"]))
         start = latest
         _truncate_metrics(metrics_path, latest)
     else:
@@ -202,7 +222,7 @@ def meta_train(cfg: MetaTrainConfig, resume: bool = False, verbose: bool = True)
             if source.period(step) != period:
                 period = source.period(step)
                 est = estimator_for(period)
-                est_state = init_estimator(est, period, state.theta)
+                est_state = place(est, init_estimator(est, period, state.theta))
             began = time.perf_counter()
             version = int(state.version)
             key = jax.random.key_data(jax.random.fold_in(step_key, step))
