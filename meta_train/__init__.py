@@ -3,11 +3,14 @@
     from meta_train import MetaTrainConfig, meta_train
     result = meta_train(MetaTrainConfig(...))   # final theta, history, checkpoint dir, export
 
-or ``python -m meta_train --config configs/smoke.yaml [section.field=value ...]``.
+or ``python -m meta_train --config configs/smoke.yaml [--workers N] [--ray-address ADDR]
+[section.field=value ...]``. With workers, estimates come from Ray actors
+(``meta_train.distributed``) on a local Ray instance or the cluster at the address.
 """
 
 from meta_train.config import (
     ConfigError,
+    DistributedConfig,
     EstimatorConfig,
     MetaTrainConfig,
     OptimizerConfig,
@@ -17,7 +20,8 @@ from meta_train.config import (
 )
 from meta_train.estimators import ESTIMATORS, NRES, PES, FullES, TruncatedBPTT, TruncatedES
 from meta_train.learner import Learner, LearnerState
-from meta_train.trainer import MetaTrainResult, build_estimator, meta_train
+from meta_train.stream import EstimateStream, build_estimator
+from meta_train.trainer import MetaTrainResult, meta_train
 from meta_train.unroll import MetaLoss, Population, TruncationSchedule, Unroller
 
 __all__ = [
@@ -25,6 +29,8 @@ __all__ = [
     "NRES",
     "PES",
     "ConfigError",
+    "DistributedConfig",
+    "EstimateStream",
     "EstimatorConfig",
     "FullES",
     "Learner",

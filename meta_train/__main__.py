@@ -1,4 +1,5 @@
-"""``python -m meta_train --config FILE [--resume DIR] [section.field=value ...]``."""
+"""``python -m meta_train --config FILE [--resume DIR] [--workers N] [--ray-address ADDR]
+[section.field=value ...]``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="compute estimates on N Ray workers (distributed.workers)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="connect to this Ray cluster ('auto' or host:port) instead of starting a local "
+        "instance (distributed.address)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("overrides", nargs="*", help="section.field=value")
     args = parser.parse_args(argv)
@@ -30,15 +43,22 @@ def main(argv: list[str] | None = None) -> int:
         if config_path is None:
             config_path = saved
         overrides.append(f"run_dir={args.resume}")
+    if args.workers is not None:
+        overrides.append(f"distributed.workers={args.workers}")
+    if args.ray_address is not None:
+        overrides.append(f"distributed.address={args.ray_address}")
     try:
         cfg = load_config(config_path, overrides)
         result = meta_train(cfg, resume=bool(args.resume), verbose=not args.quiet)
-    except (ConfigError, FileExistsError, FileNotFoundError) as e:
+    except (ConfigError, FileExistsError, FileNotFoundError, ConnectionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ValueError as e:  # e.g. resuming with a different config
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:  # e.g. workers that cannot start or keep failing
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"meta-trained {cfg.num_steps} steps; optimizer written to {result.export_path}")
     return 0
 

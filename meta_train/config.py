@@ -142,6 +142,85 @@ class OuterConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DistributedConfig:
+    """Where estimates are computed: in this process (``workers: null``, the default) or by
+    ``workers`` Ray actors, each running its own estimate stream (``meta_train.distributed``).
+
+    ``address`` is ``null`` for a local Ray instance sized to this machine, started and shut
+    down by the run, or the address of an existing cluster (``"auto"``, ``"host:6379"``).
+    Each outer step averages ``estimates_per_step`` estimates (default: ``workers``) that are
+    at most ``outer.max_staleness`` theta versions old. A worker that dies is restarted; the
+    run stops if one fails ``max_worker_failures`` times in a row.
+    """
+
+    workers: int | None = None
+    address: str | None = None
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    resources_per_worker: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    worker_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    estimates_per_step: int | None = None
+    max_worker_failures: int = 3
+    startup_timeout: float = 300.0  # seconds to wait for the workers to be placed and start
+
+    def __post_init__(self):
+        if self.workers is None:
+            _check(
+                self.address is None,
+                "distributed.address",
+                "needs distributed.workers (>= 1); null workers computes estimates in this process",
+            )
+        else:
+            _check(
+                self.workers >= 1,
+                "distributed.workers",
+                f"must be >= 1 (or null to compute estimates in this process), got {self.workers}",
+            )
+        _check(
+            self.address is None or bool(self.address.strip()),
+            "distributed.address",
+            "must be null (a local Ray instance), 'auto' or host:port, got an empty string",
+        )
+        _check(
+            self.cpus_per_worker > 0,
+            "distributed.cpus_per_worker",
+            f"must be > 0, got {self.cpus_per_worker}",
+        )
+        _check(
+            self.gpus_per_worker >= 0,
+            "distributed.gpus_per_worker",
+            f"must be >= 0, got {self.gpus_per_worker}",
+        )
+        for name, amount in self.resources_per_worker.items():
+            _check(
+                isinstance(amount, int | float) and amount > 0,
+                f"distributed.resources_per_worker.{name}",
+                f"must be a number > 0, got {amount!r}",
+            )
+        for name, value in self.worker_env.items():
+            _check(
+                isinstance(value, str),
+                f"distributed.worker_env.{name}",
+                f"must be a string, got {value!r}",
+            )
+        _check(
+            self.estimates_per_step is None or self.estimates_per_step >= 1,
+            "distributed.estimates_per_step",
+            f"must be >= 1 (or null for one per worker), got {self.estimates_per_step}",
+        )
+        _check(
+            self.max_worker_failures >= 1,
+            "distributed.max_worker_failures",
+            f"must be >= 1, got {self.max_worker_failures}",
+        )
+        _check(
+            self.startup_timeout > 0,
+            "distributed.startup_timeout",
+            f"must be > 0, got {self.startup_timeout}",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class MetaTrainConfig:
     """A whole meta-training run."""
 
@@ -150,6 +229,7 @@ class MetaTrainConfig:
     estimator: EstimatorConfig = EstimatorConfig()
     meta_loss: MetaLoss = MetaLoss()
     outer: OuterConfig = OuterConfig()
+    distributed: DistributedConfig = DistributedConfig()
     num_steps: int = 100  # outer steps
     seed: int = 0
     run_dir: str = "runs/meta-train"

@@ -1,7 +1,8 @@
-"""The single-process meta-training loop: estimate -> learner update -> log -> checkpoint."""
+"""The meta-training loop: collect estimates -> learner update -> log -> checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
@@ -11,15 +12,14 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import lopt
-import tasks
 from meta_train.checkpoint import Checkpointer
 from meta_train.config import MetaTrainConfig, dump_config, load_config, to_dict
-from meta_train.estimators import ESTIMATORS
+from meta_train.distributed import WorkerPool, ray_session
+from meta_train.estimators import ESState
 from meta_train.learner import Learner, LearnerState
-from meta_train.unroll import Unroller
+from meta_train.stream import Estimate, EstimateStream
 
 
 @dataclasses.dataclass
@@ -31,36 +31,75 @@ class MetaTrainResult:
     export_path: pathlib.Path  # the frozen optimizer (lopt.load-able)
 
 
-class TaskSource:
-    """The task of each outer step: the fixed ``task.name``, or a member of ``task.family``
-    resampled every ``task.resample_every`` steps from a key fixed by the seed and the period
-    (so a resumed run sees the same sequence of tasks)."""
+class _InProcess:
+    """One estimate per outer step, computed here at the current theta (synchronous), so a
+    run is deterministic and its checkpoint holds the estimator state for exact resume."""
 
-    def __init__(self, cfg: MetaTrainConfig):
-        self.cfg = cfg.task
-        self._key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
+    def __init__(self, cfg: MetaTrainConfig, devices: list[jax.Device] | None, verbose: bool):
+        self.stream = EstimateStream(cfg, stream=0, devices=devices)
+        self.window = 0
+        local = len(devices or jax.local_devices())
+        if local > 1 and len(self.stream.devices) == 1 and verbose:
+            print(
+                f"note: {cfg.estimator.num_particles} particles do not split over {local} "
+                "devices; using one"
+            )
+        self._theta, self._version = None, 0
 
-    def period(self, step: int) -> int:
-        return 0 if self.cfg.name is not None else step // self.cfg.resample_every
+    def template(self, step: int, theta: Any) -> dict[str, Any]:
+        return {"estimator": self.stream.state_template(step - 1, theta)}
 
-    def structure(self, period: int) -> Any:
-        """A hashable description of the task of ``period`` (name or family config)."""
-        if self.cfg.name is not None:
-            return self.cfg.name
-        return tasks.family(self.cfg.family).sample(jax.random.fold_in(self._key, period))
+    def restore(self, step: int, tree: dict[str, Any], meta: dict[str, Any]) -> None:
+        # The state of the last window run; if that ended a period, the next estimate starts
+        # the next structure exactly as an uninterrupted run would.
+        self.stream.restore(step - 1, ESState(*tree["estimator"]))
+        self.window = step
 
-    def task(self, structure: Any) -> tasks.Task:
-        if self.cfg.name is not None:
-            return tasks.get(structure)
-        return tasks.family(self.cfg.family).task(structure)
+    def checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {"estimator": self.stream.state}, {}
+
+    def publish(self, theta: Any, version: int) -> None:
+        self._theta, self._version = theta, version
+
+    def collect(self) -> list[Estimate]:
+        grad, metrics = self.stream.estimate(self._theta, self.window)
+        self.window += 1
+        return [Estimate(grad, self._version, metrics)]
+
+    def info(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        pass
 
 
-def build_estimator(cfg: MetaTrainConfig, task: tasks.Task, lo: lopt.LearnedOptimizer):
-    e = cfg.estimator
-    unroller = Unroller(task, lo, e.schedule, cfg.meta_loss, window=e.window, stagger=e.stagger)
-    return ESTIMATORS[e.name](
-        unroller, num_particles=e.num_particles, sigma=e.sigma, burn_in=e.burn_in
-    )
+class _Distributed:
+    """Estimates from Ray workers (:class:`~meta_train.distributed.WorkerPool`); the
+    checkpoint holds each worker's count of completed windows."""
+
+    def __init__(self, cfg: MetaTrainConfig, verbose: bool):
+        self.pool = WorkerPool(cfg, verbose)
+
+    def template(self, step: int, theta: Any) -> dict[str, Any]:
+        return {}
+
+    def restore(self, step: int, tree: dict[str, Any], meta: dict[str, Any]) -> None:
+        self.pool.restore(meta["windows"])
+
+    def checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {}, {"windows": list(self.pool.windows)}
+
+    def publish(self, theta: Any, version: int) -> None:
+        self.pool.publish(theta, version)
+
+    def collect(self) -> list[Estimate]:
+        return self.pool.collect()
+
+    def info(self) -> dict[str, Any]:
+        return {"worker_restarts": self.pool.restarts}
+
+    def close(self) -> None:
+        self.pool.close()
 
 
 class _Progress:
@@ -118,19 +157,46 @@ def _check_resumable(cfg: MetaTrainConfig, run_dir: pathlib.Path, latest: int) -
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
         return
-    saved = to_dict(load_config(saved_path))
-    current = to_dict(cfg)
-    for field in (
-        "num_steps",
-        "run_dir",
-    ):  # extending a run is allowed; the path may be spelled differently
+    saved, current = to_dict(load_config(saved_path)), to_dict(cfg)
+    if (saved["distributed"]["workers"] is None) != (cfg.distributed.workers is None):
+        raise ValueError(
+            f"cannot resume {run_dir}: it ran "
+            + ("in one process" if saved["distributed"]["workers"] is None else "on Ray workers")
+            + " and the checkpoints differ; keep distributed.workers "
+            + ("null" if saved["distributed"]["workers"] is None else "set")
+        )
+    # A run may be extended, moved, and resumed on another cluster or number of workers.
+    for field in ("num_steps", "run_dir", "distributed"):
         saved[field] = current[field]
     if saved != current:
         diff = sorted(k for k in current if saved.get(k) != current[k])
         raise ValueError(
             f"cannot resume {run_dir}: the config differs from the saved one in {diff} "
-            "(only num_steps may change)"
+            "(only num_steps, run_dir and distributed may change)"
         )
+
+
+def _record(step: int, estimates: list[Estimate], seconds: float, **extra: Any) -> dict[str, Any]:
+    """The metrics line of one outer step from the estimates it received."""
+    ms = [e.metrics for e in estimates]
+    inner = sum(m["inner_steps"] for m in ms)
+    record = {
+        "step": step,
+        "meta_loss": float(np.mean([m["meta_loss"] for m in ms])),
+        "grad_norm": float(np.mean([m["grad_norm"] for m in ms])),
+        "inner_steps": inner,
+        "inner_steps_per_s": inner / seconds,
+        "seconds": seconds,
+        "estimates": len(ms),
+        "diverged": sum(m["diverged"] for m in ms),
+        "resets": sum(m["resets"] for m in ms),
+        "task": ",".join(sorted({m["task"] for m in ms})),
+        "devices": [m["devices"] for m in ms],
+    }
+    if "worker" in ms[0]:
+        record["workers"] = [m["worker"] for m in ms]
+        record["pids"] = [m["pid"] for m in ms]
+    return {**record, **extra}
 
 
 def meta_train(
@@ -144,11 +210,15 @@ def meta_train(
     Writes ``run_dir/config.yaml``, ``metrics.jsonl`` (one JSON record per step), orbax
     checkpoints under ``run_dir/checkpoints`` every ``checkpoint_every`` steps and at the end,
     and the trained optimizer as ``run_dir/optimizer.lopt``. With ``resume``, continues from
-    the latest checkpoint exactly as if the run had not stopped.
+    the latest checkpoint.
 
-    With several ``devices`` (default: all local devices) and ``estimator.num_particles``
-    divisible by their number, the particle population is sharded across them
-    (``Estimator.shard``) and the learner state replicated, so one process uses every chip.
+    With ``distributed.workers`` null, estimates are computed in this process, one per step,
+    over ``devices`` (default: all local devices; the particle population is sharded across
+    them when ``estimator.num_particles`` divides evenly), and a resumed run continues
+    exactly as if it had not stopped. Otherwise Ray workers compute them
+    (``meta_train.distributed``): a local Ray instance, or the cluster at
+    ``distributed.address``; a resumed run continues the step count and each worker's task
+    sequence with fresh particle populations.
     """
     run_dir = pathlib.Path(cfg.run_dir)
     ckpt = Checkpointer(run_dir / "checkpoints")
@@ -164,100 +234,23 @@ def meta_train(
         _check_resumable(cfg, run_dir, latest)
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, run_dir / "config.yaml")
-
-    lo = cfg.optimizer.build()
-    learner = Learner(cfg.outer)
-    root = jax.random.key(cfg.seed)
-    devices = list(devices or jax.local_devices())
-    spread = len(devices) > 1 and cfg.estimator.num_particles % len(devices) == 0
-    if len(devices) > 1 and not spread and verbose:
-        print(
-            f"note: {cfg.estimator.num_particles} particles do not split over {len(devices)} devices; using one"
-        )
-    replicated = NamedSharding(
-        Mesh(np.asarray(devices if spread else devices[:1]), ("d",)), PartitionSpec()
+    session = (
+        contextlib.nullcontext()
+        if cfg.distributed.workers is None
+        else ray_session(cfg.distributed, verbose)
     )
-    place = lambda est, est_state: est.shard(est_state, devices) if spread else est_state
-    state = jax.device_put(learner.init(lo.init(jax.random.fold_in(root, 0))), replicated)
-    source = TaskSource(cfg)
-    estimators: dict[Any, Any] = {}  # by task structure, so a structure compiles once
-
-    def estimator_for(period):
-        structure = source.structure(period)
-        if structure not in estimators:
-            estimators[structure] = build_estimator(cfg, source.task(structure), lo)
-        return estimators[structure]
-
-    def init_estimator(est, period, theta):
-        return est.init(
-            jax.random.key_data(jax.random.fold_in(jax.random.fold_in(root, 2), period)), theta
-        )
-
-    start, period, est, est_state = 0, None, None, None
+    with session:
+        try:
+            theta = _run(cfg, ckpt, latest if resume else None, verbose, devices)
+        finally:
+            ckpt.close()
     metrics_path = run_dir / "metrics.jsonl"
-    if resume:
-        # The checkpoint holds the estimator of the last step run; if that ended a period,
-        # the loop starts the next structure exactly as an uninterrupted run would.
-        period = source.period(latest - 1)
-        est = estimator_for(period)
-        template = {
-            "learner": jax.eval_shape(lambda: state),
-            "estimator": jax.eval_shape(
-                lambda theta: init_estimator(est, period, theta), state.theta
-            ),
-        }
-        restored, _ = ckpt.restore(latest, template)
-        state = jax.device_put(LearnerState(*restored["learner"]), replicated)
-        est_state = place(est, type(template["estimator"])(*restored["estimator"]))
-        start = latest
-        _truncate_metrics(metrics_path, latest)
-    else:
-        metrics_path.write_text("")
-
-    progress = _Progress(cfg.num_steps, start, cfg.log_every, verbose)
-    history = []
-    step_key = jax.random.fold_in(root, 3)
-    try:
-        for step in range(start, cfg.num_steps):
-            if source.period(step) != period:
-                period = source.period(step)
-                est = estimator_for(period)
-                est_state = place(est, init_estimator(est, period, state.theta))
-            began = time.perf_counter()
-            version = int(state.version)
-            key = jax.random.key_data(jax.random.fold_in(step_key, step))
-            grad, est_state, m = est.estimate(state.theta, est_state, key)
-            m = jax.device_get(m)
-            seconds = time.perf_counter() - began
-            state, lm = learner.apply(state, [(grad, version)])
-            record = {
-                "step": step + 1,
-                "meta_loss": float(m["meta_loss"]),
-                "grad_norm": float(m["grad_norm"]),
-                "inner_steps": int(m["inner_steps"]),
-                "inner_steps_per_s": float(m["inner_steps"]) / seconds,
-                "seconds": seconds,
-                "diverged": int(m["diverged"]),
-                "resets": int(m["resets"]),
-                "task": est.unroller.task.name,
-                **lm,
-            }
-            history.append(record)
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-            progress.update(record)
-            done = step + 1
-            if done % cfg.checkpoint_every == 0 or done == cfg.num_steps:
-                ckpt.save(done, {"learner": state, "estimator": est_state}, {"step": done})
-    finally:
-        progress.close()
-        ckpt.close()
-
-    losses = [json.loads(ln)["meta_loss"] for ln in metrics_path.read_text().splitlines() if ln]
+    history = [json.loads(ln) for ln in metrics_path.read_text().splitlines() if ln]
+    losses = [r["meta_loss"] for r in history]
     export_path = lopt.save(
         run_dir / "optimizer.lopt",
-        lo,
-        jax.device_get(state.theta),
+        cfg.optimizer.build(),
+        theta,
         meta={
             "recipe": to_dict(cfg),
             "outer_steps": cfg.num_steps,
@@ -265,4 +258,67 @@ def meta_train(
             "meta_loss_last10": float(np.mean(losses[-10:])) if losses else None,
         },
     )
-    return MetaTrainResult(state.theta, history, run_dir, ckpt.directory, export_path)
+    first = latest if resume else 0
+    return MetaTrainResult(
+        theta, [r for r in history if r["step"] > first], run_dir, ckpt.directory, export_path
+    )
+
+
+def _run(
+    cfg: MetaTrainConfig,
+    ckpt: Checkpointer,
+    latest: int | None,
+    verbose: bool,
+    devices: list[jax.Device] | None,
+) -> Any:
+    """The outer loop from checkpoint ``latest`` (or the start); returns the final theta."""
+    lo = cfg.optimizer.build()
+    learner = Learner(cfg.outer)
+    if cfg.distributed.workers is None:
+        source = _InProcess(cfg, devices, verbose)
+        place = lambda state: jax.device_put(state, source.stream.replicated)
+    else:
+        source = _Distributed(cfg, verbose)
+        place = lambda state: state
+    state = place(learner.init(lo.init(jax.random.fold_in(jax.random.key(cfg.seed), 0))))
+    metrics_path = pathlib.Path(cfg.run_dir) / "metrics.jsonl"
+    start = 0
+    if latest is not None:
+        template = {"learner": jax.eval_shape(lambda: state)}
+        template.update(source.template(latest, state.theta))
+        restored, meta = ckpt.restore(latest, template)
+        state = place(LearnerState(*restored["learner"]))
+        source.restore(latest, restored, meta)
+        start = latest
+        _truncate_metrics(metrics_path, latest)
+    else:
+        metrics_path.write_text("")
+
+    progress = _Progress(cfg.num_steps, start, cfg.log_every, verbose)
+    try:
+        source.publish(state.theta, int(state.version))
+        for step in range(start, cfg.num_steps):
+            began = time.perf_counter()
+            estimates = source.collect()
+            learning = time.perf_counter()
+            state, lm = learner.apply(state, [(e.grad, e.version) for e in estimates])
+            source.publish(state.theta, int(state.version))
+            done = time.perf_counter()
+            record = _record(
+                step + 1,
+                estimates,
+                done - began,
+                learner_seconds=done - learning,
+                **lm,
+                **source.info(),
+            )
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            progress.update(record)
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.num_steps:
+                tree, meta = source.checkpoint()
+                ckpt.save(step + 1, {"learner": state, **tree}, {"step": step + 1, **meta})
+    finally:
+        progress.close()
+        source.close()
+    return jax.device_get(state.theta)

@@ -1,0 +1,188 @@
+"""Ray distribution of the estimate streams: worker actors, the driver's pool, the session.
+
+Each worker is a Ray actor running one :class:`~meta_train.stream.EstimateStream` (its own
+task sequence, population sharded over its host's devices). The driver keeps one request in
+flight per worker: ``estimate(theta_ref, version, window)`` where ``theta_ref`` is the latest
+theta in the object store. An outer step waits for ``estimates_per_step`` estimates at most
+``max_staleness`` versions old; older ones that arrive meanwhile are handed to the learner,
+which drops and counts them.
+
+Failures: a worker that dies is restarted by Ray (``max_restarts=-1``) and its lost request
+is sent again for the same window (Ray does not retry it, ``max_task_retries=0``), so no
+estimate is lost or counted twice. The driver's checkpoint records each worker's count of
+completed windows; a resumed run restarts every worker at its count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import ray
+
+from meta_train.config import ConfigError, DistributedConfig, MetaTrainConfig
+from meta_train.stream import Estimate, EstimateStream
+
+
+class Worker:
+    """The actor behind each worker: estimate stream ``index + 1`` (stream 0 is the
+    in-process trainer's)."""
+
+    def __init__(self, cfg: MetaTrainConfig, index: int):
+        self.index = index
+        self.stream = EstimateStream(cfg, stream=index + 1)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "devices": len(self.stream.devices),
+        }
+
+    def estimate(self, theta: Any, version: int, window: int) -> Estimate:
+        grad, metrics = self.stream.estimate(theta, window)
+        return Estimate(grad, version, {**metrics, "worker": self.index, "pid": os.getpid()})
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Ray keeps retrying an unreachable head for minutes; fail fast with a clear message."""
+    if address == "auto" or "://" in address:
+        return  # 'auto' fails fast by itself; ray:// (Ray Client) has its own handshake
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(
+            f"distributed.address: must be 'auto' or host:port (e.g. 10.0.0.1:6379), got {address!r}"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConnectionError(
+            f"cannot reach a Ray head at {address} ({e}); start one with "
+            f"`ray start --head --port={port}` or fix distributed.address / --ray-address"
+        ) from None
+
+
+@contextlib.contextmanager
+def ray_session(dist: DistributedConfig, verbose: bool = True) -> Iterator[None]:
+    """Connects to ``dist.address``, or starts a local Ray instance with this machine's CPUs;
+    disconnects (and stops the local instance) at exit. An already initialized Ray (e.g. in
+    a notebook or a test) is used as it is and left running."""
+    if ray.is_initialized():
+        yield
+        return
+    options = dict(include_dashboard=False, log_to_driver=verbose, logging_level=logging.WARNING)
+    if dist.address is None:
+        cpus = os.cpu_count() or 1
+        need = dist.workers * dist.cpus_per_worker
+        if need > cpus:
+            raise ConfigError(
+                f"distributed.workers: {dist.workers} workers x {dist.cpus_per_worker} CPUs "
+                f"need {need:g} CPUs but this machine has {cpus}; lower distributed.workers or "
+                "distributed.cpus_per_worker, or give distributed.address of a cluster"
+            )
+        ray.init(num_cpus=cpus, **options)
+    else:
+        _check_reachable(dist.address)
+        ray.init(address=dist.address, **options)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+class WorkerPool:
+    """The driver's side: starts ``cfg.distributed.workers`` actors and gathers estimates."""
+
+    def __init__(self, cfg: MetaTrainConfig, verbose: bool = True):
+        d = cfg.distributed
+        self.per_step = d.estimates_per_step or d.workers
+        self.max_staleness = cfg.outer.max_staleness
+        self.max_failures = d.max_worker_failures
+        self.startup_timeout = d.startup_timeout
+        actor = ray.remote(Worker).options(
+            num_cpus=d.cpus_per_worker,
+            num_gpus=d.gpus_per_worker,
+            resources=dict(d.resources_per_worker) or None,
+            max_restarts=-1,
+            max_task_retries=0,
+            runtime_env={"env_vars": dict(d.worker_env)} if d.worker_env else None,
+        )
+        self.workers = [actor.remote(cfg, i) for i in range(d.workers)]
+        if verbose:
+            print(f"starting {d.workers} Ray workers ...", flush=True)
+        try:
+            self.info = ray.get([w.info.remote() for w in self.workers], timeout=d.startup_timeout)
+        except ray.exceptions.GetTimeoutError:
+            self.close()
+            raise RuntimeError(
+                f"{d.workers} workers did not start within {d.startup_timeout:g} s; each needs "
+                f"{d.cpus_per_worker:g} CPUs, {d.gpus_per_worker:g} GPUs and "
+                f"{dict(d.resources_per_worker)}; the cluster has {ray.cluster_resources()}"
+            ) from None
+        if verbose:
+            hosts = sorted({i["host"] for i in self.info})
+            devices = sum(i["devices"] for i in self.info)
+            print(f"{d.workers} workers on {len(hosts)} host(s), {devices} device(s)", flush=True)
+        self.windows = [0] * d.workers  # completed windows per worker
+        self.restarts = 0
+        self._failures = [0] * d.workers  # consecutive, per worker
+        self._inflight: dict[ray.ObjectRef, int] = {}
+        self._theta, self._version = None, 0
+
+    def restore(self, windows: list[int]) -> None:
+        """Continues each worker's stream after ``windows[i]`` completed windows (workers
+        beyond the saved list start at 0)."""
+        n = len(self.workers)
+        self.windows = (list(windows) + [0] * n)[:n]
+
+    def publish(self, theta: Any, version: int) -> None:
+        """Makes ``theta`` the one new requests are computed at."""
+        self._theta, self._version = ray.put(jax.device_get(theta)), version
+
+    def _submit_idle(self) -> None:
+        busy = set(self._inflight.values())
+        for i, w in enumerate(self.workers):
+            if i not in busy:
+                ref = w.estimate.remote(self._theta, self._version, self.windows[i])
+                self._inflight[ref] = i
+
+    def _lost(self, i: int, error: Exception) -> None:
+        self.restarts += 1
+        self._failures[i] += 1
+        if self._failures[i] >= self.max_failures:
+            raise RuntimeError(
+                f"Ray worker {i} failed {self._failures[i]} times in a row (see the Ray logs, "
+                f"e.g. /tmp/ray/session_latest/logs); last error: {error}"
+            ) from error
+        try:  # wait for Ray to restart it before sending the request again
+            ray.get(self.workers[i].info.remote(), timeout=self.startup_timeout)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
+            self._lost(i, e)
+
+    def collect(self) -> list[Estimate]:
+        """Estimates until ``per_step`` of them are fresh enough for the current version."""
+        out, fresh = [], 0
+        while fresh < self.per_step:
+            self._submit_idle()
+            [ref], _ = ray.wait(list(self._inflight), num_returns=1)
+            i = self._inflight.pop(ref)
+            try:
+                estimate = ray.get(ref)
+            except ray.exceptions.RayActorError as e:  # died (and restarting): ask again
+                self._lost(i, e)
+                continue
+            self._failures[i] = 0
+            self.windows[i] += 1
+            out.append(estimate)
+            fresh += self._version - estimate.version <= self.max_staleness
+        return out
+
+    def close(self) -> None:
+        for w in self.workers:
+            ray.kill(w)
+        self._inflight.clear()

@@ -1,0 +1,153 @@
+"""A stream of meta-gradient estimates: the unit of work of the trainer and of each Ray worker.
+
+A stream owns an estimator over the configured task (a fixed task, or a family member whose
+structure is resampled every ``task.resample_every`` windows) and produces one estimate per
+window at whatever theta it is given. Everything random is a function of
+``(seed, stream, window)``, so a restarted worker re-creates the same task sequence, and an
+estimate lost in flight is recomputed for the same window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+import lopt
+import tasks
+from meta_train.config import MetaTrainConfig
+from meta_train.estimators import ESTIMATORS, ESState
+from meta_train.unroll import Unroller
+
+
+def build_estimator(cfg: MetaTrainConfig, task: tasks.Task, lo: lopt.LearnedOptimizer):
+    e = cfg.estimator
+    unroller = Unroller(task, lo, e.schedule, cfg.meta_loss, window=e.window, stagger=e.stagger)
+    return ESTIMATORS[e.name](
+        unroller, num_particles=e.num_particles, sigma=e.sigma, burn_in=e.burn_in
+    )
+
+
+class TaskSource:
+    """The task of each window of stream ``stream``: the fixed ``task.name``, or a member of
+    ``task.family`` resampled every ``task.resample_every`` windows from a key fixed by the
+    seed, the stream and the period."""
+
+    def __init__(self, cfg: MetaTrainConfig, stream: int = 0):
+        self.cfg = cfg.task
+        self._key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), 1), stream)
+
+    def period(self, window: int) -> int:
+        return 0 if self.cfg.name is not None else window // self.cfg.resample_every
+
+    def structure(self, period: int) -> Any:
+        """A hashable description of the task of ``period`` (name or family config)."""
+        if self.cfg.name is not None:
+            return self.cfg.name
+        return tasks.family(self.cfg.family).sample(jax.random.fold_in(self._key, period))
+
+    def task(self, structure: Any) -> tasks.Task:
+        if self.cfg.name is not None:
+            return tasks.get(structure)
+        return tasks.family(self.cfg.family).task(structure)
+
+
+@dataclasses.dataclass
+class Estimate:
+    """One meta-gradient estimate: ``grad`` (shaped like theta) computed at theta ``version``,
+    and its scalar ``metrics`` (meta_loss, grad_norm, inner_steps, diverged, resets, seconds,
+    task, ...)."""
+
+    grad: Any
+    version: int
+    metrics: dict[str, Any]
+
+
+class EstimateStream:
+    """Estimates for windows ``0, 1, 2, ...`` of stream ``stream``.
+
+    The particle population is sharded over ``devices`` (default: every local device) when
+    ``estimator.num_particles`` divides evenly over them, so one stream uses every chip of
+    its host; the estimate is the same as on one device up to float summation order.
+    Estimators are cached by task structure, so each structure compiles once.
+    """
+
+    def __init__(
+        self,
+        cfg: MetaTrainConfig,
+        stream: int = 0,
+        devices: Sequence[jax.Device] | None = None,
+    ):
+        self.cfg = cfg
+        self.lo = cfg.optimizer.build()
+        self.source = TaskSource(cfg, stream)
+        root = jax.random.key(cfg.seed)
+        self._init_key = jax.random.fold_in(jax.random.fold_in(root, 2), stream)
+        self._step_key = jax.random.fold_in(jax.random.fold_in(root, 3), stream)
+        devices = list(devices or jax.local_devices())
+        self.devices = devices if cfg.estimator.num_particles % len(devices) == 0 else devices[:1]
+        self.replicated = NamedSharding(Mesh(np.asarray(self.devices), ("d",)), PartitionSpec())
+        self._estimators: dict[Any, Any] = {}
+        self.period: int | None = None
+        self.estimator = None
+        self.state: ESState | None = None  # the estimator state after the last window run
+
+    def _estimator_for(self, period: int):
+        structure = self.source.structure(period)
+        if structure not in self._estimators:
+            self._estimators[structure] = build_estimator(
+                self.cfg, self.source.task(structure), self.lo
+            )
+        return self._estimators[structure]
+
+    def _place(self, state: ESState) -> ESState:
+        return self.estimator.shard(state, self.devices) if len(self.devices) > 1 else state
+
+    def _fresh_state(self, period: int, theta: Any) -> ESState:
+        key = jax.random.key_data(jax.random.fold_in(self._init_key, period))
+        return self.estimator.init(key, theta)
+
+    def state_template(self, window: int, theta: Any) -> ESState:
+        """The shapes of the state after ``window`` (for restoring a checkpoint)."""
+        est = self._estimator_for(self.source.period(window))
+        key = jax.random.key_data(self._init_key)
+        return jax.eval_shape(est.init, key, theta)
+
+    def restore(self, window: int, state: ESState) -> None:
+        """Continues from ``state``, the state after window ``window`` ran."""
+        self.period = self.source.period(window)
+        self.estimator = self._estimator_for(self.period)
+        self.state = self._place(state)
+
+    def estimate(self, theta: Any, window: int) -> tuple[Any, dict[str, Any]]:
+        """The estimate of window ``window`` at ``theta``: ``(grad, metrics)`` on the host.
+
+        Entering a new period (or the first window this stream runs, e.g. after a restart)
+        builds that period's estimator and starts a fresh population.
+        """
+        began = time.perf_counter()
+        theta = jax.device_put(theta, self.replicated)
+        period = self.source.period(window)
+        if period != self.period or self.state is None:
+            self.period = period
+            self.estimator = self._estimator_for(period)
+            self.state = self._place(self._fresh_state(period, theta))
+        key = jax.random.key_data(jax.random.fold_in(self._step_key, window))
+        grad, self.state, m = self.estimator.estimate(theta, self.state, key)
+        grad, m = jax.device_get((grad, m))
+        metrics = {
+            "meta_loss": float(m["meta_loss"]),
+            "grad_norm": float(m["grad_norm"]),
+            "inner_steps": int(m["inner_steps"]),
+            "diverged": int(m["diverged"]),
+            "resets": int(m["resets"]),
+            "seconds": time.perf_counter() - began,
+            "task": self.estimator.unroller.task.name,
+            "devices": len(self.devices),
+        }
+        return grad, metrics
