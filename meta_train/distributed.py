@@ -9,7 +9,8 @@ which drops and counts them.
 
 Failures: a worker that dies is restarted by Ray (``max_restarts=-1``) and its lost request
 is sent again for the same window (Ray does not retry it, ``max_task_retries=0``), so no
-estimate is lost or counted twice. The driver's checkpoint records each worker's count of
+estimate is lost or counted twice. Restarts (a worker seen with a new host/pid) and lost
+requests are counted in the metrics. The driver's checkpoint records each worker's count of
 completed windows; a resumed run restarts every worker at its count.
 """
 
@@ -19,6 +20,7 @@ import contextlib
 import logging
 import os
 import socket
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,7 +48,13 @@ class Worker:
 
     def estimate(self, theta: Any, version: int, window: int) -> Estimate:
         grad, metrics = self.stream.estimate(theta, window)
-        return Estimate(grad, version, {**metrics, "worker": self.index, "pid": os.getpid()})
+        identity = {
+            "worker": self.index,
+            "window": window,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+        return Estimate(grad, version, {**metrics, **identity})
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -85,10 +93,13 @@ def ray_session(dist: DistributedConfig, verbose: bool = True) -> Iterator[None]
                 f"need {need:g} CPUs but this machine has {cpus}; lower distributed.workers or "
                 "distributed.cpus_per_worker, or give distributed.address of a cluster"
             )
-        ray.init(num_cpus=cpus, **options)
+        address = None
     else:
         _check_reachable(dist.address)
-        ray.init(address=dist.address, **options)
+        address, cpus = dist.address, None
+    with warnings.catch_warnings():  # Ray forks then execs its processes: harmless for JAX
+        warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+        ray.init(address=address, num_cpus=cpus, **options)
     try:
         yield
     finally:
@@ -129,7 +140,9 @@ class WorkerPool:
             devices = sum(i["devices"] for i in self.info)
             print(f"{d.workers} workers on {len(hosts)} host(s), {devices} device(s)", flush=True)
         self.windows = [0] * d.workers  # completed windows per worker
-        self.restarts = 0
+        self.restarts = 0  # worker processes replaced (seen as a new host/pid)
+        self.lost = 0  # requests that failed and were sent again
+        self._process = [(i["host"], i["pid"]) for i in self.info]
         self._failures = [0] * d.workers  # consecutive, per worker
         self._inflight: dict[ray.ObjectRef, int] = {}
         self._theta, self._version = None, 0
@@ -151,8 +164,13 @@ class WorkerPool:
                 ref = w.estimate.remote(self._theta, self._version, self.windows[i])
                 self._inflight[ref] = i
 
+    def _seen(self, i: int, host: str, pid: int) -> None:
+        if (host, pid) != self._process[i]:
+            self._process[i] = (host, pid)
+            self.restarts += 1
+
     def _lost(self, i: int, error: Exception) -> None:
-        self.restarts += 1
+        self.lost += 1
         self._failures[i] += 1
         if self._failures[i] >= self.max_failures:
             raise RuntimeError(
@@ -160,7 +178,8 @@ class WorkerPool:
                 f"e.g. /tmp/ray/session_latest/logs); last error: {error}"
             ) from error
         try:  # wait for Ray to restart it before sending the request again
-            ray.get(self.workers[i].info.remote(), timeout=self.startup_timeout)
+            info = ray.get(self.workers[i].info.remote(), timeout=self.startup_timeout)
+            self._seen(i, info["host"], info["pid"])
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
             self._lost(i, e)
 
@@ -177,6 +196,7 @@ class WorkerPool:
                 self._lost(i, e)
                 continue
             self._failures[i] = 0
+            self._seen(i, estimate.metrics["host"], estimate.metrics["pid"])
             self.windows[i] += 1
             out.append(estimate)
             fresh += self._version - estimate.version <= self.max_staleness
@@ -185,4 +205,3 @@ class WorkerPool:
     def close(self) -> None:
         for w in self.workers:
             ray.kill(w)
-        self._inflight.clear()

@@ -106,7 +106,11 @@ class EstimateStream:
         return self._estimators[structure]
 
     def _place(self, state: ESState) -> ESState:
-        return self.estimator.shard(state, self.devices) if len(self.devices) > 1 else state
+        """Shards ``state``, or commits it to the one device, as ``estimate`` returns it (a
+        state placed differently from the one returned would compile ``estimate`` again)."""
+        if len(self.devices) > 1:
+            return self.estimator.shard(state, self.devices)
+        return jax.device_put(state, self.replicated)
 
     def _fresh_state(self, period: int, theta: Any) -> ESState:
         key = jax.random.key_data(jax.random.fold_in(self._init_key, period))

@@ -96,7 +96,7 @@ class _Distributed:
         return self.pool.collect()
 
     def info(self) -> dict[str, Any]:
-        return {"worker_restarts": self.pool.restarts}
+        return {"worker_restarts": self.pool.restarts, "lost_requests": self.pool.lost}
 
     def close(self) -> None:
         self.pool.close()
@@ -165,14 +165,16 @@ def _check_resumable(cfg: MetaTrainConfig, run_dir: pathlib.Path, latest: int) -
             + " and the checkpoints differ; keep distributed.workers "
             + ("null" if saved["distributed"]["workers"] is None else "set")
         )
-    # A run may be extended, moved, and resumed on another cluster or number of workers.
-    for field in ("num_steps", "run_dir", "distributed"):
+    # A run may be extended, moved, logged differently, and resumed on another cluster or
+    # number of workers; what it computes may not change.
+    free = ("num_steps", "run_dir", "checkpoint_every", "log_every", "distributed")
+    for field in free:
         saved[field] = current[field]
     if saved != current:
         diff = sorted(k for k in current if saved.get(k) != current[k])
         raise ValueError(
             f"cannot resume {run_dir}: the config differs from the saved one in {diff} "
-            "(only num_steps, run_dir and distributed may change)"
+            f"(only {', '.join(free)} may change)"
         )
 
 
@@ -194,8 +196,8 @@ def _record(step: int, estimates: list[Estimate], seconds: float, **extra: Any) 
         "devices": [m["devices"] for m in ms],
     }
     if "worker" in ms[0]:
-        record["workers"] = [m["worker"] for m in ms]
-        record["pids"] = [m["pid"] for m in ms]
+        for field in ("worker", "window", "pid"):  # per estimate: who computed which window
+            record[field + "s"] = [m[field] for m in ms]
     return {**record, **extra}
 
 

@@ -1,0 +1,205 @@
+"""Meta-training on Ray workers: a real local Ray instance or a head started here (loopback)."""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import lopt
+import tasks
+from meta_train import ConfigError, build_estimator, load_config, meta_train
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+RAY = pathlib.Path(sys.executable).parent / "ray"
+# HyperAdam on a quadratic: a log learning rate to learn, cheap to compile.
+HYPER = [
+    "optimizer.architecture=HyperAdam",
+    "optimizer.hparams={lr: 0.001}",
+    "task.name=quadratic",
+    "task.family=null",
+    "estimator.num_particles=4",
+    "estimator.sigma=0.1",
+    "estimator.window=10",
+    "estimator.schedule={kind: constant, min_length: 50, max_length: 50}",
+    "outer.learning_rate=0.05",
+    "distributed.workers=2",
+]
+
+
+def _cfg(run_dir, *extra):
+    return load_config(None, [*HYPER, f"run_dir={run_dir}", *extra])
+
+
+def _records(run_dir):
+    lines = (pathlib.Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_local_workers_learn(tmp_path):
+    """Embedded Ray (no address): 2 workers, each sharding its particles over 2 simulated
+    devices; theta stays finite and the learning rate and meta-loss improve."""
+    cfg = _cfg(
+        tmp_path / "run",
+        "num_steps=40",
+        "distributed.worker_env={XLA_FLAGS: --xla_force_host_platform_device_count=2}",
+    )
+    result = meta_train(cfg, verbose=False)
+    records = result.history
+    assert [r["step"] for r in records] == list(range(1, 41))
+    assert {w for r in records for w in r["workers"]} == {0, 1}
+    assert {d for r in records for d in r["devices"]} == {2}
+    assert all(r["used"] >= 2 for r in records)
+    assert np.isfinite(result.theta["log_lr"])
+    evaluate = jax.jit(
+        build_estimator(cfg, tasks.get("quadratic"), lopt.HyperAdam()).unroller.episode_loss,
+        static_argnums=2,
+    )
+    before = evaluate(lopt.HyperAdam(lr=1e-3).init(None), jax.random.PRNGKey(0), 16)
+    after = evaluate(result.theta, jax.random.PRNGKey(0), 16)
+    assert after < before - 0.05, (before, after)
+    import ray
+
+    assert not ray.is_initialized()  # the run shut its local instance down
+
+
+@pytest.fixture(scope="module")
+def head():
+    """A Ray head on 127.0.0.1 with 2 CPUs; its address."""
+    port = _free_port()
+    subprocess.run(
+        [
+            str(RAY),
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    yield f"127.0.0.1:{port}"
+    subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_killed_worker_is_restarted_and_the_run_completes(head, tmp_path):
+    cfg = _cfg(tmp_path / "run", "num_steps=400", f"distributed.address={head}")
+    killed = []
+
+    def kill_a_worker():
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            try:
+                records = _records(cfg.run_dir)
+            except (FileNotFoundError, json.JSONDecodeError):
+                records = []
+            if len(records) >= 3:
+                pid = records[-1]["pids"][0]
+                os.kill(pid, signal.SIGKILL)
+                killed.append((records[-1]["step"], pid))
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    result = meta_train(cfg, verbose=False)
+    killer.join()
+    assert killed and killed[0][0] < 400, "the run ended before a worker could be killed"
+    records = _records(cfg.run_dir)
+    assert [r["step"] for r in records] == list(range(1, 401))
+    assert records[-1]["worker_restarts"] >= 1
+    assert records[-1]["lost_requests"] >= 1
+    assert killed[0][1] not in records[-1]["pids"]  # replaced by a new process
+    # The lost request was sent again and nothing was counted twice: each worker's windows
+    # reached the learner exactly once each, in order.
+    for worker in (0, 1):
+        windows = [
+            w
+            for r in records
+            for i, w in zip(r["workers"], r["windows"], strict=True)
+            if i == worker
+        ]
+        assert windows == list(range(len(windows)))
+    assert np.isfinite(result.theta["log_lr"])
+
+
+def test_killed_driver_resumes_from_its_checkpoint(head, tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*HYPER, f"run_dir={run_dir}", "num_steps=100000", "checkpoint_every=2"]
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "meta_train", "--quiet", "--ray-address", head, *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 300
+    checkpoints = run_dir / "checkpoints"
+    while not (
+        checkpoints.exists()
+        and any(p.name.isdigit() and int(p.name) >= 4 for p in checkpoints.iterdir())
+    ):
+        assert driver.poll() is None, driver.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, "no checkpoint at step >= 4 within 300 s"
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    latest = max(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+    resumed = meta_train(
+        _cfg(run_dir, f"num_steps={latest + 4}", f"distributed.address={head}"),
+        resume=True,
+        verbose=False,
+    )
+    assert [r["step"] for r in resumed.history] == list(range(latest + 1, latest + 5))
+    assert [r["step"] for r in _records(run_dir)] == list(range(1, latest + 5))
+    assert np.isfinite(resumed.theta["log_lr"])
+
+
+def test_clear_errors(head, tmp_path):
+    with pytest.raises(ConfigError, match=r"distributed.workers: must be >= 1 .*got 0"):
+        _cfg(tmp_path, "distributed.workers=0")
+    with pytest.raises(ConfigError, match="distributed.address: needs distributed.workers"):
+        _cfg(tmp_path, "distributed.workers=null", f"distributed.address={head}")
+    with pytest.raises(ConfigError, match=r"outer.max_staleness: must be < num_steps \(5\)"):
+        _cfg(tmp_path, "num_steps=5", "outer.max_staleness=5")
+    with pytest.raises(ConfigError, match="distributed.estimates_per_step: must be >= 1"):
+        _cfg(tmp_path, "distributed.estimates_per_step=0")
+    with pytest.raises(ConfigError, match="need 2000 CPUs but this machine has"):
+        meta_train(
+            _cfg(tmp_path / "big", "distributed.workers=1000", "distributed.cpus_per_worker=2")
+        )
+    with pytest.raises(ConnectionError, match=r"cannot reach a Ray head at 127.0.0.1:\d+"):
+        meta_train(_cfg(tmp_path / "nohead", f"distributed.address=127.0.0.1:{_free_port()}"))
+    with pytest.raises(ConfigError, match="must be 'auto' or host:port"):
+        meta_train(_cfg(tmp_path / "badaddr", "distributed.address=nonsense"))
+    local = tmp_path / "in-process"
+    meta_train(_cfg(local, "distributed.workers=null", "num_steps=1"), verbose=False)
+    with pytest.raises(ValueError, match="it ran in one process .* keep distributed.workers null"):
+        meta_train(_cfg(local, "num_steps=2"), resume=True, verbose=False)
+    with pytest.raises(RuntimeError, match=r"did not start within 3 s; each needs 1 CPUs, 1 GPUs"):
+        meta_train(
+            _cfg(
+                tmp_path / "nogpu",
+                f"distributed.address={head}",
+                "distributed.gpus_per_worker=1",
+                "distributed.startup_timeout=3",
+            ),
+            verbose=False,
+        )
