@@ -2,11 +2,16 @@
 
     python -m bench.perf update [--sizes 270k,1M,4M,16M] [--out perf-update.json]
     python -m bench.perf unroll [--tasks mlp-digits,...] [--out perf-unroll.json]
+    python -m bench.perf scaling [--workers 1,2] [--rounds 3] [--out perf-scaling.json] [overrides]
 
 ``update``: the jitted update step of each learned-optimizer architecture (randomly
 initialized; cost does not depend on theta's values) on MLP-shaped parameter trees, as a
 ratio to ``optax.adam``'s (median over rounds of the per-round ratio; each round times every
 optimizer back to back), the fastest time per step, and optimizer-state floats per parameter.
+
+``scaling``: meta-training throughput (estimates/s) on 1, 2, ... Ray workers of an embedded
+local Ray instance relative to 1 worker, the in-process trainer, and the learner's share of
+the wall time (its update and publishing theta, while the workers wait).
 
 ``unroll``: inner steps per second of a meta-training window (an antithetic population of
 8 pairs, 20 steps, one compiled ``lax.scan``) with an untrained ``MLPLOpt`` as the inner
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import statistics
 import sys
@@ -163,6 +169,91 @@ def bench_unroll(
     return rows
 
 
+def _throughput(cfg, warmup: int) -> dict:
+    """Estimates/s and the learner's share of the wall time of one run, after ``warmup``
+    steps (compiles, worker start-up)."""
+    import tempfile
+
+    from meta_train import meta_train
+
+    with tempfile.TemporaryDirectory() as run_dir:
+        cfg = dataclasses.replace(cfg, run_dir=run_dir)
+        records = meta_train(cfg, verbose=False).history[warmup:]
+    seconds = sum(r["seconds"] for r in records)
+    return {
+        "estimates_per_s": sum(r["estimates"] for r in records) / seconds,
+        "learner_share": sum(r["learner_seconds"] for r in records) / seconds,
+        "stale": sum(r["stale"] for r in records),
+    }
+
+
+def bench_scaling(
+    workers: list[int], rounds: int = 3, steps: int = 100, warmup: int = 20, overrides=()
+) -> list[dict]:
+    """Meta-training throughput on k Ray workers (an embedded Ray instance kept up across
+    runs) relative to 1 worker, each round running every k back to back; and the
+    in-process trainer (no Ray, all cores) as a second reference."""
+    import logging
+
+    import ray
+
+    from meta_train import load_config
+
+    base = [
+        "optimizer.hparams={hidden: [4, 4]}",
+        "task.name=mlp-digits",
+        "task.family=null",
+        "estimator.num_particles=8",
+        "estimator.window=20",
+        "estimator.schedule={kind: loguniform, min_length: 100, max_length: 1000}",
+        f"num_steps={warmup + steps}",
+        f"checkpoint_every={warmup + steps}",
+        *overrides,
+    ]
+    configs = {0: load_config(None, base)}
+    configs.update({k: load_config(None, [*base, f"distributed.workers={k}"]) for k in workers})
+    samples: dict[int, list[dict]] = {k: [] for k in configs}
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        for r in range(rounds):
+            for k, cfg in configs.items():
+                samples[k].append(_throughput(cfg, warmup))
+                label = f"{k} worker(s)" if k else "in-process"
+                print(
+                    f"round {r + 1}/{rounds}  {label:<12} "
+                    f"{samples[k][-1]['estimates_per_s']:7.1f} estimates/s  learner "
+                    f"{100 * samples[k][-1]['learner_share']:4.1f}% of wall time",
+                    flush=True,
+                )
+    finally:
+        ray.shutdown()
+    rate = lambda k: [x["estimates_per_s"] for x in samples[k]]
+    rows = []
+    for k in configs:
+        rows.append(
+            {
+                "workers": k or "in-process",
+                "estimates_per_s": statistics.median(rate(k)),
+                "speedup_vs_1_worker": statistics.median(
+                    a / b for a, b in zip(rate(k), rate(min(workers)), strict=True)
+                ),
+                "ratio_to_in_process": statistics.median(
+                    a / b for a, b in zip(rate(k), rate(0), strict=True)
+                ),
+                "learner_share": statistics.median(x["learner_share"] for x in samples[k]),
+                "stale_estimates": sum(x["stale"] for x in samples[k]),
+            }
+        )
+    for row in rows:
+        print(
+            f"{row['workers']!s:>10}: {row['estimates_per_s']:7.1f} estimates/s  "
+            f"{row['speedup_vs_1_worker']:4.2f}x 1 worker  "
+            f"{row['ratio_to_in_process']:4.2f}x in-process  "
+            f"learner {100 * row['learner_share']:4.1f}% of wall time"
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.perf",
@@ -182,6 +273,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     p_unroll.add_argument("--rounds", type=int, default=7)
     p_unroll.add_argument("--out", default="perf-unroll.json")
+    p_scaling = sub.add_parser("scaling", help="meta-training throughput on 1, 2, ... Ray workers")
+    p_scaling.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    p_scaling.add_argument("--rounds", type=int, default=3)
+    p_scaling.add_argument("--steps", type=int, default=100, help="timed outer steps per run")
+    p_scaling.add_argument("--warmup", type=int, default=20, help="untimed first steps")
+    p_scaling.add_argument("--out", default="perf-scaling.json")
+    p_scaling.add_argument("overrides", nargs="*", help="meta_train config overrides")
     args = parser.parse_args(argv)
 
     if args.command == "update":
@@ -190,6 +288,14 @@ def main(argv: list[str] | None = None) -> None:
         if unknown:
             parser.error(f"unknown --sizes {unknown}; choose from {list(SIZES)}")
         rows = bench_update(sizes, rounds=args.rounds)
+    elif args.command == "scaling":
+        try:
+            workers = [int(k) for k in args.workers.split(",")]
+        except ValueError:
+            parser.error(f"--workers must be comma-separated integers, got {args.workers!r}")
+        if min(workers) < 1:
+            parser.error(f"--workers must be >= 1, got {args.workers!r}")
+        rows = bench_scaling(workers, args.rounds, args.steps, args.warmup, args.overrides)
     else:
         names = args.tasks.split(",")
         unknown = [n for n in names if n not in tasks.names()]

@@ -150,7 +150,9 @@ class DistributedConfig:
     down by the run, or the address of an existing cluster (``"auto"``, ``"host:6379"``).
     Each outer step averages ``estimates_per_step`` estimates (default: ``workers``) that are
     at most ``outer.max_staleness`` theta versions old. A worker that dies is restarted; the
-    run stops if one fails ``max_worker_failures`` times in a row.
+    run stops if one fails ``max_worker_failures`` times in a row. With ``pin_cpus``, a
+    worker without GPUs or custom resources runs on ``cpus_per_worker`` cores of its host
+    that no other worker holds (XLA would otherwise spread every worker over all cores).
     """
 
     workers: int | None = None
@@ -160,6 +162,7 @@ class DistributedConfig:
     resources_per_worker: Mapping[str, float] = dataclasses.field(default_factory=dict)
     worker_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     estimates_per_step: int | None = None
+    pin_cpus: bool = True  # pin CPU-only workers to cpus_per_worker cores each
     max_worker_failures: int = 3
     startup_timeout: float = 300.0  # seconds to wait for the workers to be placed and start
 

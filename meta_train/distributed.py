@@ -5,7 +5,8 @@ task sequence, population sharded over its host's devices). The driver keeps one
 flight per worker: ``estimate(theta_ref, version, window)`` where ``theta_ref`` is the latest
 theta in the object store. An outer step waits for ``estimates_per_step`` estimates at most
 ``max_staleness`` versions old; older ones that arrive meanwhile are handed to the learner,
-which drops and counts them.
+which drops and counts them. With ``max_staleness`` 0 the driver sends only as many requests
+per version as the step needs (synchronous rounds); otherwise every worker is kept busy.
 
 Failures: a worker that dies is restarted by Ray (``max_restarts=-1``) and its lost request
 is sent again for the same window (Ray does not retry it, ``max_task_retries=0``), so no
@@ -19,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pathlib
 import socket
+import tempfile
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -31,11 +34,52 @@ from meta_train.config import ConfigError, DistributedConfig, MetaTrainConfig
 from meta_train.stream import Estimate, EstimateStream
 
 
+def pin_to_free_cores(
+    count: int, slots: pathlib.Path | None = None
+) -> tuple[list[int], Any] | None:
+    """Restricts this process to ``count`` cores that no other pinned worker on this host
+    holds, before JAX sizes its thread pools; returns the cores and the held slot lock.
+
+    Slots are ``flock``-ed files under ``slots`` (default: one directory per user in the
+    temporary directory), so they are released when a worker dies and shared by every run
+    of this user on the host; ``None`` when every slot is taken. XLA on CPU otherwise runs each worker's threads on
+    every core, and workers sharing cores slow each other down far beyond their share.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    import fcntl
+
+    cores = sorted(os.sched_getaffinity(0))
+    slots = slots or pathlib.Path(tempfile.gettempdir()) / f"lopt-cpu-slots-{os.getuid()}"
+    slots.mkdir(parents=True, exist_ok=True)
+    for k in range(len(cores) // count):
+        lock = open(slots / str(k), "w")  # held (locked) for the life of the process
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        mine = cores[k * count : (k + 1) * count]
+        os.sched_setaffinity(0, mine)
+        return mine, lock
+    return None
+
+
+INLINE_BYTES = 100_000  # Ray's own limit for passing an argument by value
+
+
 class Worker:
     """The actor behind each worker: estimate stream ``index + 1`` (stream 0 is the
-    in-process trainer's)."""
+    in-process trainer's). CPU-only workers are pinned to ``cpus_per_worker`` free cores of
+    their host when ``distributed.pin_cpus`` (see :func:`pin_to_free_cores`)."""
 
     def __init__(self, cfg: MetaTrainConfig, index: int):
+        d = cfg.distributed
+        cpu_only = d.gpus_per_worker == 0 and not d.resources_per_worker
+        whole = d.cpus_per_worker >= 1 and float(d.cpus_per_worker).is_integer()
+        self.pinned = None
+        if d.pin_cpus and cpu_only and whole:
+            self.pinned = pin_to_free_cores(int(d.cpus_per_worker))
         self.index = index
         self.stream = EstimateStream(cfg, stream=index + 1)
 
@@ -44,6 +88,7 @@ class Worker:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "devices": len(self.stream.devices),
+            "cores": self.pinned[0] if self.pinned else None,
         }
 
     def estimate(self, theta: Any, version: int, window: int) -> Estimate:
@@ -144,7 +189,7 @@ class WorkerPool:
         self.lost = 0  # requests that failed and were sent again
         self._process = [(i["host"], i["pid"]) for i in self.info]
         self._failures = [0] * d.workers  # consecutive, per worker
-        self._inflight: dict[ray.ObjectRef, int] = {}
+        self._inflight: dict[ray.ObjectRef, tuple[int, int]] = {}  # -> (worker, version)
         self._theta, self._version = None, 0
 
     def restore(self, windows: list[int]) -> None:
@@ -154,15 +199,24 @@ class WorkerPool:
         self.windows = (list(windows) + [0] * n)[:n]
 
     def publish(self, theta: Any, version: int) -> None:
-        """Makes ``theta`` the one new requests are computed at."""
-        self._theta, self._version = ray.put(jax.device_get(theta)), version
+        """Makes ``theta`` the one new requests are computed at: through the object store
+        (one copy per host) when it is large, by value like any small Ray argument if not."""
+        theta = jax.device_get(theta)
+        large = sum(x.nbytes for x in jax.tree.leaves(theta)) > INLINE_BYTES
+        self._theta, self._version = ray.put(theta) if large else theta, version
 
-    def _submit_idle(self) -> None:
-        busy = set(self._inflight.values())
+    def _submit_idle(self, fresh: int) -> None:
+        """Sends the current theta to every idle worker; with ``max_staleness`` 0, only as
+        many as this step still needs (a request beyond that would come back stale)."""
+        busy = {i for i, _ in self._inflight.values()}
+        pending = sum(v == self._version for _, v in self._inflight.values())
         for i, w in enumerate(self.workers):
+            if self.max_staleness == 0 and fresh + pending >= self.per_step:
+                return
             if i not in busy:
                 ref = w.estimate.remote(self._theta, self._version, self.windows[i])
-                self._inflight[ref] = i
+                self._inflight[ref] = (i, self._version)
+                pending += 1
 
     def _seen(self, i: int, host: str, pid: int) -> None:
         if (host, pid) != self._process[i]:
@@ -187,9 +241,9 @@ class WorkerPool:
         """Estimates until ``per_step`` of them are fresh enough for the current version."""
         out, fresh = [], 0
         while fresh < self.per_step:
-            self._submit_idle()
+            self._submit_idle(fresh)
             [ref], _ = ray.wait(list(self._inflight), num_returns=1)
-            i = self._inflight.pop(ref)
+            i, _ = self._inflight.pop(ref)
             try:
                 estimate = ray.get(ref)
             except ray.exceptions.RayActorError as e:  # died (and restarting): ask again

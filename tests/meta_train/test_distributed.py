@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -203,3 +204,32 @@ def test_clear_errors(head, tmp_path):
             ),
             verbose=False,
         )
+
+
+def test_cpu_pinning_takes_free_slots(tmp_path):
+    """Each pin takes a core no other holder has; a released slot is taken again."""
+    script = textwrap.dedent(
+        f"""
+        import os, pathlib
+        from meta_train.distributed import pin_to_free_cores
+        slots = pathlib.Path({str(tmp_path)!r})
+        every = os.sched_getaffinity(0)
+        n = len(every)
+
+        def pin():  # as a fresh worker process would: from every core
+            os.sched_setaffinity(0, every)
+            return pin_to_free_cores(1, slots)
+
+        held = [pin() for _ in range(n)]
+        assert len({{c for cores, _ in held for c in cores}}) == n
+        assert os.sched_getaffinity(0) == set(held[-1][0])
+        assert pin() is None  # every slot is taken
+        held[0][1].close()  # a worker that dies releases its slot
+        assert pin()[0] == held[0][0]
+        print("OK")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "OK", out.stderr[-2000:]
