@@ -2,8 +2,8 @@
 
 Each worker is a Ray actor running one :class:`~meta_train.stream.EstimateStream` (its own
 task sequence, population sharded over its host's devices). The driver keeps one request in
-flight per worker: ``estimate(theta_ref, version, window)`` where ``theta_ref`` is the latest
-theta in the object store. An outer step waits for ``estimates_per_step`` estimates at most
+flight per worker: ``estimate(theta, version, window)`` with the latest theta (an object
+store reference when it is large, the arrays themselves when small). An outer step waits for ``estimates_per_step`` estimates at most
 ``max_staleness`` versions old; older ones that arrive meanwhile are handed to the learner,
 which drops and counts them. With ``max_staleness`` 0 the driver sends only as many requests
 per version as the step needs (synchronous rounds); otherwise every worker is kept busy.
@@ -42,8 +42,9 @@ def pin_to_free_cores(
 
     Slots are ``flock``-ed files under ``slots`` (default: one directory per user in the
     temporary directory), so they are released when a worker dies and shared by every run
-    of this user on the host; ``None`` when every slot is taken. XLA on CPU otherwise runs each worker's threads on
-    every core, and workers sharing cores slow each other down far beyond their share.
+    of this user on the host; ``None`` when every slot is taken. XLA on CPU otherwise runs
+    each worker's threads on every core, and workers sharing cores slow each other down far
+    beyond their share.
     """
     if not hasattr(os, "sched_setaffinity"):
         return None
