@@ -145,7 +145,17 @@ def ray_session(dist: DistributedConfig, verbose: bool = True) -> Iterator[None]
         address, cpus = dist.address, None
     with warnings.catch_warnings():  # Ray forks then execs its processes: harmless for JAX
         warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
-        ray.init(address=address, num_cpus=cpus, **options)
+        try:
+            ray.init(address=address, num_cpus=cpus, **options)
+        except ConnectionError as e:
+            if "uthenticat" not in f"{e} {e.__cause__}":
+                raise
+            raise ConnectionError(
+                f"the Ray cluster at {address} refused the connection: it uses token "
+                "authentication (the default of `ray start`). Set RAY_AUTH_MODE=token and "
+                "give its token in ~/.ray/auth_token or RAY_AUTH_TOKEN (on a node of the "
+                "cluster, --ray-address auto finds both)"
+            ) from e
     try:
         yield
     finally:
@@ -181,6 +191,9 @@ class WorkerPool:
                 f"{d.cpus_per_worker:g} CPUs, {d.gpus_per_worker:g} GPUs and "
                 f"{dict(d.resources_per_worker)}; the cluster has {ray.cluster_resources()}"
             ) from None
+        except ray.exceptions.RayActorError as e:  # an error in Worker.__init__
+            self.close()
+            raise RuntimeError(f"a Ray worker could not start: {e}") from e
         if verbose:
             hosts = sorted({i["host"] for i in self.info})
             devices = sum(i["devices"] for i in self.info)
