@@ -2,12 +2,16 @@
 
     python -m bench.perf update [--sizes 270k,1M,4M,16M] [--out perf-update.json]
     python -m bench.perf unroll [--tasks mlp-digits,...] [--out perf-unroll.json]
+    python -m bench.perf sweep [--task mlp-digits] [--steps 200] [--out perf-sweep.json]
     python -m bench.perf scaling [--workers 1,2] [--rounds 3] [--out perf-scaling.json] [overrides]
 
 ``update``: the jitted update step of each learned-optimizer architecture (randomly
 initialized; cost does not depend on theta's values) on MLP-shaped parameter trees, as a
 ratio to ``optax.adam``'s (median over rounds of the per-round ratio; each round times every
 optimizer back to back), the fastest time per step, and optimizer-state floats per parameter.
+
+``sweep``: a 14-point × 3-seed Adam learning-rate sweep as one vmapped run (``bench.runner``)
+relative to its 42 configurations run one at a time.
 
 ``scaling``: meta-training throughput (estimates/s) on 1, 2, ... Ray workers of an embedded
 local Ray instance relative to 1 worker, the in-process trainer, and the learner's share of
@@ -254,6 +258,48 @@ def bench_scaling(
     return rows
 
 
+def bench_sweep(task_name: str = "mlp-digits", steps: int = 200, rounds: int = 3) -> list[dict]:
+    """A 14-point learning-rate grid × 3 seeds of Adam: one vmapped run (``bench.runner``)
+    against the 42 configurations run one at a time through the same compiled code for a
+    single configuration. Both are compiled before timing; each round times both."""
+    from bench import baselines, protocols, runner
+
+    task, adam = tasks.get(task_name), baselines.get("adam")
+    grid, seeds = protocols.lr_grid(), 3
+
+    def sweep():
+        runner.run(task, adam.tx, {"learning_rate": grid}, seeds, steps, eval_every=steps)
+
+    def one_by_one():
+        for lr in grid:
+            for seed in range(seeds):
+                runner.run(task, adam.tx, {"learning_rate": lr[None]}, 1, steps, steps, seed=seed)
+
+    def timed(f):
+        start = time.perf_counter()
+        f()
+        return time.perf_counter() - start
+
+    sweep(), one_by_one()  # compile
+    samples = [(timed(one_by_one), timed(sweep)) for _ in range(rounds)]
+    ratio = statistics.median(a / b for a, b in samples)
+    row = {
+        "task": task_name,
+        "configurations": len(grid) * seeds,
+        "steps": steps,
+        "vmapped_seconds": min(b for _, b in samples),
+        "one_by_one_seconds": min(a for a, _ in samples),
+        "speedup": ratio,
+    }
+    print(
+        f"{task_name}: {len(grid)} learning rates x {seeds} seeds x {steps} steps: vmapped "
+        f"{row['vmapped_seconds']:.2f} s, one by one {row['one_by_one_seconds']:.2f} s, "
+        f"{ratio:.1f}x faster",
+        flush=True,
+    )
+    return [row]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.perf",
@@ -273,6 +319,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     p_unroll.add_argument("--rounds", type=int, default=7)
     p_unroll.add_argument("--out", default="perf-unroll.json")
+    p_sweep = sub.add_parser("sweep", help="vmapped lr sweep relative to one run at a time")
+    p_sweep.add_argument("--task", default="mlp-digits")
+    p_sweep.add_argument("--steps", type=int, default=200)
+    p_sweep.add_argument("--rounds", type=int, default=3)
+    p_sweep.add_argument("--out", default="perf-sweep.json")
     p_scaling = sub.add_parser("scaling", help="meta-training throughput on 1, 2, ... Ray workers")
     p_scaling.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     p_scaling.add_argument("--rounds", type=int, default=3)
@@ -288,6 +339,10 @@ def main(argv: list[str] | None = None) -> None:
         if unknown:
             parser.error(f"unknown --sizes {unknown}; choose from {list(SIZES)}")
         rows = bench_update(sizes, rounds=args.rounds)
+    elif args.command == "sweep":
+        if args.task not in tasks.names():
+            parser.error(f"unknown --task {args.task!r}; choose from {tasks.names()}")
+        rows = bench_sweep(args.task, args.steps, args.rounds)
     elif args.command == "scaling":
         try:
             workers = [int(k) for k in args.workers.split(",")]

@@ -1,0 +1,159 @@
+"""Hand-designed baselines from optax, each with an explicit hyperparameter search space.
+
+Every baseline is built through ``optax.inject_hyperparams``, so its hyperparameters are
+arrays in the optimizer state and a whole sweep can be ``vmap``-ped (``bench.runner``).
+Search spaces are log-uniform in the value (``"log"``) or in one minus it (``"log1m"``, for
+momentum-like ``β`` close to 1), as in Choi et al. (2019).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+
+class Range(NamedTuple):
+    """A search range: ``low``–``high`` on a log scale of the value (``"log"``) or of one
+    minus the value (``"log1m"``, so ``Range(0.9, 0.999, "log1m")`` spans ``1 − β``)."""
+
+    low: float
+    high: float
+    scale: str = "log"
+
+    def __call__(self, u: np.ndarray) -> np.ndarray:
+        """The values at quantiles ``u ∈ [0, 1]``."""
+        if self.scale == "log":
+            return np.exp(np.log(self.low) + u * (np.log(self.high) - np.log(self.low)))
+        lo, hi = np.log(1 - self.high), np.log(1 - self.low)
+        return 1 - np.exp(lo + u * (hi - lo))
+
+
+def scale_by_adam_atan2(
+    b1: float = 0.9, b2: float = 0.999, a: float = 1.27, b: float = 1.0
+) -> optax.GradientTransformation:
+    """Adam-atan2 (Everett et al. 2024): Adam's ``m̂ / (√v̂ + ε)`` replaced by
+    ``a · atan2(m̂, b · √v̂)``, which needs no ε, is invariant to the gradient's scale and is
+    bounded by ``a·π/2``. ``a ≈ 4/π`` matches Adam for ``|m̂| ≈ √v̂``."""
+
+    def init_fn(params):
+        zeros = optax.tree.zeros_like(params)
+        return optax.ScaleByAdamState(jnp.zeros([], jnp.int32), zeros, zeros)
+
+    def update_fn(updates, state, params=None):
+        del params
+        mu = optax.tree.update_moment(updates, state.mu, b1, 1)
+        nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
+        count = optax.safe_increment(state.count)
+        mu_hat = optax.tree.bias_correction(mu, b1, count)
+        nu_hat = optax.tree.bias_correction(nu, b2, count)
+        updates = jax.tree.map(lambda m, v: a * jnp.arctan2(m, b * jnp.sqrt(v)), mu_hat, nu_hat)
+        return updates, optax.ScaleByAdamState(count, mu, nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adam_atan2(
+    learning_rate: float, b1: float = 0.9, b2: float = 0.999, weight_decay: float = 0.0
+) -> optax.GradientTransformation:
+    """Adam-atan2 with decoupled weight decay, as an optax transform."""
+    return optax.chain(
+        scale_by_adam_atan2(b1, b2),
+        optax.add_decayed_weights(weight_decay),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
+def _momentum(learning_rate: float, momentum: float = 0.9) -> optax.GradientTransformation:
+    return optax.sgd(learning_rate, momentum=momentum, nesterov=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    """An optax optimizer ``factory(**hparams)``, its ``defaults`` and the ``space`` that a
+    random search samples (hyperparameters outside ``space`` stay at their defaults)."""
+
+    name: str
+    factory: Callable[..., optax.GradientTransformation]
+    defaults: Mapping[str, float]
+    space: Mapping[str, Range]
+
+    def tx(self, hparams: Mapping[str, Any]) -> optax.GradientTransformation:
+        """The optimizer at ``hparams`` (scalars or traced arrays) over the defaults."""
+        return optax.inject_hyperparams(self.factory)(**{**self.defaults, **hparams})
+
+    def sample(self, u: np.ndarray) -> dict[str, np.ndarray]:
+        """Hyperparameters at quantiles ``u[n, len(space)]`` (e.g. Halton points)."""
+        return {k: r(u[:, i]).astype(np.float32) for i, (k, r) in enumerate(self.space.items())}
+
+
+LR = Range(1e-5, 1.0)
+BETA1 = Range(0.0, 0.999, "log1m")
+BETA2 = Range(0.9, 0.9999, "log1m")
+EPS = Range(1e-10, 1e-3)
+DECAY = Range(1e-5, 1.0)
+
+BASELINES: dict[str, Baseline] = {
+    b.name: b
+    for b in (
+        Baseline("sgd", optax.sgd, {"learning_rate": 0.1}, {"learning_rate": Range(1e-4, 10.0)}),
+        Baseline(
+            "momentum",
+            _momentum,
+            {"learning_rate": 0.01, "momentum": 0.9},
+            {"learning_rate": Range(1e-4, 10.0), "momentum": Range(0.0, 0.999, "log1m")},
+        ),
+        Baseline(
+            "adam",
+            optax.adam,
+            {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8},
+            {"learning_rate": LR, "b1": BETA1, "b2": BETA2, "eps": EPS},
+        ),
+        Baseline(
+            "adamw",
+            optax.adamw,
+            {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4},
+            {"learning_rate": LR, "b1": BETA1, "b2": BETA2, "eps": EPS, "weight_decay": DECAY},
+        ),
+        Baseline(
+            "nadamw",
+            optax.nadamw,
+            {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4},
+            {"learning_rate": LR, "b1": BETA1, "b2": BETA2, "eps": EPS, "weight_decay": DECAY},
+        ),
+        Baseline(
+            "adam-atan2",
+            adam_atan2,
+            {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "weight_decay": 0.0},
+            {"learning_rate": LR, "b1": BETA1, "b2": BETA2, "weight_decay": DECAY},
+        ),
+        Baseline(
+            "lion",
+            optax.lion,
+            {"learning_rate": 1e-4, "b1": 0.9, "b2": 0.99, "weight_decay": 1e-3},
+            {
+                "learning_rate": Range(1e-6, 0.1),
+                "b1": BETA1,
+                "b2": Range(0.9, 0.9999, "log1m"),
+                "weight_decay": DECAY,
+            },
+        ),
+        Baseline(
+            "adafactor",
+            optax.adafactor,
+            {"learning_rate": 1e-2},
+            {"learning_rate": Range(1e-5, 1.0)},
+        ),
+    )
+}
+
+
+def get(name: str) -> Baseline:
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; choose from {sorted(BASELINES)}")
+    return BASELINES[name]

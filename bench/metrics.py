@@ -1,0 +1,123 @@
+"""Benchmark metrics over loss curves (numpy; NaN and inf count as a diverged, worst loss).
+
+Curves have time on the last axis. A *tuned curve* is the best over a sweep at every step,
+made monotone: ``running_min(min over configurations)``; the speedup of a candidate inverts
+it (Adam-speedup protocol, REFERENCES.md):
+
+    speedup = (steps the tuned baseline needs to reach the candidate's final loss)
+              ÷ (the candidate's steps)
+
+If the baseline never gets there within its own budget the speedup is *censored*: at least
+``baseline budget ÷ candidate steps``, reported as that bound with ``censored=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+import scipy.stats
+
+
+def finite_or_inf(x: np.ndarray) -> np.ndarray:
+    """``x`` with NaN (diverged) replaced by +inf, so minima never pick a diverged run."""
+    return np.where(np.isnan(x), np.inf, x)
+
+
+def ema(x: np.ndarray, decay: float) -> np.ndarray:
+    """Bias-corrected exponential moving average along the last axis."""
+    x = np.asarray(x, np.float64)
+    out = np.empty_like(x)
+    acc, norm = np.zeros(x.shape[:-1]), 0.0
+    for t in range(x.shape[-1]):
+        acc = decay * acc + (1 - decay) * x[..., t]
+        norm = decay * norm + (1 - decay)
+        out[..., t] = acc / norm
+    return out
+
+
+def running_min(x: np.ndarray) -> np.ndarray:
+    return np.minimum.accumulate(finite_or_inf(np.asarray(x, np.float64)), axis=-1)
+
+
+def tuned_curve(curves: np.ndarray) -> np.ndarray:
+    """``curves[K, T]`` → ``[T]``: the best configuration at each step, made monotone."""
+    return running_min(np.min(finite_or_inf(curves), axis=0))
+
+
+def steps_to_reach(curve: np.ndarray, steps: np.ndarray, target: float) -> float:
+    """The first step at which the monotone ``curve`` (recorded at ``steps``) is ``<= target``,
+    interpolated linearly between records; ``inf`` if it never is."""
+    curve = running_min(curve)
+    hit = np.flatnonzero(curve <= target)
+    if not hit.size:
+        return np.inf
+    i = hit[0]
+    if i == 0 or not np.isfinite(curve[i - 1]):
+        return float(steps[i])
+    frac = (curve[i - 1] - target) / (curve[i - 1] - curve[i])
+    return float(steps[i - 1] + frac * (steps[i] - steps[i - 1]))
+
+
+class Speedup(NamedTuple):
+    value: float
+    censored: bool  # the baseline never reached the loss: ``value`` is a lower bound
+
+
+def speedup(
+    candidate_final: float, baseline: np.ndarray, steps: np.ndarray, candidate_steps: int
+) -> Speedup:
+    """See the module docstring; ``baseline`` is a tuned curve recorded at ``steps``."""
+    if not np.isfinite(candidate_final):
+        return Speedup(0.0, False)  # the candidate diverged: no loss worth reaching
+    needed = steps_to_reach(baseline, steps, candidate_final)
+    if np.isinf(needed):
+        return Speedup(float(steps[-1]) / candidate_steps, True)
+    return Speedup(needed / candidate_steps, False)
+
+
+def normalized_loss(loss: np.ndarray, initial: np.ndarray) -> np.ndarray:
+    """``loss / initial``: 1 is no progress, 0 a perfect fit; diverged runs are inf."""
+    return finite_or_inf(np.asarray(loss, np.float64)) / np.asarray(initial, np.float64)
+
+
+def iqm(x: np.ndarray) -> float:
+    """Interquartile mean: the mean of the middle 50% of the values."""
+    return float(scipy.stats.trim_mean(np.asarray(x, np.float64), 0.25))
+
+
+class Interval(NamedTuple):
+    estimate: float
+    low: float
+    high: float
+
+
+def bootstrap(
+    x: np.ndarray,
+    statistic: Callable[[np.ndarray], float] = iqm,
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> Interval:
+    """``statistic(x)`` and its percentile-bootstrap interval over tasks (``scipy.stats``)."""
+    x = np.asarray(x, np.float64)
+    if x.size < 2 or np.all(x == x[0]):
+        value = statistic(x)
+        return Interval(value, value, value)
+    res = scipy.stats.bootstrap(
+        (x,),
+        lambda s, axis: np.apply_along_axis(statistic, axis, s),
+        confidence_level=level,
+        n_resamples=resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return Interval(
+        statistic(x), float(res.confidence_interval.low), float(res.confidence_interval.high)
+    )
+
+
+def fraction_won(candidate: np.ndarray, baseline: np.ndarray) -> float:
+    """The fraction of tasks on which the candidate's loss is strictly lower."""
+    return float(np.mean(finite_or_inf(candidate) < finite_or_inf(baseline)))

@@ -1,0 +1,91 @@
+"""Tuning protocols for the baselines (REFERENCES.md, "Benchmark protocols").
+
+- ``lr-grid``: a half-decade learning-rate grid (other hyperparameters at their defaults) ×
+  seeds; the best learning rate is chosen by the final validation loss or by the smoothed
+  final train loss (mean over seeds).
+- ``random-search``: ``trials`` Halton points over all of an optimizer's hyperparameters on log
+  scales (Choi et al. 2019), chosen the same way; quality as a function of the trial budget
+  is estimated by bootstrapping subsets of the trials.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import scipy.stats.qmc
+
+from bench import metrics
+from bench.baselines import Baseline
+from bench.runner import Curves
+
+PROTOCOLS = ("lr-grid", "random-search")
+SELECT = ("valid", "train")
+TRAIN_EMA = 0.9  # smoothing of the minibatch train loss before reading its final value
+
+
+def lr_grid(low: float = 10**-6.5, high: float = 1.0, per_decade: int = 2) -> np.ndarray:
+    """Learning rates ``10^(k / per_decade)`` from ``low`` to ``high`` inclusive (the default
+    is 14 half-decade points, 3.2e-7 … 1)."""
+    lo, hi = np.log10(low) * per_decade, np.log10(high) * per_decade
+    if not hi >= lo:
+        raise ValueError(f"learning-rate range is empty: low={low:g} > high={high:g}")
+    return (10.0 ** (np.arange(np.ceil(lo - 1e-9), np.floor(hi + 1e-9) + 1) / per_decade)).astype(
+        np.float32
+    )
+
+
+def halton(num: int, dims: int, seed: int = 0) -> np.ndarray:
+    """``num`` scrambled Halton points in ``[0, 1)^dims`` (``scipy.stats.qmc``)."""
+    return scipy.stats.qmc.Halton(d=dims, scramble=True, rng=np.random.default_rng(seed)).random(
+        num
+    )
+
+
+def search_space(baseline: Baseline, protocol: str, trials: int, lr_range=None, seed: int = 0):
+    """The configurations ``{name: values[K]}`` that ``protocol`` runs for ``baseline``."""
+    if protocol == "lr-grid":
+        return {"learning_rate": lr_grid(*(lr_range or ()))}
+    if protocol == "random-search":
+        return baseline.sample(halton(trials, len(baseline.space), seed))
+    raise ValueError(f"unknown protocol {protocol!r}; choose from {list(PROTOCOLS)}")
+
+
+def scores(curves: Curves, select: str) -> np.ndarray:
+    """``[K]``: the selection criterion per configuration (lower is better, diverged = inf):
+    the final validation loss or the EMA-smoothed final train loss, averaged over seeds."""
+    if select == "valid":
+        final = curves.valid[..., -1]
+    elif select == "train":
+        final = metrics.ema(curves.train, TRAIN_EMA)[..., -1]
+    else:
+        raise ValueError(f"unknown selection {select!r}; choose from {list(SELECT)}")
+    return metrics.finite_or_inf(np.mean(final, axis=-1))
+
+
+class Tuned(NamedTuple):
+    best: int  # index of the chosen configuration
+    scores: np.ndarray  # [K]
+
+
+def choose(curves: Curves, select: str) -> Tuned:
+    s = scores(curves, select)
+    return Tuned(int(np.argmin(s)), s)
+
+
+def budget_curve(
+    trial_scores: np.ndarray, budgets: list[int], resamples: int = 1000, seed: int = 0
+) -> dict[int, metrics.Interval]:
+    """For each budget ``b``: the expected best score of ``b`` trials drawn without
+    replacement from the ones run, with a 95% interval over the resamples."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for b in budgets:
+        best = np.array(
+            [np.min(rng.choice(trial_scores, size=b, replace=False)) for _ in range(resamples)]
+        )
+        finite = np.isfinite(best)
+        mean = float(np.mean(best[finite])) if finite.all() else np.inf
+        low, high = np.percentile(best, [2.5, 97.5])
+        out[b] = metrics.Interval(mean, float(low), float(high))
+    return out

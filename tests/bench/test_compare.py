@@ -1,0 +1,70 @@
+"""``python -m bench compare``: outputs, a learned optimizer next to a tuned one, and errors."""
+
+import json
+
+import jax
+import pytest
+
+import lopt
+from bench import suites
+from bench.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    frozen = lopt.save(out / "init.lopt", lopt.MLPLOpt(), lopt.MLPLOpt().init(jax.random.key(0)))
+    code = main(
+        [
+            "compare",
+            "--optimizer",
+            str(frozen),
+            "--optimizer",
+            "adam",
+            "--suite",
+            "smoke",
+            "--baselines",
+            "adam,sgd",
+            "--seeds",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_writes_report_json_and_plots(smoke_report):
+    out, report = smoke_report
+    for name in ("report.md", "results.json", "curves.png", "speedups.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert report["command"].startswith("python -m bench compare --optimizer")
+    assert report["versions"]["jax"] == jax.__version__
+    assert list(report["tasks"]) == [e.name for e in suites.get("smoke")]
+    quad = report["tasks"]["quadratic"]["optimizers"]
+    assert quad["init"]["tuning_trials"] == 0 and quad["init"]["chosen"] == {}
+    assert quad["adam"]["tuning_trials"] == 14 and "learning_rate" in quad["adam"]["chosen"]
+    assert quad["sgd"]["vs"]["adam"]["speedup"] > 0
+    for record in quad.values():
+        assert len(record["valid_curve"]) == 40 // 10 + 1
+    summary = report["summary"]["init"]["adam"]
+    assert summary["tasks"] == 2 and 0 <= summary["fraction_won"]["estimate"] <= 1
+    text = (out / "report.md").read_text()
+    assert "| init | adam |" in text and "| quadratic | 40 | adam | learning_rate=" in text
+
+
+def test_clear_errors(tmp_path, capsys):
+    run = lambda *args: main(["compare", "--quiet", "--out", str(tmp_path), *args])
+    assert run("--optimizer", "adamax", "--suite", "smoke") == 2
+    assert "unknown optimizer 'adamax'" in capsys.readouterr().err
+    assert run("--optimizer", "adam", "--suite", "nope") == 2
+    assert "unknown suite 'nope'" in capsys.readouterr().err
+    assert run("--optimizer", "adam", "--suite", "smoke", "--baselines", "adam,adamax") == 2
+    assert "unknown baseline 'adamax'" in capsys.readouterr().err
+    bad = tmp_path / "bad.lopt"
+    bad.write_bytes(b"not a zip file")
+    assert run("--optimizer", str(bad), "--suite", "smoke") == 2
+    assert "bad.lopt" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()  # nothing written for bad input

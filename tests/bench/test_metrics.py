@@ -1,0 +1,48 @@
+"""Benchmark metrics on synthetic curves with known answers."""
+
+import numpy as np
+import pytest
+
+from bench import metrics
+
+
+def test_speedup_inverts_the_tuned_curve():
+    steps = np.arange(1, 101)
+    baseline = 1.0 / steps  # reaches loss 1/s at step s
+    # A candidate that ends (after 25 steps) at the loss the baseline reaches at step 50.
+    s = metrics.speedup(1.0 / 50, baseline, steps, candidate_steps=25)
+    assert s == metrics.Speedup(pytest.approx(2.0), False)
+    # Half way between two records is interpolated linearly.
+    assert metrics.steps_to_reach(baseline, steps, (1 / 50 + 1 / 51) / 2) == pytest.approx(50.5)
+    # Slower than the baseline: a speedup below 1.
+    assert metrics.speedup(1.0 / 10, baseline, steps, 100).value == pytest.approx(0.1)
+    # Better than the baseline ever gets: a lower bound (its budget / the candidate's steps).
+    assert metrics.speedup(1e-3, baseline, steps, 50) == metrics.Speedup(2.0, True)
+    # A diverged candidate gets no speedup.
+    assert metrics.speedup(np.nan, baseline, steps, 50) == metrics.Speedup(0.0, False)
+
+
+def test_tuned_curve_is_the_monotone_best_over_the_sweep_and_ignores_divergence():
+    curves = np.array([[3.0, 2.0, 2.5, 1.0], [2.5, np.nan, np.nan, np.nan], [4.0, 1.5, 3.0, 3.0]])
+    np.testing.assert_array_equal(metrics.tuned_curve(curves), [2.5, 1.5, 1.5, 1.0])
+
+
+def test_normalized_loss_iqm_bootstrap_and_wins():
+    assert metrics.normalized_loss(0.5, 2.0) == 0.25
+    assert metrics.normalized_loss(np.nan, 2.0) == np.inf
+    x = np.array([100.0, 1.0, 2.0, 3.0, 4.0, -100.0, 2.5, 3.5])
+    assert metrics.iqm(x) == pytest.approx(np.mean([2.0, 2.5, 3.0, 3.5]))  # middle 50%
+    ci = metrics.bootstrap(np.arange(20.0), np.mean)
+    assert ci.estimate == pytest.approx(9.5) and ci.low < 9.5 < ci.high
+    sem = np.std(np.arange(20.0)) / np.sqrt(20)
+    assert (ci.high - ci.low) / 2 == pytest.approx(1.96 * sem, rel=0.2)
+    assert metrics.bootstrap(np.ones(5)) == metrics.Interval(1.0, 1.0, 1.0)
+    assert (
+        metrics.fraction_won(np.array([1.0, 2.0, np.nan, 0.5]), np.array([2.0, 1.0, 1.0, np.nan]))
+        == 0.5
+    )
+
+
+def test_ema_is_bias_corrected():
+    np.testing.assert_allclose(metrics.ema(np.full((2, 5), 3.0), 0.9), 3.0)
+    np.testing.assert_allclose(metrics.ema(np.array([0.0, 1.0]), 0.5), [0.0, 2 / 3])

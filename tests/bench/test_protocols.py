@@ -1,0 +1,120 @@
+"""Baselines, Halton sampling, the runner, and the lr-grid protocol on a solvable problem."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.stats.qmc
+
+import tasks
+from bench import baselines, protocols, runner
+
+
+def test_lr_grid_is_half_decades():
+    grid = protocols.lr_grid()
+    assert len(grid) == 14 and grid[0] == pytest.approx(10**-6.5) and grid[-1] == 1.0
+    np.testing.assert_allclose(np.diff(np.log10(grid)), 0.5, rtol=1e-5)
+    assert len(protocols.lr_grid(1e-3, 1e-1)) == 5
+    with pytest.raises(ValueError, match="range is empty"):
+        protocols.lr_grid(1.0, 1e-3)
+
+
+def test_halton_points_are_stratified_and_beat_random_sampling():
+    u = protocols.halton(64, 3, seed=1)
+    assert u.shape == (64, 3) and np.all((u >= 0) & (u < 1))
+    # Base 2 in the first dimension: the first 16 points fill all 16 sixteenths;
+    # base 3 in the second: the first 9 points fill all 9 ninths.
+    assert sorted(np.floor(u[:16, 0] * 16).astype(int)) == list(range(16))
+    assert sorted(np.floor(u[:9, 1] * 9).astype(int)) == list(range(9))
+    rand = np.random.default_rng(0).random((64, 3))
+    assert scipy.stats.qmc.discrepancy(u) < scipy.stats.qmc.discrepancy(rand)
+
+
+def test_search_spaces_are_sampled_on_their_scales():
+    adam = baselines.get("adam")
+    hp = adam.sample(protocols.halton(256, len(adam.space)))
+    assert set(hp) == {"learning_rate", "b1", "b2", "eps"}
+    assert 1e-5 <= hp["learning_rate"].min() and hp["learning_rate"].max() <= 1.0
+    assert 0.0 <= hp["b1"].min() and hp["b1"].max() <= 0.999
+    # log-uniform: about half the learning rates below the geometric midpoint 10^-2.5
+    assert np.mean(hp["learning_rate"] < 10**-2.5) == pytest.approx(0.5, abs=0.05)
+    # log1m: about half of 1 - b2 below sqrt(0.1 * 1e-4)
+    assert np.mean(1 - hp["b2"] < np.sqrt(0.1 * 1e-4)) == pytest.approx(0.5, abs=0.05)
+    with pytest.raises(ValueError, match="unknown baseline 'adamax'"):
+        baselines.get("adamax")
+
+
+def test_adam_atan2_matches_its_formula_and_is_scale_invariant():
+    tx = baselines.scale_by_adam_atan2(b1=0.9, b2=0.99)
+    grads = [jnp.array([0.5, -2.0, 1e-12]), jnp.array([0.1, -1.0, 0.0])]
+    state, m, v = tx.init(grads[0]), np.zeros(3), np.zeros(3)
+    for t, g in enumerate(grads, start=1):
+        update, state = tx.update(g, state)
+        m, v = 0.9 * m + 0.1 * np.asarray(g), 0.99 * v + 0.01 * np.asarray(g) ** 2
+        expected = 1.27 * np.arctan2(m / (1 - 0.9**t), np.sqrt(v / (1 - 0.99**t)))
+        np.testing.assert_allclose(update, expected, rtol=1e-5, atol=1e-7)
+    big, _ = tx.update(1e6 * grads[0], tx.init(grads[0]))
+    small, _ = tx.update(grads[0], tx.init(grads[0]))
+    np.testing.assert_allclose(big, small, rtol=1e-5)
+
+
+def test_every_baseline_runs_as_a_vmapped_sweep():
+    task = tasks.get("quadratic")
+    for b in baselines.BASELINES.values():
+        hp = b.sample(protocols.halton(2, len(b.space)))
+        curves = runner.run(task, b.tx, hp, num_seeds=1, num_steps=4, eval_every=2)
+        assert curves.train.shape == (2, 1, 4) and curves.valid.shape == (2, 1, 3), b.name
+        assert np.all(np.isfinite(curves.train[:, :, 0])), b.name
+
+
+def test_a_sweep_is_the_same_as_its_configurations_run_alone():
+    task = tasks.get("logreg-digits")
+    adam = baselines.get("adam")
+    lrs = np.array([1e-3, 1e-2, 1e-1], np.float32)
+    sweep = runner.run(
+        task, adam.tx, {"learning_rate": lrs}, num_seeds=2, num_steps=10, eval_every=5
+    )
+    alone = runner.run(
+        task, adam.tx, {"learning_rate": lrs[1:2]}, num_seeds=2, num_steps=10, eval_every=5
+    )
+    np.testing.assert_allclose(sweep.train[1], alone.train[0], rtol=1e-5)
+    np.testing.assert_allclose(sweep.valid[1], alone.valid[0], rtol=1e-5)
+    # ...and as optax.adam in a plain Python loop (same init and batches).
+    key = jax.random.split(jax.random.fold_in(jax.random.key(0), 0), 2)[0]
+    init_key, train_key = jax.random.split(key)
+    params, tx = task.init(init_key), optax.adam(1e-2)
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state, k):
+        loss, grads = jax.value_and_grad(task.loss)(params, task.batch(k, "train"))
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
+    for t, k in enumerate(jax.random.split(train_key, 10)):
+        params, state, loss = step(params, state, k)
+        assert float(loss) == pytest.approx(float(sweep.train[1, 0, t]), rel=1e-4)
+    with pytest.raises(ValueError, match="must be a multiple of eval_every"):
+        runner.run(task, adam.tx, {}, num_seeds=1, num_steps=10, eval_every=3)
+
+
+def test_lr_grid_picks_the_analytically_best_step_size_on_a_quadratic():
+    """Loss ½·h·x² with h = 2 under SGD: x_T = (1 − ηh)^T x_0, so the final loss is smallest
+    for the grid step size with the smallest |1 − ηh| (0.316; 1/h = 0.5 is off the grid)."""
+    task = tasks.augment.scale_loss(tasks.quadratic_task(dim=1, condition=1.0, noise=0.0), 2.0)
+    space = protocols.search_space(baselines.get("sgd"), "lr-grid", trials=0)
+    curves = runner.run(
+        task, baselines.get("sgd").tx, space, num_seeds=2, num_steps=20, eval_every=5
+    )
+    analytic = int(np.argmin(np.abs(1 - 2.0 * space["learning_rate"])))
+    assert space["learning_rate"][analytic] == pytest.approx(10**-0.5)
+    for select in protocols.SELECT:
+        assert protocols.choose(curves, select).best == analytic
+
+
+def test_budget_curve_improves_with_the_budget():
+    scores = np.random.default_rng(0).random(16)
+    curve = protocols.budget_curve(scores, [1, 4, 16])
+    assert curve[1].estimate > curve[4].estimate > curve[16].estimate == pytest.approx(scores.min())
+    assert curve[1].estimate == pytest.approx(scores.mean(), abs=0.03)
