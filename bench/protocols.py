@@ -86,6 +86,6 @@ def budget_curve(
         )
         finite = np.isfinite(best)
         mean = float(np.mean(best[finite])) if finite.all() else np.inf
-        low, high = np.percentile(best, [2.5, 97.5])
+        low, high = np.quantile(best, [0.025, 0.975], method="nearest")  # inf-safe
         out[b] = metrics.Interval(mean, float(low), float(high))
     return out

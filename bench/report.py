@@ -73,8 +73,32 @@ def markdown(report: dict[str, Any]) -> str:
                     " — |" if name == b else f" {'won' if vs['won'] else 'lost'}, {_speedup(vs)} |"
                 )
             lines.append(row)
+    lines += _budget_table(report)
     lines += ["", "![loss curves](curves.png)", "", "![speedups](speedups.png)", ""]
     return "\n".join(lines)
+
+
+def _budget_table(report: dict[str, Any]) -> list[str]:
+    """Random search: the expected best score of ``b`` trials, per task and baseline."""
+    if report["protocol"] != "random-search":
+        return []
+    lines = [
+        "",
+        "## Tuning budget",
+        "",
+        f"Expected best final {report['selection']} loss of b random-search trials "
+        "(resampled without replacement from the trials run):",
+        "",
+    ]
+    for b in report["baselines"]:
+        budgets = next(iter(report["tasks"].values()))["optimizers"][b]["budget_curve"]
+        lines += [f"| {b}: task | " + " | ".join(f"b={k}" for k in budgets) + " |"]
+        lines += ["| --- " * (1 + len(budgets)) + "|"]
+        for task, t in report["tasks"].items():
+            curve = t["optimizers"][b]["budget_curve"]
+            lines.append(f"| {task} | " + " | ".join(f"{v[0]:.4g}" for v in curve.values()) + " |")
+        lines.append("")
+    return lines
 
 
 def plot_curves(report: dict[str, Any], path: pathlib.Path) -> None:

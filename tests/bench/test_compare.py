@@ -55,6 +55,23 @@ def test_writes_report_json_and_plots(smoke_report):
     assert "| init | adam |" in text and "| quadratic | 40 | adam | learning_rate=" in text
 
 
+def test_random_search_reports_quality_against_the_trial_budget(tmp_path):
+    args = ["compare", "--optimizer", "sgd", "--suite", "smoke", "--protocol", "random-search"]
+    assert main([*args, "--trials", "4", "--seeds", "1", "--out", str(tmp_path), "--quiet"]) == 0
+    report = json.loads((tmp_path / "results.json").read_text())
+    record = report["tasks"]["quadratic"]["optimizers"]["adam"]
+    assert record["tuning_trials"] == 4 and set(record["chosen"]) == {
+        "learning_rate",
+        "b1",
+        "b2",
+        "eps",
+    }
+    curve = record["budget_curve"]
+    assert list(curve) == ["1", "2", "4"] and curve["4"][0] == pytest.approx(min(record["scores"]))
+    assert curve["1"][0] >= curve["2"][0] >= curve["4"][0]
+    assert "## Tuning budget" in (tmp_path / "report.md").read_text()
+
+
 def test_clear_errors(tmp_path, capsys):
     run = lambda *args: main(["compare", "--quiet", "--out", str(tmp_path), *args])
     assert run("--optimizer", "adamax", "--suite", "smoke") == 2
