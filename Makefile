@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(PY) -m bench.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -57,7 +57,7 @@ def resolve(spec: str) -> Optimizer:
     path = pathlib.Path(spec)
     if path.exists():
         frozen = lopt.load(path)  # FrozenFileError says what is wrong with the file
-        return Optimizer(path.stem, learned=frozen.as_optax)
+        return Optimizer(spec.removesuffix(".lopt"), learned=frozen.as_optax)
     raise ValueError(
         f"unknown optimizer {spec!r}: not a baseline {sorted(baselines_lib.BASELINES)}, "
         f"a pretrained optimizer {lopt.list_pretrained()}, or an existing .lopt file"

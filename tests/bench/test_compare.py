@@ -25,6 +25,9 @@ def smoke_report(tmp_path_factory):
             "smoke",
             "--baselines",
             "adam,sgd",
+            "--lr-range",
+            "1e-3",
+            "1",
             "--seeds",
             "2",
             "--out",
@@ -43,16 +46,18 @@ def test_writes_report_json_and_plots(smoke_report):
     assert report["command"].startswith("python -m bench compare --optimizer")
     assert report["versions"]["jax"] == jax.__version__
     assert list(report["tasks"]) == [e.name for e in suites.get("smoke")]
+    learned = str(out / "init")  # a file is named by its path
+    assert report["candidates"] == [learned, "adam"]
     quad = report["tasks"]["quadratic"]["optimizers"]
-    assert quad["init"]["tuning_trials"] == 0 and quad["init"]["chosen"] == {}
-    assert quad["adam"]["tuning_trials"] == 14 and "learning_rate" in quad["adam"]["chosen"]
+    assert quad[learned]["tuning_trials"] == 0 and quad[learned]["chosen"] == {}
+    assert quad["adam"]["tuning_trials"] == 7 and "learning_rate" in quad["adam"]["chosen"]
     assert quad["sgd"]["vs"]["adam"]["speedup"] > 0
     for record in quad.values():
         assert len(record["valid_curve"]) == 40 // 10 + 1
-    summary = report["summary"]["init"]["adam"]
+    summary = report["summary"][learned]["adam"]
     assert summary["tasks"] == 2 and 0 <= summary["fraction_won"]["estimate"] <= 1
     text = (out / "report.md").read_text()
-    assert "| init | adam |" in text and "| quadratic | 40 | adam | learning_rate=" in text
+    assert f"| {learned} | adam |" in text and "| quadratic | 40 | adam | learning_rate=" in text
 
 
 def test_random_search_reports_quality_against_the_trial_budget(tmp_path):
