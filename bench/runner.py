@@ -21,6 +21,7 @@ import numpy as np
 import optax
 
 import tasks
+from tasks.training import train_step
 
 
 class Curves(NamedTuple):
@@ -43,11 +44,7 @@ def _curves(task, make_tx, hparams, keys, num_configs, num_steps, eval_every, va
         def valid_loss(params):
             return jnp.mean(jax.vmap(lambda b: task.loss(params, b))(valid_batches))
 
-        def step(carry, k):
-            params, state = carry
-            loss, grads = jax.value_and_grad(task.loss)(params, task.batch(k, "train"))
-            updates, state = tx.update(grads, state, params, value=loss)
-            return (optax.apply_updates(params, updates), state), loss
+        step = train_step(task, tx)
 
         def chunk(carry, keys):
             carry, losses = jax.lax.scan(step, carry, keys)

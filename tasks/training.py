@@ -19,6 +19,20 @@ class FitResult(NamedTuple):
     eval_after: jax.Array  # scalar: the same after training
 
 
+def train_step(task: Task, tx: optax.GradientTransformationExtraArgs):
+    """One training step as a ``lax.scan`` body: ``((params, opt_state), key) ->
+    ((params, opt_state), loss)`` on a fresh ``train`` batch drawn with ``key``; the loss is
+    passed to ``tx.update`` as ``value``."""
+
+    def step(carry, key):
+        params, state = carry
+        loss, grads = jax.value_and_grad(task.loss)(params, task.batch(key, "train"))
+        updates, state = tx.update(grads, state, params, value=loss)
+        return (optax.apply_updates(params, updates), state), loss
+
+    return step
+
+
 @functools.partial(jax.jit, static_argnames=("task", "tx", "num_steps", "num_eval_batches"))
 def fit(
     task: Task,
@@ -41,14 +55,8 @@ def fit(
     def eval_loss(params):
         return jnp.mean(jax.vmap(lambda b: task.loss(params, b))(eval_batches))
 
-    def step(carry, k):
-        params, state = carry
-        loss, grads = jax.value_and_grad(task.loss)(params, task.batch(k, "train"))
-        updates, state = tx.update(grads, state, params, value=loss)
-        return (optax.apply_updates(params, updates), state), loss
-
     params = task.init(init_key)
     (final, _), losses = jax.lax.scan(
-        step, (params, tx.init(params)), jax.random.split(train_key, num_steps)
+        train_step(task, tx), (params, tx.init(params)), jax.random.split(train_key, num_steps)
     )
     return FitResult(final, losses, eval_loss(params), eval_loss(final))
