@@ -23,6 +23,7 @@ import os
 import pathlib
 import socket
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -238,6 +239,7 @@ class WorkerPool:
             self.restarts += 1
 
     def _lost(self, i: int, error: Exception) -> None:
+        """Counts worker ``i``'s failed request and waits until Ray has restarted it."""
         self.lost += 1
         self._failures[i] += 1
         if self._failures[i] >= self.max_failures:
@@ -245,11 +247,26 @@ class WorkerPool:
                 f"Ray worker {i} failed {self._failures[i]} times in a row (see the Ray logs, "
                 f"e.g. /tmp/ray/session_latest/logs); last error: {error}"
             ) from error
-        try:  # wait for Ray to restart it before sending the request again
-            info = ray.get(self.workers[i].info.remote(), timeout=self.startup_timeout)
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            try:
+                left = max(deadline - time.monotonic(), 0.1)
+                info = ray.get(self.workers[i].info.remote(), timeout=left)
+            except ray.exceptions.ActorUnavailableError:  # still restarting: ask again
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+                continue
+            except ray.exceptions.GetTimeoutError:
+                break
+            except ray.exceptions.RayActorError as e:  # died for good (e.g. its __init__ failed)
+                raise RuntimeError(f"Ray worker {i} could not be restarted: {e}") from e
             self._seen(i, info["host"], info["pid"])
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
-            self._lost(i, e)
+            return
+        raise RuntimeError(
+            f"Ray worker {i} did not come back within {self.startup_timeout:g} s of failing "
+            f"({error})"
+        ) from error
 
     def collect(self) -> list[Estimate]:
         """Estimates until ``per_step`` of them are fresh enough for the current version."""
