@@ -48,7 +48,8 @@ class Optimizer:
 
 
 def resolve(spec: str) -> Optimizer:
-    """A baseline name, a pretrained name, or a path to a frozen ``.lopt`` file."""
+    """A baseline name, a pretrained name, or a path to a frozen ``.lopt`` file (named by its
+    file name without ``.lopt``)."""
     if spec in baselines_lib.BASELINES:
         return Optimizer(spec, baseline=baselines_lib.BASELINES[spec])
     if spec in lopt.list_pretrained():
@@ -57,7 +58,7 @@ def resolve(spec: str) -> Optimizer:
     path = pathlib.Path(spec)
     if path.exists():
         frozen = lopt.load(path)  # FrozenFileError says what is wrong with the file
-        return Optimizer(spec.removesuffix(".lopt"), learned=frozen.as_optax)
+        return Optimizer(path.name.removesuffix(".lopt"), learned=frozen.as_optax)
     raise ValueError(
         f"unknown optimizer {spec!r}: not a baseline {sorted(baselines_lib.BASELINES)}, "
         f"a pretrained optimizer {lopt.list_pretrained()}, or an existing .lopt file"
@@ -117,6 +118,9 @@ def compare(
         raise ValueError("give at least one baseline (e.g. --baselines adam)")
     entries = suites.get(suite)
     candidates = [resolve(o) for o in optimizers]
+    names = [c.name for c in candidates]
+    if len(set(names)) < len(names):
+        raise ValueError(f"candidates need distinct names, got {names} (rename a .lopt file)")
     refs = [Optimizer(b, baseline=baselines_lib.get(b)) for b in baselines]
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Training curves for a whole sweep × seeds as one compiled, ``vmap``-ped run.
+"""Training curves for a whole sweep × seeds as one compiled run (configurations ``vmap``-ped).
 
     curves = run(task, make_tx, hparams, num_seeds=3, num_steps=500, eval_every=25)
 
@@ -55,7 +55,11 @@ def _curves(task, make_tx, hparams, keys, num_configs, num_steps, eval_every, va
         _, (train, valid) = jax.lax.scan(chunk, (params, tx.init(params)), keys)
         return train.reshape(-1), jnp.concatenate([valid_loss(params)[None], valid])
 
-    over_seeds = jax.vmap(one, in_axes=(None, 0))
+    # Seeds run one after another (configurations stay vmapped): XLA:CPU's thread pool hung
+    # for good on a learned optimizer training charlstm-pydoc with seeds vmapped (jax 0.10.2).
+    def over_seeds(hp, keys):
+        return jax.lax.map(lambda key: one(hp, key), keys)
+
     return jax.vmap(over_seeds, in_axes=(0, None), axis_size=num_configs)(hparams, keys)
 
 

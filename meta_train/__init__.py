@@ -21,7 +21,7 @@ from meta_train.config import (
 from meta_train.estimators import ESTIMATORS, NRES, PES, FullES, TruncatedBPTT, TruncatedES
 from meta_train.learner import Learner, LearnerState
 from meta_train.stream import EstimateStream, build_estimator
-from meta_train.trainer import MetaTrainResult, meta_train
+from meta_train.trainer import MetaTrainResult, initial_theta, meta_train
 from meta_train.unroll import MetaLoss, Population, TruncationSchedule, Unroller
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "TruncationSchedule",
     "Unroller",
     "build_estimator",
+    "initial_theta",
     "load_config",
     "meta_train",
 ]

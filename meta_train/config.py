@@ -55,14 +55,42 @@ class OptimizerConfig:
             raise ConfigError(f"optimizer.hparams: {e}") from None
 
 
+def _check_range(field: str, value: tuple[float, float]) -> None:
+    _check(
+        len(value) == 2 and 0 < value[0] <= value[1],
+        field,
+        f"must be [low, high] with 0 < low <= high, got {list(value)}",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Task augmentation, drawn afresh for every task period (``tasks.augment``): each
+    parameter tensor is reparameterized ``p = s·q`` with ``s ~ LogUniform(param_scale)`` and
+    the loss multiplied by ``c ~ LogUniform(loss_scale)``. ``[1, 1]`` turns either off."""
+
+    param_scale: tuple[float, float] = (1.0, 1.0)
+    loss_scale: tuple[float, float] = (1.0, 1.0)
+
+    def __post_init__(self):
+        _check_range("task.augment.param_scale", self.param_scale)
+        _check_range("task.augment.loss_scale", self.loss_scale)
+
+    @property
+    def active(self) -> bool:
+        return self.param_scale != (1.0, 1.0) or self.loss_scale != (1.0, 1.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskConfig:
-    """What to meta-train on: a fixed task (``name``) or a family (``family``) whose structure
-    is resampled every ``resample_every`` outer steps."""
+    """What to meta-train on: a fixed task (``name``), or members of ``family`` (one family
+    or a list, a uniform mixture) whose structure is resampled every ``resample_every``
+    outer steps; ``augment`` optionally transforms each period's task."""
 
     name: str | None = None
-    family: str | None = None
+    family: str | tuple[str, ...] | None = None
     resample_every: int = 50
+    augment: AugmentConfig = AugmentConfig()
 
     def __post_init__(self):
         _check(
@@ -77,16 +105,29 @@ class TaskConfig:
                 f"must be one of {tasks.names()}, got {self.name!r}",
             )
         else:
-            _check(
-                self.family in tasks.families(),
-                "task.family",
-                f"must be one of {tasks.families()}, got {self.family!r}",
-            )
+            _check(bool(self.families), "task.family", "must name at least one family")
+            for f in self.families:
+                _check(
+                    f in tasks.families(),
+                    "task.family",
+                    f"must be one of {tasks.families()} (or a list of them), got {f!r}",
+                )
         _check(
             self.resample_every >= 1,
             "task.resample_every",
             f"must be >= 1, got {self.resample_every}",
         )
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The families sampled from (empty for a fixed task)."""
+        if self.family is None:
+            return ()
+        return (self.family,) if isinstance(self.family, str) else tuple(self.family)
+
+    def describe(self) -> str:
+        what = self.name or " + ".join(self.families)
+        return f"{what} (augmented)" if self.augment.active else what
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,8 +306,24 @@ def _convert(value: Any, hint: Any, path: str) -> Any:
         args = typing.get_args(hint)
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(value, inner, path)
+        errors = []
+        for inner in [a for a in args if a is not type(None)]:  # the first option that fits
+            try:
+                return _convert(value, inner, path)
+            except ConfigError as e:
+                errors.append(str(e).removeprefix(f"{path}: "))
+        raise ConfigError(f"{path}: {' or '.join(errors)}")
+    if origin is tuple:
+        _check(
+            isinstance(value, Sequence) and not isinstance(value, str),
+            path,
+            f"must be a list, got {value!r}",
+        )
+        args = typing.get_args(hint)
+        items = args[:1] * len(value) if args[-1] is Ellipsis else args
+        _check(len(value) == len(items), path, f"must have {len(items)} items, got {value!r}")
+        pairs = enumerate(zip(value, items, strict=True))
+        return tuple(_convert(v, h, f"{path}[{i}]") for i, (v, h) in pairs)
     if origin in (Mapping, dict) or hint is dict:
         _check(isinstance(value, Mapping), path, f"must be a mapping, got {value!r}")
         return dict(value)

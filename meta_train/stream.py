@@ -1,7 +1,7 @@
 """A stream of meta-gradient estimates: the unit of work of the trainer and of each Ray worker.
 
-A stream owns an estimator over the configured task (a fixed task, or a family member whose
-structure is resampled every ``task.resample_every`` windows) and produces one estimate per
+A stream owns an estimator over the configured task (a fixed task, or a member of a family or
+a mixture of families, resampled every ``task.resample_every`` windows and optionally augmented) and produces one estimate per
 window at whatever theta it is given. Everything random is a function of
 ``(seed, stream, window)``, so a restarted worker re-creates the same task sequence, and an
 estimate lost in flight is recomputed for the same window.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import jax
@@ -24,6 +24,8 @@ from meta_train.config import MetaTrainConfig
 from meta_train.estimators import ESTIMATORS, ESState
 from meta_train.unroll import Unroller
 
+_MAX_ESTIMATORS = 8  # compiled estimators kept per stream (one per task structure)
+
 
 def build_estimator(cfg: MetaTrainConfig, task: tasks.Task, lo: lopt.LearnedOptimizer):
     e = cfg.estimator
@@ -35,26 +37,46 @@ def build_estimator(cfg: MetaTrainConfig, task: tasks.Task, lo: lopt.LearnedOpti
 
 class TaskSource:
     """The task of each window of stream ``stream``: the fixed ``task.name``, or a member of
-    ``task.family`` resampled every ``task.resample_every`` windows from a key fixed by the
-    seed, the stream and the period."""
+    ``task.family`` (a uniformly drawn one of a list) resampled every ``task.resample_every``
+    windows, then augmented per ``task.augment``; every draw is a function of the seed, the
+    stream and the period."""
 
     def __init__(self, cfg: MetaTrainConfig, stream: int = 0):
         self.cfg = cfg.task
         self._key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), 1), stream)
 
     def period(self, window: int) -> int:
-        return 0 if self.cfg.name is not None else window // self.cfg.resample_every
+        if self.cfg.name is not None and not self.cfg.augment.active:
+            return 0
+        return window // self.cfg.resample_every
 
-    def structure(self, period: int) -> Any:
-        """A hashable description of the task of ``period`` (name or family config)."""
+    def structure(self, period: int) -> Hashable:
+        """A hashable description of the task of ``period``: ``(family or task name, family
+        config or None, augmentation (param-scale key, loss factor) or None)``."""
+        key = jax.random.fold_in(self._key, period)
+        family_key, member_key, param_key, loss_key = jax.random.split(key, 4)
         if self.cfg.name is not None:
-            return self.cfg.name
-        return tasks.family(self.cfg.family).sample(jax.random.fold_in(self._key, period))
+            base = (self.cfg.name, None)
+        else:
+            families = self.cfg.families
+            name = families[int(jax.random.randint(family_key, (), 0, len(families)))]
+            base = (name, tasks.family(name).sample(member_key))
+        aug = self.cfg.augment
+        if not aug.active:
+            return (*base, None)
+        lo, hi = np.log(aug.loss_scale)
+        factor = float(np.exp(jax.random.uniform(loss_key, (), minval=lo, maxval=hi)))
+        return (*base, (int(jax.random.randint(param_key, (), 0, 2**31 - 1)), factor))
 
-    def task(self, structure: Any) -> tasks.Task:
-        if self.cfg.name is not None:
-            return tasks.get(structure)
-        return tasks.family(self.cfg.family).task(structure)
+    def task(self, structure: Hashable) -> tasks.Task:
+        name, member, augmentation = structure
+        task = tasks.get(name) if member is None else tasks.family(name).task(member)
+        if augmentation is not None:
+            param_seed, factor = augmentation
+            lo, hi = self.cfg.augment.param_scale
+            task = tasks.augment.reparameterize(task, jax.random.key(param_seed), lo, hi)
+            task = tasks.augment.scale_loss(task, factor)
+        return task
 
 
 @dataclasses.dataclass
@@ -100,6 +122,8 @@ class EstimateStream:
     def _estimator_for(self, period: int):
         structure = self.source.structure(period)
         if structure not in self._estimators:
+            if len(self._estimators) >= _MAX_ESTIMATORS:  # drop the oldest (never-repeating
+                del self._estimators[next(iter(self._estimators))]  # augmented structures)
             self._estimators[structure] = build_estimator(
                 self.cfg, self.source.task(structure), self.lo
             )

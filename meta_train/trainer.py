@@ -201,6 +201,11 @@ def _record(step: int, estimates: list[Estimate], seconds: float, **extra: Any) 
     return {**record, **extra}
 
 
+def initial_theta(cfg: MetaTrainConfig) -> Any:
+    """The meta-parameters a run of ``cfg`` starts from (fixed by ``cfg.seed``)."""
+    return cfg.optimizer.build().init(jax.random.fold_in(jax.random.key(cfg.seed), 0))
+
+
 def meta_train(
     cfg: MetaTrainConfig,
     resume: bool = False,
@@ -274,7 +279,6 @@ def _run(
     devices: list[jax.Device] | None,
 ) -> Any:
     """The outer loop from checkpoint ``latest`` (or the start); returns the final theta."""
-    lo = cfg.optimizer.build()
     learner = Learner(cfg.outer)
     if cfg.distributed.workers is None:
         source = _InProcess(cfg, devices, verbose)
@@ -282,7 +286,7 @@ def _run(
     else:
         source = _Distributed(cfg, verbose)
         place = lambda state: state
-    state = place(learner.init(lo.init(jax.random.fold_in(jax.random.key(cfg.seed), 0))))
+    state = place(learner.init(initial_theta(cfg)))
     metrics_path = pathlib.Path(cfg.run_dir) / "metrics.jsonl"
     start = 0
     if latest is not None:

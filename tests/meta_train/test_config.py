@@ -57,6 +57,14 @@ def test_yaml_file_and_overrides(tmp_path):
             r"outer.max_staleness: must be < num_steps \(100\)",
         ),
         (["noequals"], r"an override must look like section.field=value"),
+        (["task.family=[image-mlp, nope]"], r"task.family: must be one of \['char-lm'.*got 'nope'"),
+        (["task.family=[]"], r"task.family: must name at least one family"),
+        (["task.family=3"], r"task.family: must be a string, got 3 or must be a list, got 3"),
+        (
+            ["task.augment.param_scale=[2, 1]"],
+            r"task.augment.param_scale: must be \[low, high\] with 0 < low <= high",
+        ),
+        (["task.augment.loss_scale=[1]"], r"task.augment.loss_scale: must have 2 items"),
     ],
 )
 def test_bad_values_name_the_field(overrides, message):
@@ -83,3 +91,15 @@ def test_overrides_do_not_mutate_their_input():
     data = {"estimator": {"sigma": 0.1}}
     out = apply_overrides(data, ["estimator.sigma=0.2"])
     assert data["estimator"]["sigma"] == 0.1 and out["estimator"]["sigma"] == 0.2
+
+
+def test_a_family_mixture_with_augmentation():
+    cfg = load_config(
+        None,
+        ["task.family=[image-mlp, quadratic]", "task.augment={param_scale: [0.5, 2]}"],
+    )
+    assert cfg.task.families == ("image-mlp", "quadratic")
+    assert cfg.task.augment.param_scale == (0.5, 2.0) and cfg.task.augment.active
+    assert cfg.task.describe() == "image-mlp + quadratic (augmented)"
+    assert from_dict(MetaTrainConfig, to_dict(cfg)) == cfg
+    assert MetaTrainConfig().task.families == ("image-mlp",)
