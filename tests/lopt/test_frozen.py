@@ -3,9 +3,11 @@
 import json
 import zipfile
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import lopt
@@ -135,7 +137,38 @@ def test_damaged_members(saved, tmp_path):
 
 
 def test_pretrained_registry():
-    names = lopt.list_pretrained()
-    assert isinstance(names, list)
-    with pytest.raises(ValueError, match="no pretrained optimizer 'nope'"):
+    assert "mlplopt-mix" in lopt.list_pretrained()
+    with pytest.raises(ValueError, match="no pretrained optimizer 'nope'; available: \\["):
         lopt.pretrained("nope", num_steps=10)
+
+
+def test_shipped_optimizer_trains_a_model_in_a_plain_optax_loop():
+    """The README's few lines: a flax model, ``lopt.pretrained`` and a hand-written loop."""
+    x = jax.random.normal(jax.random.key(0), (64, 8))
+    y = (x @ jnp.arange(8.0) > 0).astype(jnp.int32)  # a linearly separable labelling
+    model = nn.Dense(2)
+    params = model.init(jax.random.key(1), x)
+
+    def loss_fn(params):
+        logits = model.apply(params, x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    tx = lopt.pretrained("mlplopt-mix", num_steps=100)
+    opt_state = tx.init(params)
+
+    @jax.jit
+    def step(params, opt_state):
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    first = None
+    for _ in range(100):
+        params, opt_state, loss = step(params, opt_state)
+        first = loss if first is None else first
+    final = loss_fn(params)
+    assert jnp.isfinite(final) and final < 0.3 * first, (first, final)
+
+    meta = lopt.load_pretrained("mlplopt-mix").meta
+    assert meta["recipe"]["optimizer"]["architecture"] == "MLPLOpt"
+    assert meta["benchmark"]["heldout"]["vs"]["adam"]["tasks"] == 6

@@ -1,0 +1,66 @@
+"""Ship a trained optimizer as package data: ``lopt/pretrained/<name>.lopt``.
+
+    python -m bench.ship mlplopt-mix runs/pretrained-mlplopt-mix/optimizer.lopt \\
+        docs/benchmarks/mlplopt-mix-heldout/results.json docs/benchmarks/mlplopt-mix-heldout-4x/results.json
+
+The shipped file keeps the run's metadata (its recipe) and adds ``benchmark``: for each
+``bench compare`` report, its suite's summary of the candidate against every baseline
+(tasks won, fraction won, median and IQM speedup with 95% intervals), the protocol and the
+command that produced it. ``lopt.pretrained(name, num_steps)`` then returns its transform.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+from typing import Any
+
+import lopt
+
+PRETRAINED_DIR = pathlib.Path(lopt.__file__).parent / "pretrained"
+
+
+def benchmark_entry(report: dict[str, Any], candidate: str) -> dict[str, Any]:
+    """The part of a ``bench compare`` report (``results.json``) kept in the metadata."""
+    if candidate not in report["summary"]:
+        raise ValueError(
+            f"report on {report['suite']!r} has no candidate {candidate!r}; "
+            f"it has {list(report['summary'])}"
+        )
+    return {
+        "vs": report["summary"][candidate],
+        "protocol": report["protocol"],
+        "selection": report["selection"],
+        "seeds": report["seeds"],
+        "command": report["command"],
+        "date": report["date"],
+    }
+
+
+def ship(name: str, source: str | pathlib.Path, reports: list[str | pathlib.Path]) -> pathlib.Path:
+    """Copies the frozen optimizer ``source`` to ``lopt/pretrained/<name>.lopt`` with the
+    benchmark summaries of ``reports`` (``results.json`` files) in its metadata."""
+    frozen = lopt.load(source)
+    candidate = pathlib.Path(source).name.removesuffix(".lopt")
+    benchmark = {}
+    for path in reports:
+        report = json.loads(pathlib.Path(path).read_text())
+        benchmark[report["suite"]] = benchmark_entry(report, candidate)
+    meta = {**frozen.meta, "name": name, "benchmark": benchmark}
+    return lopt.save(PRETRAINED_DIR / f"{name}.lopt", frozen.architecture, frozen.theta, meta)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ship", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("name", help="the name users pass to lopt.pretrained")
+    parser.add_argument("source", help="the trained .lopt file")
+    parser.add_argument("reports", nargs="*", help="bench compare results.json files")
+    args = parser.parse_args(argv)
+    print(f"wrote {ship(args.name, args.source, args.reports)}")
+
+
+if __name__ == "__main__":
+    main()
