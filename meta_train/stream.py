@@ -1,10 +1,10 @@
 """A stream of meta-gradient estimates: the unit of work of the trainer and of each Ray worker.
 
 A stream owns an estimator over the configured task (a fixed task, or a member of a family or
-a mixture of families, resampled every ``task.resample_every`` windows and optionally augmented) and produces one estimate per
-window at whatever theta it is given. Everything random is a function of
-``(seed, stream, window)``, so a restarted worker re-creates the same task sequence, and an
-estimate lost in flight is recomputed for the same window.
+of a mixture of families, resampled every ``task.resample_every`` windows and optionally
+augmented) and produces one estimate per window at whatever theta it is given. Everything
+random is a function of ``(seed, stream, window)``, so a restarted worker re-creates the same
+task sequence, and an estimate lost in flight is recomputed for the same window.
 """
 
 from __future__ import annotations
@@ -122,8 +122,8 @@ class EstimateStream:
     def _estimator_for(self, period: int):
         structure = self.source.structure(period)
         if structure not in self._estimators:
-            if len(self._estimators) >= _MAX_ESTIMATORS:  # drop the oldest (never-repeating
-                del self._estimators[next(iter(self._estimators))]  # augmented structures)
+            if len(self._estimators) >= _MAX_ESTIMATORS:  # augmented ones never repeat
+                del self._estimators[next(iter(self._estimators))]  # the oldest
             self._estimators[structure] = build_estimator(
                 self.cfg, self.source.task(structure), self.lo
             )

@@ -31,7 +31,7 @@ def test_augmented_task_is_the_same_function_with_scaled_loss():
     )
     assert source.period(60) == 1  # a fixed task is still re-augmented every period
     structure = source.structure(3)
-    name, member, (param_seed, factor) = structure
+    name, member, (_, factor) = structure
     assert (name, member) == ("quadratic", None) and 0.1 <= factor <= 10
     base, augmented = tasks.get("quadratic"), source.task(structure)
     key, batch_key = jax.random.key(0), jax.random.key(1)
@@ -41,7 +41,5 @@ def test_augmented_task_is_the_same_function_with_scaled_loss():
     # p = s·q per tensor with s in [0.5, 2]: the same point, a loss scaled by the factor
     scale = np.asarray(p["x"] / q["x"])
     assert np.allclose(scale, scale[0], rtol=1e-5) and 0.5 <= scale[0] <= 2
-    np.testing.assert_allclose(
-        augmented.loss(q, batch), factor * base.loss(p, batch), rtol=1e-5
-    )
+    np.testing.assert_allclose(augmented.loss(q, batch), factor * base.loss(p, batch), rtol=1e-5)
     assert augmented.init_loss == base.init_loss * factor
