@@ -38,9 +38,15 @@ def benchmark_entry(report: dict[str, Any], candidate: str) -> dict[str, Any]:
     }
 
 
-def ship(name: str, source: str | pathlib.Path, reports: list[str | pathlib.Path]) -> pathlib.Path:
-    """Copies the frozen optimizer ``source`` to ``lopt/pretrained/<name>.lopt`` with the
-    benchmark summaries of ``reports`` (``results.json`` files) in its metadata."""
+def ship(
+    name: str,
+    source: str | pathlib.Path,
+    reports: list[str | pathlib.Path],
+    folder: str | pathlib.Path = PRETRAINED_DIR,
+) -> pathlib.Path:
+    """Copies the frozen optimizer ``source`` to ``<folder>/<name>.lopt`` (by default
+    ``lopt/pretrained``) with the benchmark summaries of ``reports`` (``bench compare``
+    ``results.json`` files, whose candidate is named like ``source``) in its metadata."""
     frozen = lopt.load(source)
     candidate = pathlib.Path(source).name.removesuffix(".lopt")
     benchmark = {}
@@ -48,7 +54,8 @@ def ship(name: str, source: str | pathlib.Path, reports: list[str | pathlib.Path
         report = json.loads(pathlib.Path(path).read_text())
         benchmark[report["suite"]] = benchmark_entry(report, candidate)
     meta = {**frozen.meta, "name": name, "benchmark": benchmark}
-    return lopt.save(PRETRAINED_DIR / f"{name}.lopt", frozen.architecture, frozen.theta, meta)
+    path = pathlib.Path(folder) / f"{name}.lopt"
+    return lopt.save(path, frozen.architecture, frozen.theta, meta)
 
 
 def main(argv: list[str] | None = None) -> None:

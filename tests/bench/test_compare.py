@@ -6,7 +6,7 @@ import jax
 import pytest
 
 import lopt
-from bench import suites
+from bench import ship, suites
 from bench.__main__ import main
 
 
@@ -90,3 +90,18 @@ def test_clear_errors(tmp_path, capsys):
     assert run("--optimizer", str(bad), "--suite", "smoke") == 2
     assert "bad.lopt" in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()  # nothing written for bad input
+
+
+def test_ship_keeps_the_recipe_and_adds_the_benchmark_summary(smoke_report, tmp_path):
+    out, report = smoke_report
+    shipped = ship.ship("tiny", out / "init.lopt", [out / "results.json"], folder=tmp_path)
+    assert shipped == tmp_path / "tiny.lopt"
+    meta = lopt.load(shipped).meta
+    assert meta["name"] == "tiny"
+    entry = meta["benchmark"]["smoke"]
+    assert entry["vs"] == report["summary"]["init"]
+    assert entry["vs"]["adam"]["tasks"] == 2 and entry["command"] == report["command"]
+    renamed = tmp_path / "other.lopt"
+    renamed.write_bytes((out / "init.lopt").read_bytes())
+    with pytest.raises(ValueError, match="has no candidate 'other'; it has \\['init', 'adam'\\]"):
+        ship.ship("tiny", renamed, [out / "results.json"], folder=tmp_path)
