@@ -91,10 +91,11 @@ def main(argv: list[str] | None = None) -> None:
     began = time.perf_counter()
     result = meta_train(cfg)
     print(f"      done in {time.perf_counter() - began:.0f} s; exported {result.export_path}")
+    lo = cfg.optimizer.build()
     init_path = lopt.save(
         run_dir / "init.lopt",
-        cfg.optimizer.build(),
-        initial_theta(cfg),
+        lo,
+        initial_theta(lo, cfg.seed),
         meta={"note": "the meta-parameters the demo run started from"},
     )
     reports = {}

@@ -21,7 +21,7 @@ import numpy as np
 
 import lopt
 import tasks
-from meta_train import MetaLoss, TruncationSchedule, Unroller
+from meta_train import MetaLoss, TruncationSchedule, Unroller, initial_theta
 
 ADAM_LRS = (1e-3, 3e-3, 1e-2, 3e-2)
 
@@ -32,7 +32,7 @@ def evaluate(path: str, family: str, members: int, horizon: int) -> dict:
     seed = frozen.meta.get("recipe", {}).get("seed", 0)
     candidates = {
         "trained": (lo, frozen.theta),
-        "init": (lo, lo.init(jax.random.fold_in(jax.random.key(seed), 0))),
+        "init": (lo, initial_theta(lo, seed)),
         **{
             f"adam {lr:g}": (lopt.HyperAdam(lr=lr), lopt.HyperAdam(lr=lr).init(None))
             for lr in ADAM_LRS

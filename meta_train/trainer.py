@@ -201,9 +201,9 @@ def _record(step: int, estimates: list[Estimate], seconds: float, **extra: Any) 
     return {**record, **extra}
 
 
-def initial_theta(cfg: MetaTrainConfig) -> Any:
-    """The meta-parameters a run of ``cfg`` starts from (fixed by ``cfg.seed``)."""
-    return cfg.optimizer.build().init(jax.random.fold_in(jax.random.key(cfg.seed), 0))
+def initial_theta(lo: lopt.LearnedOptimizer, seed: int) -> Any:
+    """The meta-parameters a run with ``seed`` starts ``lo`` from."""
+    return lo.init(jax.random.fold_in(jax.random.key(seed), 0))
 
 
 def meta_train(
@@ -286,7 +286,7 @@ def _run(
     else:
         source = _Distributed(cfg, verbose)
         place = lambda state: state
-    state = place(learner.init(initial_theta(cfg)))
+    state = place(learner.init(initial_theta(cfg.optimizer.build(), cfg.seed)))
     metrics_path = pathlib.Path(cfg.run_dir) / "metrics.jsonl"
     start = 0
     if latest is not None:
