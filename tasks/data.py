@@ -213,6 +213,24 @@ def synthetic_classification(
     )
 
 
+def with_label_noise(dataset: ArrayDataset, fraction: float, seed: int = 0) -> ArrayDataset:
+    """``dataset`` with the labels of a random ``fraction`` of the examples of every split
+    replaced by uniformly random classes (fixed by ``seed``): a classification problem whose
+    loss has a floor, so that it cannot be fit to zero."""
+    if dataset.num_classes is None:
+        raise ValueError(f"{dataset.name}: label noise needs class labels")
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for split, (x, y) in dataset.splits.items():
+        y = np.asarray(y).copy()
+        noisy = rng.random(len(y)) < fraction
+        y[noisy] = rng.integers(dataset.num_classes, size=int(noisy.sum()))
+        splits[split] = (x, jnp.asarray(y))
+    return ArrayDataset(f"{dataset.name}-noise{fraction:g}", splits, dataset.num_classes)
+
+
 # Printable ASCII plus newline: a vocabulary that does not depend on the Python version.
 PYDOC_VOCAB = "\n" + "".join(chr(c) for c in range(32, 127))
 

@@ -23,6 +23,10 @@ DATASETS: dict[str, Callable[[], data.ArrayDataset | data.TextDataset]] = {
     "pydoc": functools.cache(data.pydoc_text),
     "regression": functools.cache(data.synthetic_regression),
     "blobs": functools.cache(data.synthetic_classification),
+    "regression-noisy": functools.cache(
+        lambda: data.synthetic_regression(num_examples=8192, noise=0.5)
+    ),
+    "digits-noisy": functools.cache(lambda: data.with_label_noise(data.digits(), 0.3)),
 }
 
 
@@ -54,6 +58,18 @@ TASKS: dict[str, Callable[[], Task]] = {
     "mlp-digits": lambda: classification_task("mlp-digits", dataset("digits"), MLP((32,), 10)),
     "mlp-mnist1d": lambda: classification_task(
         "mlp-mnist1d", dataset("mnist1d"), MLP((64, 64), 10), batch_size=64, num_steps=2000
+    ),
+    "logreg-mnist1d": lambda: classification_task(
+        "logreg-mnist1d", dataset("mnist1d"), MLP((), 10), num_steps=500
+    ),
+    "deepmlp-mnist1d": lambda: classification_task(
+        "deepmlp-mnist1d", dataset("mnist1d"), MLP((32,) * 6, 10, "gelu")
+    ),
+    "mlp-digits-noisy": lambda: classification_task(
+        "mlp-digits-noisy", dataset("digits-noisy"), MLP((64,), 10)
+    ),
+    "regression-noisy": lambda: regression_task(
+        "regression-noisy", dataset("regression-noisy"), MLP((64,), 1, "tanh")
     ),
     "conv-digits": lambda: classification_task(
         "conv-digits", dataset("digits"), ConvNet((8, 16), 10)

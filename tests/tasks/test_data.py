@@ -51,6 +51,22 @@ def test_synthetic_data_is_reproducible():
     assert c.num_classes == 5 and int(c.splits["train"][1].max()) == 4
 
 
+def test_label_noise_replaces_a_fixed_fraction_of_labels():
+    clean = data.synthetic_classification(num_examples=4000, num_classes=4)
+    noisy = data.with_label_noise(clean, 0.4, seed=1)
+    y0, y1 = (np.asarray(d.splits["train"][1]) for d in (clean, noisy))
+    # A replaced label is a uniform draw, so it changes with probability 1 − 1/4.
+    assert np.mean(y0 != y1) == pytest.approx(0.4 * 0.75, abs=0.03)
+    assert np.array_equal(noisy.splits["train"][0], clean.splits["train"][0])
+    again = data.with_label_noise(clean, 0.4, seed=1)
+    assert np.array_equal(again.splits["valid"][1], noisy.splits["valid"][1])
+    assert noisy.num_classes == 4 and noisy.name.endswith("noise0.4")
+    with pytest.raises(ValueError, match="needs class labels"):
+        data.with_label_noise(data.synthetic_regression(), 0.1)
+    with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\]"):
+        data.with_label_noise(clean, 1.5)
+
+
 def _npz(tmp_path, **arrays):
     path = tmp_path / "d.npz"
     np.savez(path, **arrays)
