@@ -1,7 +1,8 @@
-"""``python -m bench compare ...`` (also the ``lopt-bench`` command).
+"""``python -m bench compare|saturation ...`` (also the ``lopt-bench`` command).
 
     python -m bench compare --optimizer my.lopt [--optimizer adamw ...] --suite heldout \\
-        --baselines adam,adamw --protocol lr-grid --out reports/x
+        --baselines adam,adam-cosine --protocol lr-grid --max-speedup 4 --out reports/x
+    python -m bench saturation --suite indist --suite heldout
 """
 
 from __future__ import annotations
@@ -35,11 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--suite", required=True, help=f"one of {suites.SUITES}")
     p.add_argument(
         "--baselines",
-        default="adam",
-        help=f"comma-separated, of {sorted(baselines.BASELINES)} (default: adam)",
+        default="adam,adam-cosine",
+        help=f"comma-separated, of {sorted(baselines.BASELINES)} (default: adam,adam-cosine)",
     )
     p.add_argument("--protocol", default="lr-grid", choices=protocols.PROTOCOLS)
-    p.add_argument("--select", default="valid", choices=protocols.SELECT, help="tuning criterion")
+    p.add_argument(
+        "--select",
+        default="train",
+        choices=protocols.SELECT,
+        help="the deciding metric: final smoothed train loss (default) or final valid loss",
+    )
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--trials", type=int, default=16, help="random-search trials per baseline")
     p.add_argument(
@@ -49,9 +55,31 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("LOW", "HIGH"),
         help="lr-grid range (default 3.2e-7 1: 14 half-decade points)",
     )
+    p.add_argument(
+        "--max-speedup",
+        type=int,
+        default=4,
+        metavar="K",
+        help="baselines also run up to K x the task's steps, so speedups up to K are measured "
+        "(a power of two; default 4)",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.01,
+        help="relative margin of a win or a loss; closer is a tie (default 0.01)",
+    )
     p.add_argument("--out", default="reports/compare")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    sat = sub.add_parser(
+        "saturation",
+        help="tuned Adam's final ÷ initial loss per task of a suite (Markdown table)",
+    )
+    sat.add_argument("--suite", action="append", required=True, help=f"of {suites.SUITES}")
+    sat.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args(argv)
+    if args.command == "saturation":
+        return _saturation(args)
 
     if args.seeds < 1 or args.trials < 1:
         parser.error("--seeds and --trials must be >= 1")
@@ -66,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             trials=args.trials,
             select=args.select,
             lr_range=tuple(args.lr_range) if args.lr_range else None,
+            max_speedup=args.max_speedup,
+            margin=args.margin,
             progress=not args.quiet,
             command="python -m bench " + shlex.join(argv),
         )
@@ -76,10 +106,23 @@ def main(argv: list[str] | None = None) -> int:
         for b, s in per_baseline.items():
             m = s["median_speedup"]
             print(
-                f"{c} vs tuned {b}: won {s['won']}/{s['tasks']} tasks, median speedup "
+                f"{c} vs tuned {b}: won {s['won']}, tied {s['tied']}, lost {s['lost']} of "
+                f"{s['tasks']} tasks, median speedup "
                 f"{m['estimate']:.2f}x [{m['low']:.2f}, {m['high']:.2f}]"
             )
     print(f"wrote {args.out}/report.md, results.json, curves.png, speedups.png")
+    return 0
+
+
+def _saturation(args) -> int:
+    from bench import saturation
+
+    try:
+        rows = [row for suite in args.suite for row in saturation.measure(suite, args.seeds)]
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(saturation.markdown(rows))
     return 0
 
 

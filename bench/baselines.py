@@ -4,6 +4,11 @@ Every baseline is built through ``optax.inject_hyperparams``, so its hyperparame
 arrays in the optimizer state and a whole sweep can be ``vmap``-ped (``bench.runner``).
 Search spaces are log-uniform in the value (``"log"``) or in one minus it (``"log1m"``, for
 momentum-like ``β`` close to 1), as in Choi et al. (2019).
+
+A *scheduled* baseline (``adam-cosine``, ``adamw-warmup-cosine``) multiplies its learning rate
+by an optax schedule of the fraction of the run done, ``count / num_steps``; its budget
+``num_steps`` is one of its hyperparameters, so a tuned schedule is tuned for one budget and
+runs of several budgets share one compiled program.
 """
 
 from __future__ import annotations
@@ -73,19 +78,51 @@ def _momentum(learning_rate: float, momentum: float = 0.9) -> optax.GradientTran
     return optax.sgd(learning_rate, momentum=momentum, nesterov=True)
 
 
+# Learning-rate multipliers as functions of the fraction of the run done (1 at the peak).
+SCHEDULES: dict[str, optax.Schedule] = {
+    "cosine": optax.cosine_decay_schedule(1.0, decay_steps=1),
+    "warmup-cosine": optax.warmup_cosine_decay_schedule(
+        0.0, 1.0, warmup_steps=0.05, decay_steps=1.0
+    ),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Baseline:
     """An optax optimizer ``factory(**hparams)``, its ``defaults`` and the ``space`` that a
-    random search samples (hyperparameters outside ``space`` stay at their defaults)."""
+    random search samples (hyperparameters outside ``space`` stay at their defaults).
+
+    With a ``schedule`` (a key of ``SCHEDULES``) the learning rate at update ``count`` is
+    ``learning_rate · SCHEDULES[schedule](count / num_steps)``, and ``num_steps`` (the run's
+    budget) is a required hyperparameter."""
 
     name: str
     factory: Callable[..., optax.GradientTransformation]
     defaults: Mapping[str, float]
     space: Mapping[str, Range]
+    schedule: str | None = None
+
+    def __post_init__(self):
+        if self.schedule is not None and self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"{self.name}: unknown schedule {self.schedule!r}; choose from {sorted(SCHEDULES)}"
+            )
 
     def tx(self, hparams: Mapping[str, Any]) -> optax.GradientTransformation:
         """The optimizer at ``hparams`` (scalars or traced arrays) over the defaults."""
-        return optax.inject_hyperparams(self.factory)(**{**self.defaults, **hparams})
+        hparams = {**self.defaults, **hparams}
+        if self.schedule is None:
+            return optax.inject_hyperparams(self.factory)(**hparams)
+        if "num_steps" not in hparams:
+            raise ValueError(
+                f"baseline {self.name!r} decays its learning rate over the run: give its "
+                "budget as hparams['num_steps']"
+            )
+        peak, budget = hparams.pop("learning_rate"), hparams.pop("num_steps")
+        shape = SCHEDULES[self.schedule]
+        return optax.inject_hyperparams(self.factory)(
+            learning_rate=lambda count: peak * shape(count / budget), **hparams
+        )
 
     def sample(self, u: np.ndarray) -> dict[str, np.ndarray]:
         """Hyperparameters at quantiles ``u[n, len(space)]`` (e.g. Halton points)."""
@@ -125,6 +162,26 @@ BASELINES: dict[str, Baseline] = {
             optax.nadamw,
             {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4},
             {"learning_rate": LR, "b1": BETA1, "b2": BETA2, "eps": EPS, "weight_decay": DECAY},
+        ),
+        Baseline(
+            "adam-cosine",
+            optax.adam,
+            {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8},
+            {"learning_rate": LR, "b1": BETA1, "b2": BETA2, "eps": EPS},
+            schedule="cosine",
+        ),
+        # AlgoPerf's baseline search space (warmup 5%, cosine to 0, β₂ = 0.999), with the
+        # learning-rate range widened a decade upwards: small problems take larger rates.
+        Baseline(
+            "adamw-warmup-cosine",
+            optax.adamw,
+            {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4},
+            {
+                "learning_rate": Range(1e-4, 1e-1),
+                "b1": Range(0.9, 0.996, "log1m"),
+                "weight_decay": Range(5e-3, 1.0),
+            },
+            schedule="warmup-cosine",
         ),
         Baseline(
             "adam-atan2",

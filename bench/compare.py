@@ -2,8 +2,11 @@
 
 Every baseline (and every candidate given by a baseline name) is tuned per task by the
 protocol (``bench.protocols``); learned optimizers (a ``.lopt`` file or a pretrained name)
-enter with zero tuning trials, at the task's step budget. All runs of one optimizer on one
-task (configurations × seeds) are a single compiled run (``bench.runner``).
+enter with zero tuning trials, at the task's step budget ``T``. Baselines also run longer, so
+that a candidate faster than them gets a measured speedup instead of a bound: a
+constant-rate baseline once for ``K·T`` steps (read at every step), a scheduled one once per
+budget ``T/K … K·T`` (powers of two) with its schedule set to that budget, each tuned. All
+runs of one optimizer on one task share one compiled program (``bench.runner``).
 
 Outputs in ``out``: ``results.json`` (everything, with versions and the command),
 ``report.md`` (tables), ``curves.png`` (loss curves per task, the tuned baselines' band over
@@ -30,17 +33,28 @@ from bench import baselines as baselines_lib
 from bench import metrics, protocols, runner, suites
 from bench import report as report_lib
 
-REFERENCE_NOTE = (
-    "speedup = steps the tuned baseline needs to reach the candidate's final smoothed train "
-    "loss ÷ the candidate's steps (from the running minimum of the best configuration at "
-    "each step); '≥' marks a baseline that never got there (a lower bound)"
+SPEEDUP_NOTE = (
+    "speedup = the budget at which the tuned baseline first reaches the candidate's final "
+    "loss (its tuned curve: the best configuration at each budget, made monotone, "
+    "interpolated linearly between budgets) ÷ the candidate's steps; '≥' marks a baseline "
+    "that never got there within its largest budget, '≤' one that was there at its smallest"
 )
+
+
+def fractions(max_speedup: int) -> list[float]:
+    """The budgets a scheduled baseline runs, as fractions of the candidate's: the powers of
+    two from ``1 / max_speedup`` to ``max_speedup`` (``[0.25, 0.5, 1, 2, 4]`` for 4)."""
+    k = int(np.log2(max_speedup)) if max_speedup >= 1 else -1
+    if max_speedup < 1 or 2**k != max_speedup:
+        raise ValueError(f"max_speedup must be a power of two >= 1, got {max_speedup!r}")
+    return [2.0**i for i in range(-k, k + 1)]
 
 
 @dataclasses.dataclass(frozen=True)
 class Optimizer:
-    """A candidate or baseline: a ``Baseline`` (tuned by the protocol) or a learned optimizer
-    (``learned(num_steps)`` gives its transform; zero tuning)."""
+    """A candidate or baseline: a ``Baseline`` (tuned by the protocol) or an untuned
+    optimizer such as a learned one (``learned(num_steps)`` gives its transform for a run of
+    ``num_steps``; zero tuning trials)."""
 
     name: str
     baseline: baselines_lib.Baseline | None = None
@@ -66,7 +80,8 @@ def resolve(spec: str) -> Optimizer:
 
 
 def _summary(curves: runner.Curves, index: int) -> dict[str, Any]:
-    """Final/best train and valid losses of configuration ``index`` (mean over seeds)."""
+    """Final/best train and valid losses of configuration ``index`` (mean over seeds), and
+    both divided by the validation loss at initialization."""
     train = metrics.ema(curves.train[index], protocols.TRAIN_EMA).mean(axis=0)
     valid = curves.valid[index].mean(axis=0)
     return {
@@ -74,7 +89,9 @@ def _summary(curves: runner.Curves, index: int) -> dict[str, Any]:
         "best_train": float(np.min(metrics.finite_or_inf(train))),
         "final_valid": float(valid[-1]),
         "best_valid": float(np.min(metrics.finite_or_inf(valid))),
-        "initial_valid": float(valid[0]),
+        "initial_loss": float(valid[0]),
+        "normalized_train": float(metrics.normalized_loss(train[-1], valid[0])),
+        "normalized_valid": float(metrics.normalized_loss(valid[-1], valid[0])),
         "seconds_per_step": curves.seconds_per_step,
         "train_curve": train.tolist(),
         "valid_curve": valid.tolist(),
@@ -85,43 +102,121 @@ def _summary(curves: runner.Curves, index: int) -> dict[str, Any]:
     }
 
 
-def _run_one(opt: Optimizer, entry: suites.Entry, task, protocol, select, seeds, trials, lr_range):
+def _record(curves, space, scores) -> dict[str, Any]:
+    best = int(np.argmin(scores))
+    return {
+        **_summary(curves, best),
+        "tuning_trials": len(scores) if space else 0,
+        "chosen": {k: float(v[best]) for k, v in space.items()},
+        "scores": scores.tolist(),
+    }
+
+
+def _run_one(opt, entry, task, space, select, seeds, budgets):
+    """Runs ``opt`` on ``entry``: its record at the entry's budget ``T`` (the configuration
+    chosen there) and, for a baseline, its tuned curve ``{"steps", "loss"}`` over
+    ``budgets × T`` (see ``metrics``)."""
+    T, every = entry.num_steps, entry.eval_every
     if opt.learned is not None:
-        tx = opt.learned(entry.num_steps)
-        curves = runner.run(task, lambda hp: tx, {}, seeds, entry.num_steps, entry.eval_every)
-        return curves, {}, 0, protocols.scores(curves, select)
-    space = protocols.search_space(opt.baseline, protocol, trials, lr_range)
-    curves = runner.run(task, opt.baseline.tx, space, seeds, entry.num_steps, entry.eval_every)
-    tuned = protocols.choose(curves, select)
-    return curves, space, tuned.best, tuned.scores
+        tx = opt.learned(T)
+        curves = runner.run(task, lambda hp: tx, {}, seeds, T, every)
+        return _record(curves, {}, protocols.scores(curves, select)), None
+    if opt.baseline.schedule is None:  # one long run, read at every step
+        curves = runner.run(task, opt.baseline.tx, space, seeds, int(budgets[-1] * T), every)
+        steps, values = protocols.metric(curves, select)
+        head = curves.head(T)
+        record = _record(head, space, protocols.scores(head, select))
+        return record, {"steps": steps.tolist(), "loss": metrics.tuned_curve(values).tolist()}
+    record, finals = None, {}
+    num = len(next(iter(space.values())))
+    for budget in (int(f * T) for f in budgets):  # one tuned run per budget
+        hparams = {**space, "num_steps": np.full(num, budget, np.float32)}
+        curves = runner.run(task, opt.baseline.tx, hparams, seeds, budget, every)
+        scores = protocols.scores(curves, select)
+        finals[budget] = {
+            "loss": float(np.min(scores)),
+            "chosen": _record(curves, space, scores)["chosen"],
+        }
+        if budget == T:
+            record = _record(curves, space, scores)
+    record["budgets"] = {str(b): v for b, v in finals.items()}
+    steps = np.array(list(finals), np.float64)
+    loss = metrics.running_min(np.array([v["loss"] for v in finals.values()]))
+    return record, {"steps": steps.tolist(), "loss": loss.tolist()}
+
+
+def _check_budgets(entries, budgets) -> None:
+    for e in entries:
+        for f in budgets:
+            b = f * e.num_steps
+            if b != int(b) or int(b) % e.eval_every:
+                raise ValueError(
+                    f"{e.name}: a budget of {f:g}× its {e.num_steps} steps is not a multiple "
+                    f"of its eval_every={e.eval_every}; lower max_speedup"
+                )
+
+
+def _at(tuned: dict[str, list[float]], step: int) -> float:
+    """The tuned curve's value at ``step`` (the last record at or before it)."""
+    i = int(np.searchsorted(tuned["steps"], step, side="right")) - 1
+    return tuned["loss"][i] if i >= 0 else np.inf
+
+
+def describe_runs(baseline: baselines_lib.Baseline, budgets: list[float]) -> str:
+    """What the benchmark runs of ``baseline`` on each task, in words."""
+    if baseline.schedule is None:
+        return (
+            f"constant rate: one run of {budgets[-1]:g}× the task's steps per configuration, "
+            "the best configuration read at every step"
+        )
+    return (
+        f"{baseline.schedule} schedule: one run per budget of "
+        f"{', '.join(f'{f:g}×' for f in budgets)} the task's steps, the schedule set to "
+        "that budget, each tuned"
+    )
 
 
 def compare(
-    optimizers: Sequence[str],
-    suite: str,
-    baselines: Sequence[str] = ("adam",),
+    optimizers: Sequence[str | Optimizer],
+    suite: str | Sequence[suites.Entry],
+    baselines: Sequence[str] = ("adam", "adam-cosine"),
     protocol: str = "lr-grid",
     out: str | pathlib.Path = "reports/compare",
     seeds: int = 3,
     trials: int = 16,
-    select: str = "valid",
+    select: str = "train",
     lr_range: tuple[float, float] | None = None,
+    max_speedup: int = 4,
+    margin: float = 0.01,
     progress: bool = True,
     command: str | None = None,
 ) -> dict[str, Any]:
-    """Runs the comparison and writes the reports; returns the ``results.json`` content."""
+    """Runs the comparison and writes the reports; returns the ``results.json`` content.
+
+    ``optimizers`` are names for ``resolve`` or ``Optimizer`` records; ``suite`` is a suite
+    name or a list of ``suites.Entry`` (reported as suite ``"custom"``).
+
+    ``select`` is the deciding metric (tuning, won/tied/lost and speedups): the smoothed final
+    train loss or the final validation loss. Baselines also run at longer budgets, up to
+    ``max_speedup`` × the task's, so that speedups up to that factor can be measured; a
+    candidate *wins* a task when its final loss is more than ``margin`` (relative) below the
+    tuned baseline's at the same budget, *loses* when more than ``margin`` above."""
     if protocol not in protocols.PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {list(protocols.PROTOCOLS)}")
     if select not in protocols.SELECT:
         raise ValueError(f"unknown selection {select!r}; choose from {list(protocols.SELECT)}")
     if not baselines:
         raise ValueError("give at least one baseline (e.g. --baselines adam)")
-    entries = suites.get(suite)
-    candidates = [resolve(o) for o in optimizers]
+    if not 0 <= margin < 1:
+        raise ValueError(f"margin must be in [0, 1), got {margin!r}")
+    budgets = fractions(max_speedup)
+    entries = suites.get(suite) if isinstance(suite, str) else list(suite)
+    candidates = [o if isinstance(o, Optimizer) else resolve(o) for o in optimizers]
     names = [c.name for c in candidates]
     if len(set(names)) < len(names):
         raise ValueError(f"candidates need distinct names, got {names} (rename a .lopt file)")
     refs = [Optimizer(b, baseline=baselines_lib.get(b)) for b in baselines]
+    _check_budgets(entries, budgets)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -131,45 +226,39 @@ def compare(
     for entry in entries:
         task = entry.make()
         per_task: dict[str, Any] = {"num_steps": entry.num_steps, "optimizers": {}}
-        tuned_curves = {}
+        tuned = {}
         for opt in runs:
             bar.set_description(f"{entry.name}: {opt.name}")
-            curves, space, best, scores = _run_one(
-                opt, entry, task, protocol, select, seeds, trials, lr_range
+            space = (
+                protocols.search_space(opt.baseline, protocol, trials, lr_range)
+                if opt.baseline
+                else {}
             )
-            record = _summary(curves, best)
-            record["tuning_trials"] = len(scores) if opt.baseline else 0
-            record["chosen"] = {k: float(v[best]) for k, v in space.items()}
-            record["scores"] = scores.tolist()
+            record, tuned_curve = _run_one(opt, entry, task, space, select, seeds, budgets)
             if opt.baseline is not None and protocol == "random-search":
-                budgets = [b for b in (1, 2, 4, 8, 16, 32, 64, 128) if b <= len(scores)]
+                scores = np.asarray(record["scores"])
+                sizes = [b for b in (1, 2, 4, 8, 16, 32, 64, 128) if b <= len(scores)]
                 record["budget_curve"] = {
-                    str(b): list(v) for b, v in protocols.budget_curve(scores, budgets).items()
+                    str(b): list(v) for b, v in protocols.budget_curve(scores, sizes).items()
                 }
             if opt in refs:
-                smoothed = metrics.ema(curves.train, protocols.TRAIN_EMA).mean(axis=1)  # [K, T]
-                tuned_curves[opt.name] = metrics.tuned_curve(smoothed)
+                record["tuned_curve"] = tuned[opt.name] = tuned_curve
             per_task["optimizers"][opt.name] = record
             bar.update(1)
-        steps = np.arange(1, entry.num_steps + 1)
         for record in per_task["optimizers"].values():
-            record["normalized_valid"] = float(
-                metrics.normalized_loss(record["final_valid"], record["initial_valid"])
-            )
+            final = record[f"final_{select}"]
             record["vs"] = {}
             for ref in refs:
-                ref_record = per_task["optimizers"][ref.name]
+                curve = tuned[ref.name]
                 s = metrics.speedup(
-                    record["final_train"], tuned_curves[ref.name], steps, entry.num_steps
+                    final, np.array(curve["loss"]), np.array(curve["steps"]), entry.num_steps
                 )
                 record["vs"][ref.name] = {
                     "speedup": s.value,
-                    "censored": s.censored,
-                    "won": bool(
-                        metrics.finite_or_inf(np.float64(record[f"final_{select}"]))
-                        < metrics.finite_or_inf(np.float64(ref_record[f"final_{select}"]))
-                    ),
-                    "time_ratio": record["seconds_per_step"] / ref_record["seconds_per_step"],
+                    "bound": s.bound,
+                    "outcome": metrics.outcome(final, _at(curve, entry.num_steps), margin),
+                    "time_ratio": record["seconds_per_step"]
+                    / per_task["optimizers"][ref.name]["seconds_per_step"],
                 }
         results[entry.name] = per_task
     bar.close()
@@ -184,17 +273,20 @@ def compare(
             "numpy": np.__version__,
         },
         "device": str(jax.devices()[0]),
-        "suite": suite,
+        "suite": suite if isinstance(suite, str) else "custom",
         "protocol": protocol,
         "selection": select,
         "seeds": seeds,
         "trials": trials
         if protocol == "random-search"
         else len(protocols.lr_grid(*(lr_range or ()))),
+        "max_speedup": max_speedup,
+        "margin": margin,
         "baselines": list(baselines),
+        "runs": {r.name: describe_runs(r.baseline, budgets) for r in refs},
         "candidates": [c.name for c in candidates],
-        "speedup_definition": REFERENCE_NOTE,
-        "summary": _summarize(results, [c.name for c in candidates], list(baselines), select),
+        "speedup_definition": SPEEDUP_NOTE,
+        "summary": _summarize(results, [c.name for c in candidates], list(baselines)),
         "tasks": results,
     }
     (out / "results.json").write_text(json.dumps(report, indent=1, default=float))
@@ -202,27 +294,27 @@ def compare(
     return report
 
 
-def _summarize(results, candidates, baselines, select) -> dict[str, Any]:
+def _summarize(results, candidates, baselines) -> dict[str, Any]:
     summary = {}
     for c in candidates:
         summary[c] = {}
         for b in baselines:
             rows = [t["optimizers"][c]["vs"][b] for t in results.values()]
             speedups = np.array([r["speedup"] for r in rows])
-            won = np.array([r["won"] for r in rows], np.float64)
+            outcomes = [r["outcome"] for r in rows]
+            won = np.array([o == "won" for o in outcomes], np.float64)
             normalized = np.array(
-                [t["optimizers"][c]["normalized_valid"] for t in results.values()]
+                [t["optimizers"][c]["normalized_train"] for t in results.values()]
             )
             summary[c][b] = {
                 "tasks": len(rows),
-                "won": int(won.sum()),
+                **{o: outcomes.count(o) for o in metrics.OUTCOMES},
                 "fraction_won": metrics.bootstrap(won, np.mean)._asdict(),
                 "median_speedup": metrics.bootstrap(speedups, np.median)._asdict(),
                 "iqm_speedup": metrics.bootstrap(speedups, metrics.iqm)._asdict(),
-                "censored": int(sum(r["censored"] for r in rows)),
-                "iqm_normalized_valid": metrics.bootstrap(normalized, metrics.iqm)._asdict(),
+                "bounds": int(sum(bool(r["bound"]) for r in rows)),
+                "iqm_normalized_train": metrics.bootstrap(normalized, metrics.iqm)._asdict(),
                 "median_time_ratio": float(np.median([r["time_ratio"] for r in rows])),
-                "won_by": f"lower final {select} loss than the tuned baseline",
             }
     return summary
 

@@ -1,14 +1,17 @@
 """Benchmark metrics over loss curves (numpy; NaN and inf count as a diverged, worst loss).
 
-Curves have time on the last axis. A *tuned curve* is the best over a sweep at every step,
-made monotone: ``running_min(min over configurations)``; the speedup of a candidate inverts
-it (Adam-speedup protocol, REFERENCES.md):
+Curves have time on the last axis. A *tuned curve* is the best a tuned baseline reaches by
+each budget, made monotone (``running_min``): for a constant-rate optimizer the best
+configuration at every step of one long run; for a scheduled one the best configuration of
+each run whose schedule spans that budget. The speedup of a candidate inverts it
+(Adam-speedup protocol):
 
     speedup = (steps the tuned baseline needs to reach the candidate's final loss)
               ÷ (the candidate's steps)
 
-If the baseline never gets there within its own budget the speedup is *censored*: at least
-``baseline budget ÷ candidate steps``, reported as that bound with ``censored=True``.
+with the steps interpolated linearly between the budgets recorded. Beyond the recorded
+budgets it is a bound: ``">="`` when the baseline never gets there (at least its largest
+budget ÷ the candidate's steps), ``"<="`` when it is there already at its smallest budget.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def steps_to_reach(curve: np.ndarray, steps: np.ndarray, target: float) -> float
 
 class Speedup(NamedTuple):
     value: float
-    censored: bool  # the baseline never reached the loss: ``value`` is a lower bound
+    bound: str  # "": exact; ">=": a lower bound; "<=": an upper bound (see the module doc)
 
 
 def speedup(
@@ -70,11 +73,27 @@ def speedup(
 ) -> Speedup:
     """See the module docstring; ``baseline`` is a tuned curve recorded at ``steps``."""
     if not np.isfinite(candidate_final):
-        return Speedup(0.0, False)  # the candidate diverged: no loss worth reaching
+        return Speedup(0.0, "")  # the candidate diverged: no loss worth reaching
     needed = steps_to_reach(baseline, steps, candidate_final)
     if np.isinf(needed):
-        return Speedup(float(steps[-1]) / candidate_steps, True)
-    return Speedup(needed / candidate_steps, False)
+        return Speedup(float(steps[-1]) / candidate_steps, ">=")
+    return Speedup(needed / candidate_steps, "<=" if needed <= steps[0] else "")
+
+
+OUTCOMES = ("won", "tied", "lost")
+
+
+def outcome(candidate: float, baseline: float, margin: float = 0.01) -> str:
+    """``"won"`` if the candidate's (non-negative) loss is below ``(1 − margin)`` × the
+    baseline's, ``"lost"`` if above ``(1 + margin)`` ×, else ``"tied"``; diverged is worst."""
+    candidate, baseline = finite_or_inf(np.float64(candidate)), finite_or_inf(np.float64(baseline))
+    if candidate == baseline:  # both diverged, or equal
+        return "tied"
+    if candidate < (1 - margin) * baseline:
+        return "won"
+    if candidate > (1 + margin) * baseline:
+        return "lost"
+    return "tied"
 
 
 def normalized_loss(loss: np.ndarray, initial: np.ndarray) -> np.ndarray:
@@ -116,8 +135,3 @@ def bootstrap(
     return Interval(
         statistic(x), float(res.confidence_interval.low), float(res.confidence_interval.high)
     )
-
-
-def fraction_won(candidate: np.ndarray, baseline: np.ndarray) -> float:
-    """The fraction of tasks on which the candidate's loss is strictly lower."""
-    return float(np.mean(finite_or_inf(candidate) < finite_or_inf(baseline)))

@@ -51,16 +51,24 @@ def search_space(baseline: Baseline, protocol: str, trials: int, lr_range=None, 
     raise ValueError(f"unknown protocol {protocol!r}; choose from {list(PROTOCOLS)}")
 
 
+def metric(curves: Curves, select: str) -> tuple[np.ndarray, np.ndarray]:
+    """The deciding metric of every configuration, averaged over seeds: ``(steps[N],
+    values[K, N])``; the EMA-smoothed minibatch train loss at every step (``"train"``) or the
+    validation loss at the evaluation steps (``"valid"``). Diverged values are inf."""
+    if select == "train":
+        values = metrics.ema(curves.train, TRAIN_EMA)
+        steps = np.arange(1, curves.train.shape[-1] + 1)
+    elif select == "valid":
+        values, steps = curves.valid, curves.eval_steps
+    else:
+        raise ValueError(f"unknown selection {select!r}; choose from {list(SELECT)}")
+    return steps, metrics.finite_or_inf(np.mean(values, axis=1))
+
+
 def scores(curves: Curves, select: str) -> np.ndarray:
     """``[K]``: the selection criterion per configuration (lower is better, diverged = inf):
     the final validation loss or the EMA-smoothed final train loss, averaged over seeds."""
-    if select == "valid":
-        final = curves.valid[..., -1]
-    elif select == "train":
-        final = metrics.ema(curves.train, TRAIN_EMA)[..., -1]
-    else:
-        raise ValueError(f"unknown selection {select!r}; choose from {list(SELECT)}")
-    return metrics.finite_or_inf(np.mean(final, axis=-1))
+    return metric(curves, select)[1][:, -1]
 
 
 class Tuned(NamedTuple):

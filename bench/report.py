@@ -17,7 +17,7 @@ def _interval(d: dict[str, float], fmt: str = "{:.2f}") -> str:
 
 
 def _speedup(vs: dict[str, Any]) -> str:
-    return ("≥" if vs["censored"] else "") + f"{vs['speedup']:.2f}×"
+    return {">=": "≥", "<=": "≤", "": ""}[vs["bound"]] + f"{vs['speedup']:.2f}×"
 
 
 def _chosen(record: dict[str, Any]) -> str:
@@ -28,50 +28,57 @@ def _chosen(record: dict[str, Any]) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     baselines, candidates = report["baselines"], report["candidates"]
+    metric = {"train": "smoothed train", "valid": "validation"}[report["selection"]]
     lines = [
         f"# {', '.join(candidates)} vs tuned {', '.join(baselines)} on `{report['suite']}`",
         "",
         f"- Command: `{report['command']}`",
+        f"- Deciding metric: the final {metric} loss (mean over seeds); it chooses each "
+        "baseline's configuration, decides won/tied/lost and defines speedups.",
         f"- Protocol: `{report['protocol']}` ({report['trials']} configurations × "
-        f"{report['seeds']} seeds per baseline and task); the configuration with the lowest "
-        f"final {report['selection']} loss (mean over seeds) is chosen. Learned optimizers: "
-        "zero tuning trials.",
-        f"- Won: a lower final {report['selection']} loss than the tuned baseline.",
+        f"{report['seeds']} seeds per baseline, task and budget). Learned optimizers: zero "
+        "tuning trials, run at the task's budget.",
+        *(f"- `{b}`: {how}." for b, how in report["runs"].items()),
+        f"- Won / lost: a final loss more than {100 * report['margin']:g}% below / above the "
+        "tuned baseline's at the task's budget; otherwise tied.",
         f"- Speedup: {report['speedup_definition']}.",
-        "- Intervals: 95% percentile bootstrap over tasks. Normalized loss: final valid loss ÷ "
-        "the loss at initialization.",
+        "- Intervals: 95% percentile bootstrap over tasks. Normalized loss: final "
+        f"{metric} loss ÷ the validation loss at initialization.",
         f"- {report['date']}, jax {report['versions']['jax']}, optax "
         f"{report['versions']['optax']}, {report['device']}.",
         "",
         "## Summary",
         "",
-        "| candidate | vs | tasks won | fraction won | median speedup | IQM speedup | "
-        "IQM normalized valid loss | time/step ratio |",
+        "| candidate | vs | won / tied / lost | fraction won | median speedup | IQM speedup | "
+        "IQM normalized loss | time/step ratio |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in candidates:
         for b in baselines:
             s = report["summary"][c][b]
             lines.append(
-                f"| {c} | {b} | {s['won']}/{s['tasks']} | {_interval(s['fraction_won'])} | "
-                f"{_interval(s['median_speedup'])} | {_interval(s['iqm_speedup'])} | "
-                f"{_interval(s['iqm_normalized_valid'], '{:.3f}')} | {s['median_time_ratio']:.2f} |"
+                f"| {c} | {b} | {s['won']} / {s['tied']} / {s['lost']} of {s['tasks']} | "
+                f"{_interval(s['fraction_won'])} | {_interval(s['median_speedup'])} | "
+                f"{_interval(s['iqm_speedup'])} | "
+                f"{_interval(s['iqm_normalized_train'], '{:.3f}')} | "
+                f"{s['median_time_ratio']:.2f} |"
             )
     lines += ["", "## Per task", ""]
-    header = "| task | steps | optimizer | tuned hyperparameters | final train | final valid | best valid |"
+    header = (
+        "| task | steps | optimizer | tuned hyperparameters | final train | ÷ initial | "
+        "final valid | best valid |"
+    )
     header += "".join(f" vs {b} |" for b in baselines)
-    lines += [header, "| --- " * (7 + len(baselines)) + "|"]
+    lines += [header, "| --- " * (8 + len(baselines)) + "|"]
     for task, t in report["tasks"].items():
         for name, r in t["optimizers"].items():
             row = (
                 f"| {task} | {t['num_steps']} | {name} | {_chosen(r)} | {r['final_train']:.4g} | "
-                f"{r['final_valid']:.4g} | {r['best_valid']:.4g} |"
+                f"{r['normalized_train']:.3f} | {r['final_valid']:.4g} | {r['best_valid']:.4g} |"
             )
             for b in baselines:
                 vs = r["vs"][b]
-                row += (
-                    " — |" if name == b else f" {'won' if vs['won'] else 'lost'}, {_speedup(vs)} |"
-                )
+                row += " — |" if name == b else f" {vs['outcome']}, {_speedup(vs)} |"
             lines.append(row)
     lines += _budget_table(report)
     lines += ["", "![loss curves](curves.png)", "", "![speedups](speedups.png)", ""]
@@ -102,33 +109,56 @@ def _budget_table(report: dict[str, Any]) -> list[str]:
 
 
 def plot_curves(report: dict[str, Any], path: pathlib.Path) -> None:
-    """Validation loss per task: each optimizer's mean over seeds with its min–max band."""
+    """Per task, two panels: the deciding metric and the validation loss, each optimizer's
+    mean over seeds at the task's budget; for each baseline also its tuned curve over the
+    longer budgets (dashed), from which speedups are read."""
     tasks = list(report["tasks"].items())
-    cols = min(3, len(tasks))
+    metric = {"train": "smoothed train loss", "valid": "valid loss"}[report["selection"]]
+    cols = min(2, len(tasks))
     rows = math.ceil(len(tasks) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    for ax, (name, t) in zip(axes.flat, tasks, strict=False):
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(3.6 * 2 * cols, 2.9 * rows), squeeze=False)
+    for i, (name, t) in enumerate(tasks):
+        left, right = axes[i // cols, 2 * (i % cols)], axes[i // cols, 2 * (i % cols) + 1]
         for opt, r in t["optimizers"].items():
-            steps = [
-                i * t["num_steps"] / (len(r["valid_curve"]) - 1)
-                for i in range(len(r["valid_curve"]))
+            curve = r["train_curve"] if report["selection"] == "train" else r["valid_curve"]
+            steps = [(j + 1) * t["num_steps"] / len(curve) for j in range(len(curve))]
+            if report["selection"] == "valid":
+                steps = [j * t["num_steps"] / (len(curve) - 1) for j in range(len(curve))]
+            (line,) = left.plot(steps, curve, label=opt, linewidth=1)
+            if "tuned_curve" in r:
+                tuned = r["tuned_curve"]
+                stride = max(1, len(tuned["steps"]) // 400)
+                left.plot(
+                    tuned["steps"][::stride],
+                    tuned["loss"][::stride],
+                    linestyle="--",
+                    marker="." if len(tuned["steps"]) < 20 else None,
+                    color=line.get_color(),
+                    linewidth=0.8,
+                )
+            valid_steps = [
+                j * t["num_steps"] / (len(r["valid_curve"]) - 1)
+                for j in range(len(r["valid_curve"]))
             ]
-            (line,) = ax.plot(steps, r["valid_curve"], label=opt)
-            ax.fill_between(steps, *r["valid_band"], color=line.get_color(), alpha=0.2)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("step")
-        ax.set_ylabel("valid loss")
-        ax.set_yscale("log")
-    for ax in list(axes.flat)[len(tasks) :]:
+            right.plot(valid_steps, r["valid_curve"], color=line.get_color(), linewidth=1)
+            right.fill_between(valid_steps, *r["valid_band"], color=line.get_color(), alpha=0.2)
+        left.axvline(t["num_steps"], color="gray", linewidth=0.6)
+        left.set_title(f"{name}: {metric}", fontsize=8)
+        right.set_title(f"{name}: valid loss", fontsize=8)
+        for ax in (left, right):
+            ax.set_yscale("log")
+            ax.set_xlabel("step", fontsize=7)
+            ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[2 * len(tasks) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    axes.flat[0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def plot_speedups(report: dict[str, Any], path: pathlib.Path) -> None:
-    """Per candidate and baseline: the speedup on every task (log scale; hollow = lower bound)."""
+    """Per candidate and baseline: the speedup on every task (log scale; hollow = a bound)."""
     pairs = [(c, b) for c in report["candidates"] for b in report["baselines"]]
     fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(pairs)), 3.5))
     for i, (c, b) in enumerate(pairs):
@@ -137,7 +167,7 @@ def plot_speedups(report: dict[str, Any], path: pathlib.Path) -> None:
             ax.scatter(
                 i,
                 max(vs["speedup"], 1e-3),
-                facecolors="none" if vs["censored"] else "C0",
+                facecolors="none" if vs["bound"] else "C0",
                 edgecolors="C0",
             )
     ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)

@@ -1,4 +1,4 @@
-"""Training curves for a whole sweep × seeds as one compiled run (configurations ``vmap``-ped).
+"""Training curves for a whole sweep × seeds, compiled once (configurations ``vmap``-ped).
 
     curves = run(task, make_tx, hparams, num_seeds=3, num_steps=500, eval_every=25)
 
@@ -6,6 +6,11 @@
 run, so use ``optax.inject_hyperparams``; ``bench.baselines.Baseline.tx`` does). ``hparams``
 maps each name to an array of ``K`` values; an empty dict runs one configuration (e.g. a
 learned optimizer, which has no hyperparameters to tune).
+
+A run is a sequence of calls to one compiled *chunk* of ``eval_every`` training steps (a
+``lax.scan``) followed by a validation pass, so runs of any length — the budgets ``T``, ``2T``,
+``4T`` of a benchmark — reuse the same compiled program. The batch of step ``t`` is drawn with
+``fold_in(train_key, t)``: a longer run sees the same batches as a shorter one, then more.
 """
 
 from __future__ import annotations
@@ -32,52 +37,75 @@ class Curves(NamedTuple):
     eval_steps: np.ndarray  # [E + 1]: 0, eval_every, 2·eval_every, ..., T
     seconds_per_step: float  # wall time of the compiled run ÷ (K · S · T), compile excluded
 
-
-@functools.partial(
-    jax.jit, static_argnames=("task", "make_tx", "num_configs", "num_steps", "eval_every")
-)
-def _curves(task, make_tx, hparams, keys, num_configs, num_steps, eval_every, valid_batches):
-    def one(hp, key):
-        tx = optax.with_extra_args_support(make_tx(hp))
-        init_key, train_key = jax.random.split(key)
-
-        def valid_loss(params):
-            return jnp.mean(jax.vmap(lambda b: task.loss(params, b))(valid_batches))
-
-        step = train_step(task, tx)
-
-        def chunk(carry, keys):
-            carry, losses = jax.lax.scan(step, carry, keys)
-            return carry, (losses, valid_loss(carry[0]))
-
-        params = task.init(init_key)
-        keys = jax.random.split(train_key, num_steps).reshape(-1, eval_every, *train_key.shape)
-        _, (train, valid) = jax.lax.scan(chunk, (params, tx.init(params)), keys)
-        return train.reshape(-1), jnp.concatenate([valid_loss(params)[None], valid])
-
-    # Seeds run one after another (configurations stay vmapped): XLA:CPU's thread pool hung
-    # for good on a learned optimizer training charlstm-pydoc with seeds vmapped (jax 0.10.2).
-    def over_seeds(hp, keys):
-        return jax.lax.map(lambda key: one(hp, key), keys)
-
-    return jax.vmap(over_seeds, in_axes=(0, None), axis_size=num_configs)(hparams, keys)
+    def head(self, num_steps: int) -> Curves:
+        """The curves of the first ``num_steps`` steps (a multiple of the evaluation interval):
+        what a run of that length would have recorded, since batches do not depend on it."""
+        evals = int(np.searchsorted(self.eval_steps, num_steps)) + 1
+        if self.eval_steps[evals - 1] != num_steps:
+            raise ValueError(f"{num_steps} is not an evaluation step of these curves")
+        return self._replace(
+            train=self.train[..., :num_steps],
+            valid=self.valid[..., :evals],
+            eval_steps=self.eval_steps[:evals],
+        )
 
 
-@functools.lru_cache(maxsize=16)
-def _compile(task, make_tx, names, num_configs, num_seeds, num_steps, eval_every, num_valid):
-    """The compiled sweep for one signature, kept so that repeated runs (other seeds, other
-    values) reuse it and so that timing excludes compilation."""
-    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+def _programs(task, make_tx, eval_every, num_configs):
+    """The two functions a run is made of, over ``[K]`` configurations (vmapped) × ``[S]``
+    seeds: ``start(hp, keys, valid) -> (carry, valid_loss)`` initializes params and state, and
+    ``chunk(hp, keys, carry, step, valid) -> (carry, train_losses[K, S, eval_every],
+    valid_loss[K, S])`` trains ``eval_every`` steps from ``step``.
+
+    Seeds run one after another (``lax.map``): XLA:CPU's thread pool hung for good on a
+    learned optimizer training charlstm-pydoc with seeds vmapped (jax 0.10.2)."""
+
+    def tx_of(hp):
+        return optax.with_extra_args_support(make_tx(hp))
+
+    def valid_loss(params, valid_batches):
+        return jnp.mean(jax.vmap(lambda b: task.loss(params, b))(valid_batches))
+
+    def start(hp, keys, valid_batches):
+        def one(key):
+            params = task.init(jax.random.split(key)[0])
+            return (params, tx_of(hp).init(params)), valid_loss(params, valid_batches)
+
+        return jax.lax.map(one, keys)
+
+    def chunk(hp, keys, carry, step, valid_batches):
+        tx = tx_of(hp)
+
+        def one(args):
+            key, carry = args
+            train_key = jax.random.split(key)[1]
+            ts = step + jnp.arange(eval_every)
+            step_keys = jax.vmap(lambda t: jax.random.fold_in(train_key, t))(ts)
+            carry, losses = jax.lax.scan(train_step(task, tx), carry, step_keys)
+            return carry, losses, valid_loss(carry[0], valid_batches)
+
+        return jax.lax.map(one, (keys, carry))
+
+    over_configs = lambda f, axes: jax.jit(jax.vmap(f, in_axes=axes, axis_size=num_configs))
+    return over_configs(start, (0, None, None)), over_configs(chunk, (0, None, 0, None, None))
+
+
+@functools.lru_cache(maxsize=32)
+def _compile(task, make_tx, names, num_configs, num_seeds, eval_every, num_valid):
+    """The compiled ``start`` and ``chunk`` for one signature, kept so that repeated runs
+    (other budgets, seeds or values) reuse them and so that timing excludes compilation."""
+    start_all, chunk_all = _programs(task, make_tx, eval_every, num_configs)
+    hparams = {n: jax.ShapeDtypeStruct((num_configs,), jnp.float32) for n in names}
     keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), num_seeds))
     valid = jax.eval_shape(
         lambda: jax.vmap(lambda k: task.batch(k, "valid"))(
             jax.random.split(jax.random.key(0), num_valid)
         )
     )
-    hparams = {n: f32(num_configs) for n in names}
-    return _curves.lower(
-        task, make_tx, hparams, keys, num_configs, num_steps, eval_every, valid
-    ).compile()
+    start_c = start_all.lower(hparams, keys, valid).compile()
+    carry = jax.eval_shape(start_all, hparams, keys, valid)[0]
+    step = jax.ShapeDtypeStruct((), jnp.int32)
+    chunk_c = chunk_all.lower(hparams, keys, carry, step, valid).compile()
+    return start_c, chunk_c
 
 
 def run(
@@ -105,22 +133,21 @@ def run(
     valid_batches = jax.vmap(lambda k: task.batch(k, "valid"))(
         jax.random.split(jax.random.fold_in(root, 1), num_valid_batches)
     )
-    compiled = _compile(
-        task,
-        make_tx,
-        tuple(hparams),
-        num_configs,
-        num_seeds,
-        num_steps,
-        eval_every,
-        num_valid_batches,
+    start, chunk = _compile(
+        task, make_tx, tuple(hparams), num_configs, num_seeds, eval_every, num_valid_batches
     )
     began = time.perf_counter()
-    train, valid = jax.block_until_ready(compiled(hparams, keys, valid_batches))
+    carry, valid0 = start(hparams, keys, valid_batches)
+    train, valid = [], [valid0]
+    for step in range(0, num_steps, eval_every):
+        carry, losses, v = chunk(hparams, keys, carry, jnp.int32(step), valid_batches)
+        train.append(losses)
+        valid.append(v)
+    train, valid = jax.block_until_ready((train, valid))
     seconds = time.perf_counter() - began
     return Curves(
-        np.asarray(train),
-        np.asarray(valid),
+        np.concatenate([np.asarray(t) for t in train], axis=-1),
+        np.stack([np.asarray(v) for v in valid], axis=-1),
         np.arange(0, num_steps + 1, eval_every),
         seconds / (num_configs * num_seeds * num_steps),
     )

@@ -1,17 +1,28 @@
 """Benchmark suites: named lists of tasks with a step budget each.
 
 - ``smoke``: two tiny tasks, for tests.
-- ``indist``: members of the ``image-mlp`` family (what the shipped and demo optimizers are
+- ``indist``: ten members of the ``image-mlp`` family (what the demo optimizer is
   meta-trained on), drawn with fixed keys the meta-training runs do not use.
-- ``heldout``: tasks outside that family: other architectures (conv, autoencoder, linear,
-  transformer and LSTM language models) and losses (regression).
+- ``heldout``: ten tasks outside that family: other architectures (conv, autoencoder,
+  linear, a deep narrow GELU MLP, transformer and LSTM language models), other losses
+  (regression, a noisy quadratic) and noisy labels.
 - ``<suite>-4x``: the same tasks at 4× the step budget, to see behaviour beyond the
   meta-training horizon.
+
+Both suites are chosen so that they do not saturate: on every task tuned Adam's final
+smoothed train loss stays above 5% of the loss at initialization at the suite's budget (the
+table and the command that measures it are in ``docs/benchmarks``). A task that a tuned
+baseline fits to ~0 cannot tell optimizers apart: both losses are 0 for any practical
+purpose. That is why ``indist`` keeps only the family's MNIST-1D members (its digits members
+reach 0.01–3% of their initial loss in 500 steps), and ``heldout`` uses noisy regression,
+noisy labels and MNIST-1D where the zoo's digits logistic regression and noiseless
+regression reach 1% and 3.5%.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
@@ -36,10 +47,18 @@ def _fixed(name: str, num_steps: int, eval_every: int) -> Entry:
     return Entry(name, lambda: tasks.get(name), num_steps, eval_every)
 
 
-def _member(family: str, index: int, num_steps: int, eval_every: int) -> Entry:
-    fam = tasks.family(family)
-    cfg = fam.sample(jax.random.key(10_000 + index))  # keys meta-training never draws
-    return Entry(f"{family}#{index}", lambda: fam.task(cfg), num_steps, eval_every)
+def _members(family: str, count: int, keep, num_steps: int, eval_every: int) -> list[Entry]:
+    """The first ``count`` members drawn with keys 10 000, 10 001, … (keys meta-training
+    never draws) whose structure ``keep(cfg)`` accepts, named ``<family>#<key − 10 000>``."""
+    fam, entries = tasks.family(family), []
+    for index in range(10_000):
+        cfg = fam.sample(jax.random.key(10_000 + index))
+        if keep(cfg):
+            task = functools.partial(fam.task, cfg)
+            entries.append(Entry(f"{family}#{index}", task, num_steps, eval_every))
+        if len(entries) == count:
+            return entries
+    raise ValueError(f"{family}: fewer than {count} members pass the filter")
 
 
 def _smoke():
@@ -47,7 +66,7 @@ def _smoke():
 
 
 def _indist():
-    return [_member("image-mlp", i, 500, 25) for i in range(6)]
+    return _members("image-mlp", 10, lambda cfg: cfg.dataset == "mnist1d", 500, 25)
 
 
 def _heldout():
@@ -56,8 +75,12 @@ def _heldout():
         for name in (
             "conv-digits",
             "autoencoder-digits",
-            "logreg-digits",
-            "regression-synthetic",
+            "logreg-mnist1d",
+            "deepmlp-mnist1d",
+            "mlp-digits-noisy",
+            "mlp-blobs",
+            "regression-noisy",
+            "quadratic-noisy",
             "transformer-pydoc",
             "charlstm-pydoc",
         )

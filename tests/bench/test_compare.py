@@ -1,12 +1,16 @@
-"""``python -m bench compare``: outputs, a learned optimizer next to a tuned one, and errors."""
+"""``python -m bench compare``: outputs, a learned optimizer next to a tuned one, speedups
+with a known answer, and errors."""
 
 import json
 
 import jax
+import numpy as np
+import optax
 import pytest
 
 import lopt
-from bench import ship, suites
+import tasks
+from bench import compare, ship, suites
 from bench.__main__ import main
 
 
@@ -24,7 +28,7 @@ def smoke_report(tmp_path_factory):
             "--suite",
             "smoke",
             "--baselines",
-            "adam,sgd",
+            "adam,adam-cosine",
             "--lr-range",
             "1e-3",
             "1",
@@ -48,16 +52,59 @@ def test_writes_report_json_and_plots(smoke_report):
     assert list(report["tasks"]) == [e.name for e in suites.get("smoke")]
     learned = "init"  # a file is named by its file name
     assert report["candidates"] == [learned, "adam"]
+    assert report["selection"] == "train" and report["max_speedup"] == 4
     quad = report["tasks"]["quadratic"]["optimizers"]
     assert quad[learned]["tuning_trials"] == 0 and quad[learned]["chosen"] == {}
     assert quad["adam"]["tuning_trials"] == 7 and "learning_rate" in quad["adam"]["chosen"]
-    assert quad["sgd"]["vs"]["adam"]["speedup"] > 0
     for record in quad.values():
-        assert len(record["valid_curve"]) == 40 // 10 + 1
+        assert len(record["valid_curve"]) == 40 // 10 + 1 and len(record["train_curve"]) == 40
+        assert record["vs"]["adam"]["outcome"] in ("won", "tied", "lost")
+    # A constant-rate baseline's tuned curve is read at every step of one 4× run...
+    assert quad["adam"]["tuned_curve"]["steps"] == list(range(1, 161))
+    # ...a scheduled one's at the five budgets it ran, each tuned, the 1× one reported.
+    cosine = quad["adam-cosine"]
+    assert cosine["tuned_curve"]["steps"] == [10, 20, 40, 80, 160]
+    assert list(cosine["budgets"]) == ["10", "20", "40", "80", "160"]
+    assert cosine["budgets"]["40"]["chosen"] == cosine["chosen"]
+    assert cosine["budgets"]["40"]["loss"] == pytest.approx(cosine["final_train"])
+    assert np.all(np.diff(cosine["tuned_curve"]["loss"]) <= 0)
+    # A baseline against itself: tied, and its speedup is 1.
+    assert quad["adam"]["vs"]["adam"] == pytest.approx(
+        {"speedup": 1.0, "bound": "", "outcome": "tied", "time_ratio": 1.0}, abs=0.03
+    )
     summary = report["summary"][learned]["adam"]
-    assert summary["tasks"] == 2 and 0 <= summary["fraction_won"]["estimate"] <= 1
+    assert summary["tasks"] == 2 and summary["won"] + summary["tied"] + summary["lost"] == 2
+    assert 0 <= summary["fraction_won"]["estimate"] <= 1
     text = (out / "report.md").read_text()
     assert f"| {learned} | adam |" in text and "| quadratic | 40 | adam | learning_rate=" in text
+    assert "one run per budget of 0.25×, 0.5×, 1×, 2×, 4×" in text
+
+
+def test_a_candidate_twice_as_fast_as_the_tuned_baseline_has_speedup_two(tmp_path):
+    """½x² under gradient descent: x_t = (1 − η)^t x_0. With the baseline's grid topped at
+    η = 0.1, tuned SGD reaches the loss ½·0.9^(2t) at step t; a fixed η' = 0.19 has
+    1 − η' = 0.9², so it reaches at step T the loss the baseline needs 2T steps for. The
+    validation loss (no smoothing, a noiseless problem) is read at multiples of 10."""
+    task = tasks.quadratic_task("line", dim=1, condition=1.0, noise=0.0)
+    entries = [suites.Entry("line", lambda: task, num_steps=40, eval_every=10)]
+    fast = compare.Optimizer("sgd-0.19", learned=lambda num_steps: optax.sgd(0.19))
+    slow = compare.Optimizer("sgd-slow", learned=lambda num_steps: optax.sgd(1 - 0.9**0.5))
+    report = compare.compare(
+        [fast, slow],
+        entries,
+        baselines=("sgd",),
+        out=tmp_path,
+        seeds=1,
+        select="valid",
+        lr_range=(1e-3, 0.1),
+        progress=False,
+    )
+    vs = report["tasks"]["line"]["optimizers"]["sgd-0.19"]["vs"]["sgd"]
+    assert vs["speedup"] == pytest.approx(2.0, rel=1e-3) and vs["bound"] == ""
+    assert vs["outcome"] == "won" and report["suite"] == "custom"
+    # 1 − η = 0.9^½: half as fast as the baseline.
+    vs = report["tasks"]["line"]["optimizers"]["sgd-slow"]["vs"]["sgd"]
+    assert vs["speedup"] == pytest.approx(0.5, rel=1e-3) and vs["outcome"] == "lost"
 
 
 def test_random_search_reports_quality_against_the_trial_budget(tmp_path):

@@ -11,15 +11,29 @@ def test_speedup_inverts_the_tuned_curve():
     baseline = 1.0 / steps  # reaches loss 1/s at step s
     # A candidate that ends (after 25 steps) at the loss the baseline reaches at step 50.
     s = metrics.speedup(1.0 / 50, baseline, steps, candidate_steps=25)
-    assert s == metrics.Speedup(pytest.approx(2.0), False)
+    assert s == metrics.Speedup(pytest.approx(2.0), "")
     # Half way between two records is interpolated linearly.
     assert metrics.steps_to_reach(baseline, steps, (1 / 50 + 1 / 51) / 2) == pytest.approx(50.5)
     # Slower than the baseline: a speedup below 1.
     assert metrics.speedup(1.0 / 10, baseline, steps, 100).value == pytest.approx(0.1)
     # Better than the baseline ever gets: a lower bound (its budget / the candidate's steps).
-    assert metrics.speedup(1e-3, baseline, steps, 50) == metrics.Speedup(2.0, True)
+    assert metrics.speedup(1e-3, baseline, steps, 50) == metrics.Speedup(2.0, ">=")
+    # Worse than the baseline at its smallest budget: an upper bound.
+    budgets, tuned = np.array([25.0, 50, 100, 200]), np.array([0.4, 0.2, 0.1, 0.05])
+    assert metrics.speedup(0.5, tuned, budgets, 100) == metrics.Speedup(0.25, "<=")
+    # Between two budgets of a scheduled baseline: linear interpolation.
+    assert metrics.speedup(0.075, tuned, budgets, 100) == metrics.Speedup(1.5, "")
     # A diverged candidate gets no speedup.
-    assert metrics.speedup(np.nan, baseline, steps, 50) == metrics.Speedup(0.0, False)
+    assert metrics.speedup(np.nan, baseline, steps, 50) == metrics.Speedup(0.0, "")
+
+
+def test_outcome_needs_a_margin_to_win_or_lose():
+    assert metrics.outcome(0.98, 1.0) == "won"
+    assert metrics.outcome(0.995, 1.0) == "tied" and metrics.outcome(1.005, 1.0) == "tied"
+    assert metrics.outcome(1.02, 1.0) == "lost"
+    assert metrics.outcome(0.995, 1.0, margin=0.0) == "won"
+    assert metrics.outcome(np.nan, 1.0) == "lost" and metrics.outcome(1.0, np.inf) == "won"
+    assert metrics.outcome(np.nan, np.nan) == "tied"
 
 
 def test_tuned_curve_is_the_monotone_best_over_the_sweep_and_ignores_divergence():
@@ -27,7 +41,7 @@ def test_tuned_curve_is_the_monotone_best_over_the_sweep_and_ignores_divergence(
     np.testing.assert_array_equal(metrics.tuned_curve(curves), [2.5, 1.5, 1.5, 1.0])
 
 
-def test_normalized_loss_iqm_bootstrap_and_wins():
+def test_normalized_loss_iqm_and_bootstrap():
     assert metrics.normalized_loss(0.5, 2.0) == 0.25
     assert metrics.normalized_loss(np.nan, 2.0) == np.inf
     x = np.array([100.0, 1.0, 2.0, 3.0, 4.0, -100.0, 2.5, 3.5])
@@ -37,10 +51,6 @@ def test_normalized_loss_iqm_bootstrap_and_wins():
     sem = np.std(np.arange(20.0)) / np.sqrt(20)
     assert (ci.high - ci.low) / 2 == pytest.approx(1.96 * sem, rel=0.2)
     assert metrics.bootstrap(np.ones(5)) == metrics.Interval(1.0, 1.0, 1.0)
-    assert (
-        metrics.fraction_won(np.array([1.0, 2.0, np.nan, 0.5]), np.array([2.0, 1.0, 1.0, np.nan]))
-        == 0.5
-    )
 
 
 def test_ema_is_bias_corrected():

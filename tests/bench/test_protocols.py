@@ -63,9 +63,54 @@ def test_every_baseline_runs_as_a_vmapped_sweep():
     task = tasks.get("quadratic")
     for b in baselines.BASELINES.values():
         hp = b.sample(protocols.halton(2, len(b.space)))
+        if b.schedule:
+            hp["num_steps"] = np.array([4.0, 8.0], np.float32)
         curves = runner.run(task, b.tx, hp, num_seeds=1, num_steps=4, eval_every=2)
         assert curves.train.shape == (2, 1, 4) and curves.valid.shape == (2, 1, 3), b.name
         assert np.all(np.isfinite(curves.train[:, :, 0])), b.name
+
+
+@pytest.mark.parametrize(
+    ("name", "reference"),
+    [
+        ("adam-cosine", lambda lr, T: optax.adam(optax.cosine_decay_schedule(lr, T))),
+        (
+            "adamw-warmup-cosine",
+            lambda lr, T: optax.adamw(
+                optax.warmup_cosine_decay_schedule(0.0, lr, T // 20, T), weight_decay=1e-4
+            ),
+        ),
+    ],
+)
+def test_scheduled_baselines_match_optax_with_the_schedule_set_to_the_budget(name, reference):
+    baseline, lr, budget = baselines.get(name), 0.1, 40
+    tx = baseline.tx({"learning_rate": lr, "num_steps": budget})
+    ref = reference(lr, budget)
+    params = {"w": jnp.array([1.0, -2.0, 3.0])}
+    state, ref_state = tx.init(params), ref.init(params)
+    for t in range(budget + 2):
+        grads = {"w": jnp.sin(params["w"] + t)}
+        u, state = tx.update(grads, state, params)
+        v, ref_state = ref.update(grads, ref_state, params)
+        np.testing.assert_allclose(u["w"], v["w"], rtol=1e-4, atol=1e-8)
+        params = optax.apply_updates(params, u)
+    with pytest.raises(ValueError, match="give its budget as hparams\\['num_steps'\\]"):
+        baseline.tx({"learning_rate": lr})
+
+
+def test_a_longer_run_starts_as_the_shorter_one():
+    """Batches depend on the step, not on the run's length: a benchmark reads budget T off
+    a run of 4T steps."""
+    task, adam = tasks.get("logreg-digits"), baselines.get("adam")
+    hp = {"learning_rate": np.array([1e-2, 1e-1], np.float32)}
+    short = runner.run(task, adam.tx, hp, num_seeds=2, num_steps=10, eval_every=5)
+    long = runner.run(task, adam.tx, hp, num_seeds=2, num_steps=20, eval_every=5)
+    head = long.head(10)
+    np.testing.assert_allclose(head.train, short.train, rtol=1e-5)
+    np.testing.assert_allclose(head.valid, short.valid, rtol=1e-5)
+    np.testing.assert_array_equal(head.eval_steps, short.eval_steps)
+    with pytest.raises(ValueError, match="not an evaluation step"):
+        long.head(12)
 
 
 def test_a_sweep_is_the_same_as_its_configurations_run_alone():
@@ -92,8 +137,8 @@ def test_a_sweep_is_the_same_as_its_configurations_run_alone():
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss
 
-    for t, k in enumerate(jax.random.split(train_key, 10)):
-        params, state, loss = step(params, state, k)
+    for t in range(10):  # step t's batch is drawn with fold_in(train_key, t)
+        params, state, loss = step(params, state, jax.random.fold_in(train_key, t))
         assert float(loss) == pytest.approx(float(sweep.train[1, 0, t]), rel=1e-4)
     with pytest.raises(ValueError, match="must be a multiple of eval_every"):
         runner.run(task, adam.tx, {}, num_seeds=1, num_steps=10, eval_every=3)

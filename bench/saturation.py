@@ -1,0 +1,61 @@
+"""Does a suite saturate? Tuned Adam's final smoothed train loss ÷ the initial loss, per task.
+
+    python -m bench saturation --suite indist --suite heldout
+
+A task on which a tuned baseline reaches ~0 cannot tell optimizers apart; the built-in
+suites keep every task above ``THRESHOLD`` (5%) at their budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from bench import baselines, protocols, runner, suites
+
+THRESHOLD = 0.05
+
+
+class Row(NamedTuple):
+    suite: str
+    task: str
+    num_steps: int
+    learning_rate: float  # Adam's tuned learning rate
+    final: float  # its final smoothed train loss (mean over seeds)
+    initial: float  # the validation loss at initialization (mean over seeds)
+
+    @property
+    def ratio(self) -> float:
+        return self.final / self.initial
+
+
+def measure(suite: str, seeds: int = 2, lr_range: tuple[float, float] = (1e-4, 1.0)) -> list[Row]:
+    """Tunes Adam's learning rate on every task of ``suite`` (half-decade grid × seeds,
+    chosen by the final smoothed train loss) and records its final ÷ initial loss."""
+    adam, rows = baselines.get("adam"), []
+    space = {"learning_rate": protocols.lr_grid(*lr_range)}
+    for entry in suites.get(suite):
+        task = entry.make()
+        curves = runner.run(task, adam.tx, space, seeds, entry.num_steps, entry.eval_every)
+        scores = protocols.scores(curves, "train")
+        best = int(np.argmin(scores))
+        initial = float(curves.valid[best, :, 0].mean())
+        lr = float(space["learning_rate"][best])
+        rows.append(Row(suite, entry.name, entry.num_steps, lr, float(scores[best]), initial))
+    return rows
+
+
+def markdown(rows: Sequence[Row]) -> str:
+    lines = [
+        "| suite | task | steps | tuned Adam lr | final smoothed train | initial | final ÷ initial |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        flag = "" if r.ratio >= THRESHOLD else " (saturates)"
+        lines.append(
+            f"| {r.suite} | {r.task} | {r.num_steps} | {r.learning_rate:.3g} | {r.final:.4g} | "
+            f"{r.initial:.4g} | {r.ratio:.3f}{flag} |"
+        )
+    return "\n".join(lines)
