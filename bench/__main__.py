@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         "saturation",
         help="tuned Adam's final ÷ initial loss per task of a suite (Markdown table)",
     )
-    sat.add_argument("--suite", action="append", required=True, help=f"of {suites.SUITES}")
+    sat.add_argument("--suite", action="append", default=[], help=f"of {suites.SUITES}")
+    sat.add_argument("--family", help="instead, the first --count members of a task family")
+    sat.add_argument("--count", type=int, default=40)
     sat.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args(argv)
     if args.command == "saturation":
@@ -117,8 +119,20 @@ def main(argv: list[str] | None = None) -> int:
 def _saturation(args) -> int:
     from bench import saturation
 
+    if args.seeds < 1 or args.count < 1:
+        print("error: --seeds and --count must be >= 1", file=sys.stderr)
+        return 2
     try:
-        rows = [row for suite in args.suite for row in saturation.measure(suite, args.seeds)]
+        groups = [(s, suites.get(s)) for s in args.suite]
+        if args.family:
+            groups.append((args.family, suites.members(args.family, args.count)))
+        if not groups:
+            raise ValueError("give --suite NAME (repeatable) or --family NAME")
+        rows = [
+            row
+            for name, entries in groups
+            for row in saturation.measure(name, entries, seeds=args.seeds)
+        ]
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """Does a suite saturate? Tuned Adam's final smoothed train loss ÷ the initial loss, per task.
 
     python -m bench saturation --suite indist --suite heldout
+    python -m bench saturation --family image-mlp --count 40     # members 0..39, unfiltered
 
 A task on which a tuned baseline reaches ~0 cannot tell optimizers apart; the built-in
 suites keep every task above ``THRESHOLD`` (5%) at their budget.
@@ -31,12 +32,18 @@ class Row(NamedTuple):
         return self.final / self.initial
 
 
-def measure(suite: str, seeds: int = 2, lr_range: tuple[float, float] = (1e-4, 1.0)) -> list[Row]:
-    """Tunes Adam's learning rate on every task of ``suite`` (half-decade grid × seeds,
-    chosen by the final smoothed train loss) and records its final ÷ initial loss."""
+def measure(
+    suite: str,
+    entries: Sequence[suites.Entry],
+    seeds: int = 2,
+    lr_range: tuple[float, float] = (1e-4, 1.0),
+) -> list[Row]:
+    """Tunes Adam's learning rate on every task of ``entries`` (half-decade grid × seeds,
+    chosen by the final smoothed train loss) and records its final ÷ initial loss; rows are
+    labelled with ``suite``."""
     adam, rows = baselines.get("adam"), []
     space = {"learning_rate": protocols.lr_grid(*lr_range)}
-    for entry in suites.get(suite):
+    for entry in entries:
         task = entry.make()
         curves = runner.run(task, adam.tx, space, seeds, entry.num_steps, entry.eval_every)
         scores = protocols.scores(curves, "train")

@@ -47,13 +47,16 @@ def _fixed(name: str, num_steps: int, eval_every: int) -> Entry:
     return Entry(name, lambda: tasks.get(name), num_steps, eval_every)
 
 
-def _members(family: str, count: int, keep, num_steps: int, eval_every: int) -> list[Entry]:
+def members(
+    family: str, count: int, keep=None, num_steps: int = 500, eval_every: int = 25
+) -> list[Entry]:
     """The first ``count`` members drawn with keys 10 000, 10 001, … (keys meta-training
-    never draws) whose structure ``keep(cfg)`` accepts, named ``<family>#<key − 10 000>``."""
+    never draws) whose structure ``keep(cfg)`` accepts (all by default), named
+    ``<family>#<key − 10 000>``."""
     fam, entries = tasks.family(family), []
     for index in range(10_000):
         cfg = fam.sample(jax.random.key(10_000 + index))
-        if keep(cfg):
+        if keep is None or keep(cfg):
             task = functools.partial(fam.task, cfg)
             entries.append(Entry(f"{family}#{index}", task, num_steps, eval_every))
         if len(entries) == count:
@@ -66,7 +69,7 @@ def _smoke():
 
 
 def _indist():
-    return _members("image-mlp", 10, lambda cfg: cfg.dataset == "mnist1d", 500, 25)
+    return members("image-mlp", 10, lambda cfg: cfg.dataset == "mnist1d")
 
 
 def _heldout():

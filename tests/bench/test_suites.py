@@ -1,0 +1,36 @@
+"""The suites: sizes, membership rules, budgets that fit the longer baseline runs, and the
+saturation table."""
+
+import pytest
+
+from bench import compare, suites
+from bench.__main__ import main
+
+
+def test_suites_have_ten_tasks_each_and_indist_keeps_mnist1d_members():
+    indist, heldout = suites.get("indist"), suites.get("heldout")
+    assert len(indist) == len(heldout) == 10
+    assert len({e.name for e in indist + heldout}) == 20
+    assert all(e.make().name.startswith("image-mlp/mnist1d-") for e in indist[:3])
+    assert "image-mlp#1" not in {e.name for e in indist}  # a digits member: it memorizes
+    four = suites.get("heldout-4x")
+    assert [e.num_steps for e in four] == [4 * e.num_steps for e in heldout]
+
+
+@pytest.mark.parametrize("suite", ["smoke", "indist", "heldout"])
+def test_every_budget_from_a_quarter_to_four_times_is_an_evaluation_step(suite):
+    compare._check_budgets(suites.get(suite), compare.fractions(4))  # raises if not
+    with pytest.raises(ValueError, match="not a multiple of its eval_every"):
+        compare._check_budgets(suites.get(suite), compare.fractions(64))
+    with pytest.raises(ValueError, match="power of two"):
+        compare.fractions(3)
+
+
+def test_saturation_table(capsys):
+    assert main(["saturation", "--suite", "smoke", "--seeds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| smoke | quadratic | 40 |" in out and "| smoke | logreg-digits | 40 |" in out
+    ratio = float(out.splitlines()[2].split("|")[-2].split()[0])
+    assert 0 < ratio < 1  # Adam made progress on the quadratic
+    assert main(["saturation"]) == 2
+    assert "give --suite" in capsys.readouterr().err
