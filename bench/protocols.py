@@ -1,4 +1,4 @@
-"""Tuning protocols for the baselines (REFERENCES.md, "Benchmark protocols").
+"""Tuning protocols for the baselines (Choi et al. 2019; the VeLOdrome Adam-speedup protocol).
 
 - ``lr-grid``: a half-decade learning-rate grid (other hyperparameters at their defaults) ×
   seeds; the best learning rate is chosen by the final validation loss or by the smoothed

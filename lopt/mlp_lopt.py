@@ -10,7 +10,13 @@ import optax
 
 from lopt import features as F
 from lopt.base import LearnedOptimizer, Theta, check_positive, check_widths
-from lopt.per_param import NUM_OUTPUTS, TensorControl, init_mlp, per_parameter_transform
+from lopt.per_param import (
+    NUM_OUTPUTS,
+    STEP_MODES,
+    TensorControl,
+    init_mlp,
+    per_parameter_transform,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,8 +27,14 @@ class MLPLOpt(LearnedOptimizer):
     MLP ``F → hidden… → 2`` whose first-layer bias is shifted by a learned linear function
     of the time features (so time costs nothing per parameter). With outputs ``(d, m)``::
 
-        update = −(step_scale · d · exp(magnitude_scale · m)
-                   + nominal_lr · 2σ(ν) · m̂₀.₉ / √v̂)          # only if nominal=True
+        update = −ρ(t/T) · (step_scale · tie(d · exp(magnitude_scale · m))
+                            + nominal_lr · 2σ(ν) · m̂₀.₉ / √v̂)      # only if nominal=True
+
+    ``tie`` is set by ``step_mode`` (``per_param.STEP_MODES``): nothing (``absolute``), × the
+    tensor's parameter RMS (``param_rms``), or rescaling the tensor's step to unit RMS
+    (``normalized``). With ``schedule=True``, ``ρ = exp(clip(w · φ(t/T), ±SCHEDULE_BOUND))``
+    is a learned schedule over the 10 fraction-of-horizon features ``φ`` (``w`` starts at 0,
+    so ``ρ`` starts at exactly 1); otherwise ``ρ = 1``.
 
     The output layer starts at ``out_init_scale`` × its usual size, so an untrained optimizer
     is close to a no-op (or, with ``nominal=True``, close to Adam at ``nominal_lr``); the
@@ -34,6 +46,8 @@ class MLPLOpt(LearnedOptimizer):
       nominal: add the Adam-like nominal term.
       nominal_lr: its learning rate.
       out_init_scale: initial scale of the output layer.
+      step_mode: what the learned step is tied to (see the formula).
+      schedule: learn the schedule ``ρ`` of the whole step.
     """
 
     hidden: tuple[int, ...] = (4, 4)
@@ -42,8 +56,14 @@ class MLPLOpt(LearnedOptimizer):
     nominal: bool = False
     nominal_lr: float = 1e-3
     out_init_scale: float = 0.01
+    step_mode: str = "absolute"
+    schedule: bool = False
 
     def __post_init__(self):
+        if self.step_mode not in STEP_MODES:
+            raise ValueError(
+                f"MLPLOpt.step_mode must be one of {STEP_MODES}, got {self.step_mode!r}"
+            )
         object.__setattr__(self, "hidden", check_widths("MLPLOpt", hidden=self.hidden))
         check_positive(
             "MLPLOpt",
@@ -64,6 +84,8 @@ class MLPLOpt(LearnedOptimizer):
         }
         if self.nominal:
             theta["nominal_logit"] = jnp.zeros([])
+        if self.schedule:
+            theta["schedule"] = jnp.zeros(len(F.FRACTION_THRESHOLDS))
         return theta
 
     def as_optax(self, theta: Theta, num_steps: int) -> optax.GradientTransformationExtraArgs:
@@ -76,7 +98,8 @@ class MLPLOpt(LearnedOptimizer):
                 if self.nominal
                 else jnp.zeros([])
             )
-            control = TensorControl(layers, jnp.asarray(self.step_scale), nominal)
+            rho = schedule_multiplier(theta, inputs.global_features) if self.schedule else 1.0
+            control = TensorControl(layers, rho * self.step_scale, rho * nominal)
             return [control] * len(inputs.shapes), state
 
         return per_parameter_transform(
@@ -86,4 +109,15 @@ class MLPLOpt(LearnedOptimizer):
             num_steps=num_steps,
             magnitude_scale=self.magnitude_scale,
             uses_loss=False,
+            step_mode=self.step_mode,
         )
+
+
+SCHEDULE_BOUND = 5.0  # the learned schedule multiplies the step by at most e^±5
+
+
+def schedule_multiplier(theta: Theta, global_features: jax.Array) -> jax.Array:
+    """``ρ = exp(clip(theta["schedule"] · φ, ±SCHEDULE_BOUND))`` with ``φ`` the fraction-of-
+    horizon part of the global features: a scalar, exactly 1 while the weights are 0."""
+    fraction = global_features[len(F.TIME_SCALES) :]
+    return jnp.exp(jnp.clip(theta["schedule"] @ fraction, -SCHEDULE_BOUND, SCHEDULE_BOUND))

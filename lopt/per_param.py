@@ -56,7 +56,7 @@ class TensorControl(NamedTuple):
     """What a controller decides for one tensor at one step."""
 
     layers: Layers  # the per-parameter MLP (F inputs -> ... -> 2 outputs)
-    step_scale: jax.Array  # scalar: learned step = step_scale · d · exp(magnitude_scale · m)
+    step_scale: jax.Array  # scalar: learned step = step_scale · tie(d · exp(magnitude_scale · m))
     nominal_scale: jax.Array  # scalar: plus nominal_scale · (Adam direction m̂₀/√v̂)
 
 
@@ -85,6 +85,24 @@ class PerParamState(NamedTuple):
 
 _ADAM_FEATURE = F.FEATURE_NAMES.index(f"m{F.MOMENTUM_DECAYS[0]}/sqrt(v)")
 _MAX_LOG_STEP = 10.0  # exp() of the magnitude output is clipped here, so steps stay finite
+# What the learned step d · exp(magnitude_scale · m) is tied to, per tensor:
+#   absolute:   nothing (step_scale in parameter units);
+#   param_rms:  the tensor's parameter RMS, floored at PARAM_RMS_FLOOR (Celo);
+#   normalized: the direction rescaled to unit RMS over the tensor (Celo2).
+STEP_MODES = ("absolute", "param_rms", "normalized")
+PARAM_RMS_FLOOR = 1e-3
+
+
+def tie_step(step: jax.Array, mode: str, stats: F.TensorStats) -> jax.Array:
+    """The learned step of one tensor tied to its scale by ``mode`` (see ``STEP_MODES``)."""
+    if mode == "absolute":
+        return step
+    if mode == "param_rms":
+        return step * jnp.maximum(jnp.sqrt(stats.mean_p2), PARAM_RMS_FLOOR)
+    if mode == "normalized":
+        mean_square = jnp.sum(step * step) / max(step.size, 1)  # 0, not NaN, if empty
+        return step * jax.lax.rsqrt(mean_square + F.EPS**2)
+    raise ValueError(f"step_mode must be one of {STEP_MODES}, got {mode!r}")
 
 
 def per_parameter_transform(
@@ -94,6 +112,7 @@ def per_parameter_transform(
     num_steps: int,
     magnitude_scale: float,
     uses_loss: bool,
+    step_mode: str = "absolute",
 ) -> optax.GradientTransformationExtraArgs:
     """Builds the optax transform of a per-parameter learned optimizer.
 
@@ -105,6 +124,8 @@ def per_parameter_transform(
     ignored. Updates have the parameters' dtype; the memory is float32.
     """
     check_num_steps(num_steps)
+    if step_mode not in STEP_MODES:
+        raise ValueError(f"step_mode must be one of {STEP_MODES}, got {step_mode!r}")
 
     def init_fn(params):
         check_float_params(params)
@@ -151,7 +172,8 @@ def per_parameter_transform(
         for a, g, p, s, c in zip(accs, gs, pf, stats, controls, strict=True):
             feats = F.parameter_features(a, g, p, jnp.maximum(count, 1), s)
             d, m = apply_mlp(c.layers, feats)
-            step = c.step_scale * d * jnp.exp(jnp.minimum(magnitude_scale * m, _MAX_LOG_STEP))
+            learned = d * jnp.exp(jnp.minimum(magnitude_scale * m, _MAX_LOG_STEP))
+            step = c.step_scale * tie_step(learned, step_mode, s)
             step = step + c.nominal_scale * feats[_ADAM_FEATURE]
             updates.append(jnp.where(bad, 0.0, -step))
         updates = [u.astype(p.dtype) for u, p in zip(updates, ps, strict=True)]

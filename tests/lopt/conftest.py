@@ -7,6 +7,9 @@ import lopt
 ARCHITECTURES = {
     "mlp": lopt.MLPLOpt(hidden=(4, 4)),
     "mlp-nominal": lopt.MLPLOpt(hidden=(4, 4), nominal=True),
+    "mlp-normalized-scheduled": lopt.MLPLOpt(
+        hidden=(4, 4), nominal=True, step_mode="normalized", schedule=True
+    ),
     "velo": lopt.VeLO(lstm_hidden=8, bank_size=3),
     "hyper-adam": lopt.HyperAdam(lr=1e-2),
 }

@@ -156,6 +156,7 @@ def test_non_float_leaves_are_named(arch):
     [
         (lambda: lopt.MLPLOpt(hidden=(0,)), "MLPLOpt.hidden"),
         (lambda: lopt.MLPLOpt(step_scale=-1.0), "MLPLOpt.step_scale must be > 0"),
+        (lambda: lopt.MLPLOpt(step_mode="rms"), "MLPLOpt.step_mode must be one of"),
         (lambda: lopt.VeLO(bank_size=0), "VeLO.bank_size must be an integer >= 1"),
         (lambda: lopt.HyperAdam(b1=1.5), r"HyperAdam.b1 must be in \(0, 1\)"),
         (lambda: lopt.HyperAdam(lr=0.0), "HyperAdam.lr must be > 0"),
@@ -194,3 +195,53 @@ def test_hyper_adam_matches_optax_adam(learn_betas):
     half = {"h": jnp.ones(3, jnp.bfloat16)}
     u, _ = tx.update(half, tx.init(half), half)
     assert u["h"].dtype == jnp.bfloat16
+
+
+def _one_update(lo, theta, params, grads, num_steps=100, count=0):
+    tx = lo.as_optax(theta, num_steps)
+    state = tx.init(params)
+    update = jax.jit(tx.update)
+    for _ in range(count + 1):
+        u, state = update(grads, state, params)
+    return u
+
+
+def test_learned_schedule_starts_as_the_identity_and_scales_the_whole_step():
+    params, grads = (
+        {"w": jnp.linspace(-1, 1, 6).reshape(2, 3)},
+        {"w": jnp.arange(6.0).reshape(2, 3)},
+    )
+    plain = lopt.MLPLOpt(nominal=True)
+    scheduled = lopt.MLPLOpt(nominal=True, schedule=True)
+    theta = scheduled.init(jax.random.key(0))
+    assert set(theta) == {*plain.init(jax.random.key(0)), "schedule"}
+    base = {k: v for k, v in theta.items() if k != "schedule"}
+    u0 = _one_update(plain, base, params, grads, count=30)
+    np.testing.assert_allclose(_one_update(scheduled, theta, params, grads, count=30)["w"], u0["w"])
+    # Weights w on the fraction features: the step is multiplied by exp(w · φ(t/T)).
+    w = jnp.linspace(-1.0, 0.5, 10)
+    count, T = 30, 100
+    phi = jnp.tanh(10 * ((count + 1) / T - jnp.asarray(lopt.features.FRACTION_THRESHOLDS)))
+    u = _one_update(scheduled, {**theta, "schedule": w}, params, grads, T, count)
+    np.testing.assert_allclose(u["w"], jnp.exp(w @ phi) * u0["w"], rtol=1e-5)
+
+
+def test_normalized_step_has_unit_rms_per_tensor_and_param_rms_follows_reparameterization():
+    k = jax.random.split(jax.random.key(3), 2)
+    params = {"a": jax.random.normal(k[0], (8, 4)), "b": 0.01 * jax.random.normal(k[1], (5,))}
+    grads = grads_like(params)
+    lo = lopt.MLPLOpt(step_mode="normalized", step_scale=0.01)
+    u = _one_update(lo, lo.init(jax.random.key(0)), params, grads, count=3)
+    for x in jax.tree.leaves(u):
+        assert float(jnp.sqrt(jnp.mean(x * x))) == pytest.approx(0.01, rel=1e-4)
+    # The same loss written in p' = c·p: parameters c times larger, gradients c times
+    # smaller. Every feature is unchanged, and a param_rms step is c times larger.
+    lo = lopt.MLPLOpt(step_mode="param_rms")
+    theta = lo.init(jax.random.key(0))
+    c = 100.0
+    big = jax.tree.map(lambda p: c * p, params)
+    small_g = jax.tree.map(lambda g: g / c, grads)
+    u1 = _one_update(lo, theta, params, grads, count=3)
+    u2 = _one_update(lo, theta, big, small_g, count=3)
+    for x, y in zip(jax.tree.leaves(u1), jax.tree.leaves(u2), strict=True):
+        np.testing.assert_allclose(y, c * x, rtol=1e-3)
