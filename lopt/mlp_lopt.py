@@ -27,12 +27,12 @@ class MLPLOpt(LearnedOptimizer):
     MLP ``F → hidden… → 2`` whose first-layer bias is shifted by a learned linear function
     of the time features (so time costs nothing per parameter). With outputs ``(d, m)``::
 
-        update = −ρ(t/T) · (step_scale · tie(d · exp(magnitude_scale · m))
+        update = −ρ(t/T) · (step_scale · d · exp(magnitude_scale · m)
                             + nominal_lr · 2σ(ν) · m̂₀.₉ / √v̂)      # only if nominal=True
 
-    ``tie`` is set by ``step_mode`` (``per_param.STEP_MODES``): nothing (``absolute``), × the
-    tensor's parameter RMS (``param_rms``), or rescaling the tensor's step to unit RMS
-    (``normalized``). With ``schedule=True``, ``ρ = exp(clip(w · φ(t/T), ±SCHEDULE_BOUND))``
+    in the default ``step_mode="absolute"``; ``param_rms`` multiplies the learned term by the
+    tensor's parameter RMS, ``normalized`` rescales the tensor's whole step to RMS
+    ``ρ · step_scale`` (``per_param.STEP_MODES``). With ``schedule=True``, ``ρ = exp(clip(w · φ(t/T), ±SCHEDULE_BOUND))``
     is a learned schedule over the 10 fraction-of-horizon features ``φ`` (``w`` starts at 0,
     so ``ρ`` starts at exactly 1); otherwise ``ρ = 1``.
 

@@ -56,7 +56,7 @@ class TensorControl(NamedTuple):
     """What a controller decides for one tensor at one step."""
 
     layers: Layers  # the per-parameter MLP (F inputs -> ... -> 2 outputs)
-    step_scale: jax.Array  # scalar: learned step = step_scale · tie(d · exp(magnitude_scale · m))
+    step_scale: jax.Array  # scalar: learned step = step_scale · d · exp(magnitude_scale · m)
     nominal_scale: jax.Array  # scalar: plus nominal_scale · (Adam direction m̂₀/√v̂)
 
 
@@ -85,24 +85,36 @@ class PerParamState(NamedTuple):
 
 _ADAM_FEATURE = F.FEATURE_NAMES.index(f"m{F.MOMENTUM_DECAYS[0]}/sqrt(v)")
 _MAX_LOG_STEP = 10.0  # exp() of the magnitude output is clipped here, so steps stay finite
-# What the learned step d · exp(magnitude_scale · m) is tied to, per tensor:
-#   absolute:   nothing (step_scale in parameter units);
-#   param_rms:  the tensor's parameter RMS, floored at PARAM_RMS_FLOOR (Celo);
-#   normalized: the direction rescaled to unit RMS over the tensor (Celo2).
+# What a tensor's step is tied to, with u = d · exp(magnitude_scale · m) and a the nominal
+# Adam direction:
+#   absolute:   step_scale · u + nominal · a           (step_scale in parameter units);
+#   param_rms:  step_scale · max(rms(p), PARAM_RMS_FLOOR) · u + nominal · a   (Celo);
+#   normalized: the absolute step rescaled to RMS step_scale over the tensor (Celo2's
+#               normalized direction; with a nominal term it starts as per-tensor normalized
+#               Adam, the learned term a correction of the direction).
 STEP_MODES = ("absolute", "param_rms", "normalized")
 PARAM_RMS_FLOOR = 1e-3
 
 
-def tie_step(step: jax.Array, mode: str, stats: F.TensorStats) -> jax.Array:
-    """The learned step of one tensor tied to its scale by ``mode`` (see ``STEP_MODES``)."""
-    if mode == "absolute":
-        return step
+def _rms(x: jax.Array) -> jax.Array:
+    return jnp.sqrt(jnp.sum(x * x) / max(x.size, 1))  # 0, not NaN, for an empty tensor
+
+
+def tensor_step(
+    learned: jax.Array,
+    nominal: jax.Array,
+    control: TensorControl,
+    mode: str,
+    stats: F.TensorStats,
+) -> jax.Array:
+    """One tensor's step (to be subtracted) from the learned ``u`` and the nominal ``a``."""
     if mode == "param_rms":
-        return step * jnp.maximum(jnp.sqrt(stats.mean_p2), PARAM_RMS_FLOOR)
+        learned = learned * jnp.maximum(jnp.sqrt(stats.mean_p2), PARAM_RMS_FLOOR)
+    step = control.step_scale * learned + control.nominal_scale * nominal
     if mode == "normalized":
-        mean_square = jnp.sum(step * step) / max(step.size, 1)  # 0, not NaN, if empty
-        return step * jax.lax.rsqrt(mean_square + F.EPS**2)
-    raise ValueError(f"step_mode must be one of {STEP_MODES}, got {mode!r}")
+        rms = _rms(step)
+        step = control.step_scale * jnp.where(rms > 0, step / jnp.where(rms > 0, rms, 1.0), 0.0)
+    return step
 
 
 def per_parameter_transform(
@@ -173,8 +185,7 @@ def per_parameter_transform(
             feats = F.parameter_features(a, g, p, jnp.maximum(count, 1), s)
             d, m = apply_mlp(c.layers, feats)
             learned = d * jnp.exp(jnp.minimum(magnitude_scale * m, _MAX_LOG_STEP))
-            step = c.step_scale * tie_step(learned, step_mode, s)
-            step = step + c.nominal_scale * feats[_ADAM_FEATURE]
+            step = tensor_step(learned, feats[_ADAM_FEATURE], c, step_mode, s)
             updates.append(jnp.where(bad, 0.0, -step))
         updates = [u.astype(p.dtype) for u, p in zip(updates, ps, strict=True)]
         new_state = PerParamState(
