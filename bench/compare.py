@@ -35,7 +35,8 @@ from bench import report as report_lib
 
 SPEEDUP_NOTE = (
     "speedup = the budget at which the tuned baseline first reaches the candidate's final "
-    "loss (its tuned curve: the best configuration at each budget, made monotone, "
+    "loss (its tuned curve: the best configuration at each budget, made monotone by "
+    "isotonic regression, "
     "interpolated linearly between budgets) ÷ the candidate's steps; '≥' marks a baseline "
     "that never got there within its largest budget, '≤' one that was there at its smallest"
 )
@@ -114,7 +115,8 @@ def _record(curves, space, scores) -> dict[str, Any]:
 
 def _run_one(opt, entry, task, space, select, seeds, budgets):
     """Runs ``opt`` on ``entry``: its record at the entry's budget ``T`` (the configuration
-    chosen there) and, for a baseline, its tuned curve ``{"steps", "loss"}`` over
+    chosen there) and, for a baseline, its tuned curve ``{"steps", "best", "loss"}`` (the
+    best configuration per budget, and its monotone fit) over
     ``budgets × T`` (see ``metrics``)."""
     T, every = entry.num_steps, entry.eval_every
     if opt.learned is not None:
@@ -126,7 +128,12 @@ def _run_one(opt, entry, task, space, select, seeds, budgets):
         steps, values = protocols.metric(curves, select)
         head = curves.head(T)
         record = _record(head, space, protocols.scores(head, select))
-        return record, {"steps": steps.tolist(), "loss": metrics.tuned_curve(values).tolist()}
+        best = np.min(values, axis=0)
+        return record, {
+            "steps": steps.tolist(),
+            "best": best.tolist(),
+            "loss": metrics.monotone(best).tolist(),
+        }
     record, finals = None, {}
     num = len(next(iter(space.values())))
     for budget in (int(f * T) for f in budgets):  # one tuned run per budget
@@ -140,9 +147,12 @@ def _run_one(opt, entry, task, space, select, seeds, budgets):
         if budget == T:
             record = _record(curves, space, scores)
     record["budgets"] = {str(b): v for b, v in finals.items()}
-    steps = np.array(list(finals), np.float64)
-    loss = metrics.running_min(np.array([v["loss"] for v in finals.values()]))
-    return record, {"steps": steps.tolist(), "loss": loss.tolist()}
+    best = np.array([v["loss"] for v in finals.values()])
+    return record, {
+        "steps": [float(b) for b in finals],
+        "best": best.tolist(),
+        "loss": metrics.monotone(best).tolist(),
+    }
 
 
 def _check_budgets(entries, budgets) -> None:

@@ -71,6 +71,9 @@ TASKS: dict[str, Callable[[], Task]] = {
     "regression-noisy": lambda: regression_task(
         "regression-noisy", dataset("regression-noisy"), MLP((64,), 1, "tanh")
     ),
+    "deepmlp-regression": lambda: regression_task(
+        "deepmlp-regression", dataset("regression-noisy"), MLP((32,) * 4, 1, "tanh")
+    ),
     "conv-digits": lambda: classification_task(
         "conv-digits", dataset("digits"), ConvNet((8, 16), 10)
     ),

@@ -36,9 +36,18 @@ def test_outcome_needs_a_margin_to_win_or_lose():
     assert metrics.outcome(np.nan, np.nan) == "tied"
 
 
-def test_tuned_curve_is_the_monotone_best_over_the_sweep_and_ignores_divergence():
+def test_tuned_curve_is_the_monotone_fit_of_the_best_over_the_sweep_and_ignores_divergence():
     curves = np.array([[3.0, 2.0, 2.5, 1.0], [2.5, np.nan, np.nan, np.nan], [4.0, 1.5, 3.0, 3.0]])
-    np.testing.assert_array_equal(metrics.tuned_curve(curves), [2.5, 1.5, 1.5, 1.0])
+    # best per step: 2.5, 1.5, 2.5, 1.0; the bump is averaged away, not taken as progress.
+    np.testing.assert_allclose(metrics.tuned_curve(curves), [2.5, 2.0, 2.0, 1.0])
+    np.testing.assert_array_equal(metrics.monotone([3.0, 2.0, np.nan, 1.0]), [3, 2, np.inf, np.inf])
+    # Noise around a flat curve is not progress: the fit is flat, so the same curve read
+    # at its end needs (nearly) all of its steps.
+    flat = 1.0 + 0.01 * np.random.default_rng(0).standard_normal(400)
+    fit = metrics.monotone(flat)
+    steps = np.arange(1, 401)
+    assert metrics.steps_to_reach(metrics.running_min(flat), steps, fit[-1]) < 50
+    assert metrics.steps_to_reach(fit, steps, fit[-1]) > 200
 
 
 def test_normalized_loss_iqm_and_bootstrap():
