@@ -129,8 +129,9 @@ def per_parameter_transform(
     """Builds the optax transform of a per-parameter learned optimizer.
 
     ``update(grads, state, params, value=loss)``: ``params`` is required; ``value`` is required
-    when ``uses_loss``. A step whose gradient has any NaN or infinite entry is skipped, as by
-    ``optax.apply_if_finite``: the updates are zero, the state is unchanged but for
+    when ``uses_loss``. A step whose gradient has any NaN or infinite entry, or whose sum of
+    squares overflows float32 (a finite gradient too large for the second moment), is
+    skipped, as by ``optax.apply_if_finite``: the updates are zero, the state is unchanged but for
     ``state.nonfinite``, which counts such steps. (Detection is one cheap reduction over the
     gradients, done first so that the memory can be updated in place.) A non-finite ``value`` is
     ignored. Updates have the parameters' dtype; the memory is float32.
@@ -163,9 +164,10 @@ def per_parameter_transform(
         accs = [F.Accumulators(a.momenta, a.rms) for a in treedef.flatten_up_to(state.acc)]
         loss = F.LossState(state.loss.ema, state.loss.count)
 
-        # sum(g − g) is NaN iff g has a NaN or inf entry: one cheap read of the gradient, done
-        # first so that every later pass can update the memory in place.
-        bad = jnp.isnan(sum((jnp.sum(g - g) for g in gs), jnp.zeros([])))
+        # Σ g² is non-finite iff g has a NaN or inf entry or squares past float32 (|g| ≳ 1e19,
+        # where the second moment would overflow): one cheap read of the gradient, done first
+        # so that every later pass can update the memory in place.
+        bad = ~jnp.isfinite(sum((jnp.sum(g * g) for g in gs), jnp.zeros([])))
         count = jnp.where(bad, state.count, state.count + 1)
         accs = [F.update_accumulators(a, g, skip=bad) for a, g in zip(accs, gs, strict=True)]
         pf = [jnp.asarray(p, jnp.float32) for p in ps]

@@ -132,6 +132,23 @@ def test_nonfinite_gradients_skip_the_step(arch):
         np.testing.assert_allclose(x, y, rtol=1e-6)
 
 
+def test_huge_and_tiny_finite_gradients_keep_everything_finite(arch):
+    name, _, _, tx = arch
+    if name == "hyper-adam":  # exactly optax.adam
+        return
+    params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
+    g = grads_like(params)
+    huge = jax.tree.map(lambda x: 1e30 * x, g)  # squares past float32: the step is skipped
+    updates, state, new_params = _run(tx, params, [g, huge, g])
+    assert _finite(updates) and _finite(new_params) and _finite(state)
+    assert int(state.nonfinite) == 1
+    assert all(bool(jnp.all(u == 0)) for u in jax.tree.leaves(updates[1]))
+    tiny = jax.tree.map(lambda x: 1e-30 * x, g)
+    updates, state, _ = _run(tx, params, [tiny, tiny])
+    assert _finite(updates) and _finite(state) and int(state.nonfinite) == 0
+    assert max(float(jnp.max(jnp.abs(u))) for u in jax.tree.leaves(updates)) < 1.0
+
+
 def test_missing_arguments_are_clear_errors():
     params = {"w": jnp.ones(3)}
     g = {"w": jnp.ones(3)}
