@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 
 
 def _interval(d: dict[str, float], fmt: str = "{:.2f}") -> str:
@@ -63,7 +64,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{_interval(s['iqm_normalized_train'], '{:.3f}')} | "
                 f"{s['median_time_ratio']:.2f} |"
             )
-    lines += ["", "## Per task", ""]
+    lines += ["", *_calibration(report), "", "## Per task", ""]
     header = (
         "| task | steps | optimizer | tuned hyperparameters | final train | ÷ initial | "
         "final valid | best valid |"
@@ -83,6 +84,19 @@ def markdown(report: dict[str, Any]) -> str:
     lines += _budget_table(report)
     lines += ["", "![loss curves](curves.png)", "", "![speedups](speedups.png)", ""]
     return "\n".join(lines)
+
+
+def _calibration(report: dict[str, Any]) -> list[str]:
+    """Each tuned baseline scored against its own tuned curve: how far from 1 a speedup is
+    from noise alone (the final loss of one configuration against a fit over all of them)."""
+    lines = ["Calibration — each tuned baseline against its own tuned curve (1 without noise):", ""]
+    for b in report["baselines"]:
+        s = [t["optimizers"][b]["vs"][b]["speedup"] for t in report["tasks"].values()]
+        lines.append(
+            f"- `{b}`: median speedup {np.median(s):.2f}, range {min(s):.2f}–{max(s):.2f} "
+            "over tasks."
+        )
+    return lines
 
 
 def _budget_table(report: dict[str, Any]) -> list[str]:

@@ -78,6 +78,7 @@ def test_writes_report_json_and_plots(smoke_report):
     text = (out / "report.md").read_text()
     assert f"| {learned} | adam |" in text and "| quadratic | 40 | adam | learning_rate=" in text
     assert "one run per budget of 0.25×, 0.5×, 1×, 2×, 4×" in text
+    assert "- `adam-cosine`: median speedup 1.00, range 1.00–1.00" in text  # calibration
 
 
 def test_a_candidate_twice_as_fast_as_the_tuned_baseline_has_speedup_two(tmp_path):
