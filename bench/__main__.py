@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{c} vs tuned {b}: won {s['won']}, tied {s['tied']}, lost {s['lost']} of "
                 f"{s['tasks']} tasks, median speedup "
                 f"{m['estimate']:.2f}x [{m['low']:.2f}, {m['high']:.2f}]"
+                + (f" ({s['bounds']} of them bounds: see report.md)" if s["bounds"] else "")
             )
     print(f"wrote {args.out}/report.md, results.json, curves.png, speedups.png")
     return 0
