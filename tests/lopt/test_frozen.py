@@ -171,4 +171,4 @@ def test_shipped_optimizer_trains_a_model_in_a_plain_optax_loop():
 
     meta = lopt.load_pretrained("mlplopt-mix").meta
     assert meta["recipe"]["optimizer"]["architecture"] == "MLPLOpt"
-    assert meta["benchmark"]["heldout"]["vs"]["adam"]["tasks"] == 6
+    assert meta["benchmark"]["heldout"]["vs"]["adam"]["tasks"] == 10
