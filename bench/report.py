@@ -134,10 +134,11 @@ def plot_curves(report: dict[str, Any], path: pathlib.Path) -> None:
     for i, (name, t) in enumerate(tasks):
         left, right = axes[i // cols, 2 * (i % cols)], axes[i // cols, 2 * (i % cols) + 1]
         for opt, r in t["optimizers"].items():
-            curve = r["train_curve"] if report["selection"] == "train" else r["valid_curve"]
-            steps = [(j + 1) * t["num_steps"] / len(curve) for j in range(len(curve))]
-            if report["selection"] == "valid":
-                steps = [j * t["num_steps"] / (len(curve) - 1) for j in range(len(curve))]
+            valid_steps = np.linspace(0, t["num_steps"], len(r["valid_curve"]))
+            if report["selection"] == "train":  # the loss before update j, recorded at j + 1
+                steps, curve = np.arange(1, t["num_steps"] + 1), r["train_curve"]
+            else:
+                steps, curve = valid_steps, r["valid_curve"]
             (line,) = left.plot(steps, curve, label=opt, linewidth=1)
             if "tuned_curve" in r:
                 tuned = r["tuned_curve"]
@@ -150,10 +151,6 @@ def plot_curves(report: dict[str, Any], path: pathlib.Path) -> None:
                     color=line.get_color(),
                     linewidth=0.8,
                 )
-            valid_steps = [
-                j * t["num_steps"] / (len(r["valid_curve"]) - 1)
-                for j in range(len(r["valid_curve"]))
-            ]
             right.plot(valid_steps, r["valid_curve"], color=line.get_color(), linewidth=1)
             right.fill_between(valid_steps, *r["valid_band"], color=line.get_color(), alpha=0.2)
         left.axvline(t["num_steps"], color="gray", linewidth=0.6)
