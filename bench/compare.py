@@ -103,13 +103,23 @@ def _summary(curves: runner.Curves, index: int) -> dict[str, Any]:
     }
 
 
-def _record(curves, space, scores) -> dict[str, Any]:
-    best = int(np.argmin(scores))
+def _record(curves, space, select) -> dict[str, Any]:
+    """The summary of the configuration ``protocols.choose`` picks, with the tuning record."""
+    tuned = protocols.choose(curves, select)
     return {
-        **_summary(curves, best),
-        "tuning_trials": len(scores) if space else 0,
-        "chosen": {k: float(v[best]) for k, v in space.items()},
-        "scores": scores.tolist(),
+        **_summary(curves, tuned.best),
+        "tuning_trials": len(tuned.scores) if space else 0,
+        "chosen": {k: float(v[tuned.best]) for k, v in space.items()},
+        "scores": tuned.scores.tolist(),
+    }
+
+
+def _tuned_curve(steps, best) -> dict[str, list[float]]:
+    """The best loss per budget and its monotone fit (``metrics.monotone``)."""
+    return {
+        "steps": [float(s) for s in steps],
+        "best": np.asarray(best).tolist(),
+        "loss": metrics.monotone(best).tolist(),
     }
 
 
@@ -122,37 +132,23 @@ def _run_one(opt, entry, task, space, select, seeds, budgets):
     if opt.learned is not None:
         tx = opt.learned(T)
         curves = runner.run(task, lambda hp: tx, {}, seeds, T, every)
-        return _record(curves, {}, protocols.scores(curves, select)), None
+        return _record(curves, {}, select), None
     if opt.baseline.schedule is None:  # one long run, read at every step
         curves = runner.run(task, opt.baseline.tx, space, seeds, int(budgets[-1] * T), every)
         steps, values = protocols.metric(curves, select)
-        head = curves.head(T)
-        record = _record(head, space, protocols.scores(head, select))
-        best = np.min(values, axis=0)
-        return record, {
-            "steps": steps.tolist(),
-            "best": best.tolist(),
-            "loss": metrics.monotone(best).tolist(),
-        }
-    record, finals = None, {}
+        return _record(curves.head(T), space, select), _tuned_curve(steps, np.min(values, 0))
+    records = {}
     num = len(next(iter(space.values())))
     for budget in (int(f * T) for f in budgets):  # one tuned run per budget
         hparams = {**space, "num_steps": np.full(num, budget, np.float32)}
         curves = runner.run(task, opt.baseline.tx, hparams, seeds, budget, every)
-        scores = protocols.scores(curves, select)
-        finals[budget] = {
-            "loss": float(np.min(scores)),
-            "chosen": _record(curves, space, scores)["chosen"],
-        }
-        if budget == T:
-            record = _record(curves, space, scores)
-    record["budgets"] = {str(b): v for b, v in finals.items()}
-    best = np.array([v["loss"] for v in finals.values()])
-    return record, {
-        "steps": [float(b) for b in finals],
-        "best": best.tolist(),
-        "loss": metrics.monotone(best).tolist(),
+        records[budget] = _record(curves, space, select)
+    record = records[T]
+    record["budgets"] = {
+        str(b): {"loss": r["final_" + select], "chosen": r["chosen"]} for b, r in records.items()
     }
+    best = [r["final_" + select] for r in records.values()]
+    return record, _tuned_curve(list(records), best)
 
 
 def _check_budgets(entries, budgets) -> None:

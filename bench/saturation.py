@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import numpy as np
-
 from bench import baselines, protocols, runner, suites
 
 THRESHOLD = 0.05
@@ -46,8 +44,7 @@ def measure(
     for entry in entries:
         task = entry.make()
         curves = runner.run(task, adam.tx, space, seeds, entry.num_steps, entry.eval_every)
-        scores = protocols.scores(curves, "train")
-        best = int(np.argmin(scores))
+        best, scores = protocols.choose(curves, "train")
         initial = float(curves.valid[best, :, 0].mean())
         lr = float(space["learning_rate"][best])
         rows.append(Row(suite, entry.name, entry.num_steps, lr, float(scores[best]), initial))
