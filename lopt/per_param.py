@@ -112,8 +112,8 @@ def tensor_step(
         learned = learned * jnp.maximum(jnp.sqrt(stats.mean_p2), PARAM_RMS_FLOOR)
     step = control.step_scale * learned + control.nominal_scale * nominal
     if mode == "normalized":
-        rms = _rms(step)
-        step = control.step_scale * jnp.where(rms > 0, step / jnp.where(rms > 0, rms, 1.0), 0.0)
+        rms = _rms(step)  # where it is 0 the step is 0 everywhere and stays 0
+        step = control.step_scale * step / jnp.where(rms > 0, rms, 1.0)
     return step
 
 
