@@ -23,6 +23,7 @@ from meta_train.learner import Learner, LearnerState
 from meta_train.stream import EstimateStream, build_estimator
 from meta_train.trainer import MetaTrainResult, initial_theta, meta_train
 from meta_train.unroll import MetaLoss, Population, TruncationSchedule, Unroller
+from meta_train.validation import ValidationConfig, Validator
 
 __all__ = [
     "ESTIMATORS",
@@ -46,6 +47,8 @@ __all__ = [
     "TruncatedES",
     "TruncationSchedule",
     "Unroller",
+    "ValidationConfig",
+    "Validator",
     "build_estimator",
     "initial_theta",
     "load_config",

@@ -19,6 +19,7 @@ import yaml
 import lopt
 import tasks
 from meta_train.unroll import MetaLoss, TruncationSchedule
+from meta_train.validation import ValidationConfig
 
 ESTIMATOR_NAMES = ("NRES", "PES", "TruncatedES", "FullES", "TruncatedBPTT")
 
@@ -274,6 +275,7 @@ class MetaTrainConfig:
     meta_loss: MetaLoss = MetaLoss()
     outer: OuterConfig = OuterConfig()
     distributed: DistributedConfig = DistributedConfig()
+    validation: ValidationConfig = ValidationConfig()
     num_steps: int = 100  # outer steps
     seed: int = 0
     run_dir: str = "runs/meta-train"

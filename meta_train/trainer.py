@@ -20,6 +20,7 @@ from meta_train.distributed import WorkerPool, ray_session
 from meta_train.estimators import ESState
 from meta_train.learner import Learner, LearnerState
 from meta_train.stream import Estimate, EstimateStream
+from meta_train.validation import Score, Validator, held_out_tasks
 
 
 @dataclasses.dataclass
@@ -29,6 +30,23 @@ class MetaTrainResult:
     run_dir: pathlib.Path
     checkpoint_dir: pathlib.Path
     export_path: pathlib.Path  # the frozen optimizer (lopt.load-able)
+    best_path: pathlib.Path | None = None  # the best theta by meta-validation, if validated
+
+
+@dataclasses.dataclass
+class Best:
+    """The best theta by meta-validation so far: found at outer ``step`` (0: the initial
+    theta) with ``score``."""
+
+    step: int
+    score: Score
+    theta: Any
+
+    def meta(self) -> dict[str, Any]:
+        return {"step": self.step, "score": self.score.mean, "tasks": self.score.tasks}
+
+    def offer(self, step: int, score: Score, theta: Any) -> Best:
+        return Best(step, score, theta) if score.mean < self.score.mean else self
 
 
 class _InProcess:
@@ -128,6 +146,19 @@ class _Progress:
                 f"task {record['task']}",
                 flush=True,
             )
+        if "valid" in record:
+            self.note(
+                f"step {record['step']:>6}/{self.total}  validation {record['valid']:.4f}  "
+                f"(best {record['valid_best']:.4f} at step {record['valid_best_step']})"
+            )
+
+    def note(self, line: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            print(line, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -216,8 +247,11 @@ def meta_train(
 
     Writes ``run_dir/config.yaml``, ``metrics.jsonl`` (one JSON record per step), orbax
     checkpoints under ``run_dir/checkpoints`` every ``checkpoint_every`` steps and at the end,
-    and the trained optimizer as ``run_dir/optimizer.lopt``. With ``resume``, continues from
-    the latest checkpoint.
+    and the trained optimizer as ``run_dir/optimizer.lopt``. With ``validation.every`` > 0,
+    theta is scored on held-out tasks every that many steps and at the end
+    (``meta_train.validation``; records gain ``valid``, ``valid_tasks``, ``valid_best``) and
+    the best theta by that score, the initial one included, is written as
+    ``run_dir/best.lopt``. With ``resume``, continues from the latest checkpoint.
 
     With ``distributed.workers`` null, estimates are computed in this process, one per step,
     over ``devices`` (default: all local devices; the particle population is sharded across
@@ -248,26 +282,32 @@ def meta_train(
     )
     with session:
         try:
-            theta = _run(cfg, ckpt, latest if resume else None, verbose, devices)
+            theta, best = _run(cfg, ckpt, latest if resume else None, verbose, devices)
         finally:
             ckpt.close()
     metrics_path = run_dir / "metrics.jsonl"
     history = [json.loads(ln) for ln in metrics_path.read_text().splitlines() if ln]
     losses = [r["meta_loss"] for r in history]
-    export_path = lopt.save(
-        run_dir / "optimizer.lopt",
-        cfg.optimizer.build(),
-        theta,
-        meta={
-            "recipe": to_dict(cfg),
-            "outer_steps": cfg.num_steps,
-            "meta_loss_first10": float(np.mean(losses[:10])) if losses else None,
-            "meta_loss_last10": float(np.mean(losses[-10:])) if losses else None,
-        },
-    )
+    meta = {
+        "recipe": to_dict(cfg),
+        "outer_steps": cfg.num_steps,
+        "meta_loss_first10": float(np.mean(losses[:10])) if losses else None,
+        "meta_loss_last10": float(np.mean(losses[-10:])) if losses else None,
+    }
+    lo = cfg.optimizer.build()
+    export_path = lopt.save(run_dir / "optimizer.lopt", lo, theta, meta=meta)
+    best_path = None
+    if best is not None:
+        best_meta = {**meta, "outer_steps": best.step, "validation": best.meta()}
+        best_path = lopt.save(run_dir / "best.lopt", lo, best.theta, meta=best_meta)
     first = latest if resume else 0
     return MetaTrainResult(
-        theta, [r for r in history if r["step"] > first], run_dir, ckpt.directory, export_path
+        theta,
+        [r for r in history if r["step"] > first],
+        run_dir,
+        ckpt.directory,
+        export_path,
+        best_path,
     )
 
 
@@ -277,8 +317,9 @@ def _run(
     latest: int | None,
     verbose: bool,
     devices: list[jax.Device] | None,
-) -> Any:
-    """The outer loop from checkpoint ``latest`` (or the start); returns the final theta."""
+) -> tuple[Any, Best | None]:
+    """The outer loop from checkpoint ``latest`` (or the start); returns the final theta and
+    the best one by meta-validation (``None`` without validation)."""
     learner = Learner(cfg.outer)
     if cfg.distributed.workers is None:
         source = _InProcess(cfg, devices, verbose)
@@ -287,20 +328,32 @@ def _run(
         source = _Distributed(cfg, verbose)
         place = lambda state: state
     state = place(learner.init(initial_theta(cfg.optimizer.build(), cfg.seed)))
+    validate = None
+    if cfg.validation.active:
+        held_out = held_out_tasks(cfg.task.name, cfg.task.families, cfg.validation.members)
+        validate = Validator(cfg.validation, held_out, cfg.optimizer.build(), cfg.meta_loss)
     metrics_path = pathlib.Path(cfg.run_dir) / "metrics.jsonl"
-    start = 0
+    progress = _Progress(cfg.num_steps, latest or 0, cfg.log_every, verbose)
+    start, best = 0, None
     if latest is not None:
         template = {"learner": jax.eval_shape(lambda: state)}
         template.update(source.template(latest, state.theta))
+        if validate is not None:
+            template["best"] = template["learner"].theta
         restored, meta = ckpt.restore(latest, template)
         state = place(LearnerState(*restored["learner"]))
         source.restore(latest, restored, meta)
+        if validate is not None:
+            found = meta["best"]
+            best = Best(found["step"], Score(found["score"], found["tasks"]), restored["best"])
         start = latest
         _truncate_metrics(metrics_path, latest)
     else:
         metrics_path.write_text("")
+        if validate is not None:
+            best = Best(0, validate(state.theta), jax.device_get(state.theta))
+            progress.note(f"validation of the initial theta: {best.score.mean:.4f}")
 
-    progress = _Progress(cfg.num_steps, start, cfg.log_every, verbose)
     try:
         source.publish(state.theta, int(state.version))
         for step in range(start, cfg.num_steps):
@@ -318,13 +371,26 @@ def _run(
                 **lm,
                 **source.info(),
             )
+            last = step + 1 == cfg.num_steps
+            if validate is not None and ((step + 1) % cfg.validation.every == 0 or last):
+                score = validate(state.theta)
+                best = best.offer(step + 1, score, jax.device_get(state.theta))
+                record |= {
+                    "valid": score.mean,
+                    "valid_tasks": score.tasks,
+                    "valid_best": best.score.mean,
+                    "valid_best_step": best.step,
+                    "valid_seconds": time.perf_counter() - done,
+                }
             with metrics_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             progress.update(record)
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.num_steps:
+            if (step + 1) % cfg.checkpoint_every == 0 or last:
                 tree, meta = source.checkpoint()
+                if best is not None:
+                    tree, meta = tree | {"best": best.theta}, meta | {"best": best.meta()}
                 ckpt.save(step + 1, {"learner": state, **tree}, {"step": step + 1, **meta})
     finally:
         progress.close()
         source.close()
-    return jax.device_get(state.theta)
+    return jax.device_get(state.theta), best

@@ -48,6 +48,7 @@ def test_yaml_file_and_overrides(tmp_path):
             r"optimizer.hparams: MLPLOpt.hidden must be positive",
         ),
         (["meta_loss.clip=0.5"], r"meta_loss: meta-loss clip must be > 1"),
+        (["validation.horizon=0"], r"validation: horizon must be >= 1, got 0"),
         (
             ["estimator.schedule={min_length: 50, max_length: 10}"],
             r"estimator.schedule: need 1 <= min_length",

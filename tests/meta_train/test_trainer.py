@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import lopt
-from meta_train import meta_train
+from meta_train import initial_theta, meta_train
 from meta_train.config import load_config
+from meta_train.validation import Validator, held_out_tasks
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = [
@@ -117,7 +118,8 @@ def test_cli_runs_the_smoke_config_and_reports_bad_configs(tmp_path):
 def test_family_structures_resample_and_resume_across_them(tmp_path):
     """Task structures change every `resample_every` steps; burn-in and the validation
     meta-loss run; resuming from a checkpoint at a structure boundary (step 2) matches the
-    full run (inside a structure is test_resume_continues_exactly)."""
+    full run (inside a structure is test_resume_continues_exactly). Meta-validation scores
+    theta every 2 steps, exports the best theta, and its record survives the resume."""
     family = [
         "task.name=null",
         "task.family=quadratic",
@@ -126,13 +128,33 @@ def test_family_structures_resample_and_resume_across_them(tmp_path):
         "checkpoint_every=3",
         "estimator.burn_in=1",
         "meta_loss.split=valid",
+        "validation={every: 2, members: 2, horizon: 10, particles: 2}",
     ]
     full = meta_train(_cfg(tmp_path / "full", *family), verbose=False)
     names = [r["task"] for r in full.history]
     assert names[0] == names[1] and names[2] == names[3] and names[1] != names[2], names
     assert all(np.isfinite(r["meta_loss"]) for r in full.history)
+    assert [r["step"] for r in full.history if "valid" in r] == [2, 4]
+
+    cfg = _cfg(tmp_path / "full", *family)
+    lo = cfg.optimizer.build()
+    held_out = held_out_tasks(None, ("quadratic",), 2)
+    assert len({t.name for t in held_out}) == 2
+    validate = Validator(cfg.validation, held_out, lo, cfg.meta_loss)
+    scores = {0: validate(initial_theta(lo, cfg.seed)).mean}
+    scores |= {r["step"]: r["valid"] for r in full.history if "valid" in r}
+    best_step = min(scores, key=scores.get)
+    best = lopt.load(full.best_path)
+    assert best.meta["validation"]["step"] == best_step
+    np.testing.assert_allclose(best.meta["validation"]["score"], scores[best_step], rtol=1e-6)
+    np.testing.assert_allclose(validate(best.theta).mean, scores[best_step], rtol=1e-6)
+    if best_step == 4:
+        for a, b in zip(_leaves(full.theta), _leaves(best.theta), strict=True):
+            np.testing.assert_array_equal(a, b)
+
     run_dir = tmp_path / "part"
     meta_train(_cfg(run_dir, *family, "num_steps=2"), verbose=False)
     resumed = meta_train(_cfg(run_dir, *family), resume=True, verbose=False)
     for a, b in zip(_leaves(full.theta), _leaves(resumed.theta), strict=True):
         np.testing.assert_array_equal(a, b)
+    assert lopt.load(resumed.best_path).meta["validation"] == best.meta["validation"]

@@ -1,0 +1,94 @@
+"""Meta-validation: the score of theta on held-out members of the tasks it is trained on.
+
+Every ``validation.every`` outer steps the trainer scores theta on ``validation.members``
+members of each training family (drawn with keys the task source never uses, and not
+augmented), or on the fixed task itself: the mean per-step meta-loss of whole episodes of
+``validation.horizon`` steps from ``validation.particles`` fixed inits and batch orders
+(:meth:`meta_train.Unroller.episode_loss`). The inits are the same at every step, so scores at
+different steps differ only through theta; lower is better. The trainer exports the best
+theta by this score as ``best.lopt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import numpy as np
+
+import lopt
+import tasks
+from meta_train.unroll import MetaLoss, TruncationSchedule, Unroller
+
+_MEMBER_KEY = 20_000  # member i of a family is family.sample(key(20000 + i))
+_EPISODE_KEY = 7
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationConfig:
+    """Meta-validation (see the module docstring); ``every: 0`` turns it off."""
+
+    every: int = 0
+    members: int = 2
+    horizon: int = 300
+    particles: int = 4
+
+    def __post_init__(self):
+        for name in ("members", "horizon", "particles"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.every < 0:
+            raise ValueError(f"every must be >= 0 (0: no validation), got {self.every}")
+
+    @property
+    def active(self) -> bool:
+        return self.every > 0
+
+
+def held_out_tasks(name: str | None, families: tuple[str, ...], members: int) -> list[tasks.Task]:
+    """The fixed task ``name``, or ``members`` members of each of ``families``."""
+    if name is not None:
+        return [tasks.get(name)]
+    out = []
+    for f in families:
+        fam = tasks.family(f)
+        out += [fam.task(fam.sample(jax.random.key(_MEMBER_KEY + i))) for i in range(members)]
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Score:
+    """A validation score: ``mean`` over tasks of each task's mean per-step meta-loss."""
+
+    mean: float
+    tasks: dict[str, float]
+
+
+class Validator:
+    """Scores theta on the ``held_out`` tasks (see :func:`held_out_tasks`); one compiled
+    episode per task, compiled on first use."""
+
+    def __init__(
+        self,
+        cfg: ValidationConfig,
+        held_out: list[tasks.Task],
+        lo: lopt.LearnedOptimizer,
+        meta_loss: MetaLoss,
+    ):
+        schedule = TruncationSchedule("constant", cfg.horizon, cfg.horizon)
+        self._episodes = {
+            t.name: jax.jit(
+                functools.partial(
+                    Unroller(t, lo, schedule, meta_loss, window=cfg.horizon).episode_loss,
+                    num_particles=cfg.particles,
+                )
+            )
+            for t in held_out
+        }
+        self._key = jax.random.PRNGKey(_EPISODE_KEY)
+
+    def __call__(self, theta: Any) -> Score:
+        scores = {name: float(ep(theta, self._key)) for name, ep in self._episodes.items()}
+        return Score(float(np.mean(list(scores.values()))), scores)
