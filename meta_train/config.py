@@ -18,6 +18,7 @@ import yaml
 
 import lopt
 import tasks
+from meta_train.estimators import DIFFERENCES
 from meta_train.unroll import MetaLoss, TruncationSchedule
 from meta_train.validation import ValidationConfig
 
@@ -142,6 +143,7 @@ class EstimatorConfig:
     schedule: TruncationSchedule = TruncationSchedule()
     stagger: bool = True
     burn_in: int = 0
+    difference: str = "value"  # or "sign": only the sign of each step's L⁺ − L⁻
 
     def __post_init__(self):
         _check(
@@ -157,6 +159,11 @@ class EstimatorConfig:
         _check(self.sigma > 0, "estimator.sigma", f"must be > 0, got {self.sigma}")
         _check(self.window >= 1, "estimator.window", f"must be >= 1, got {self.window}")
         _check(self.burn_in >= 0, "estimator.burn_in", f"must be >= 0, got {self.burn_in}")
+        _check(
+            self.difference in DIFFERENCES,
+            "estimator.difference",
+            f"must be one of {list(DIFFERENCES)}, got {self.difference!r}",
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,6 +33,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from meta_train.unroll import Population, Unroller, UnrollOutput
 
 Theta = Any
+DIFFERENCES = ("value", "sign")
 
 
 def tree_normal(key: jax.Array, tree: Theta, scale: float) -> Theta:
@@ -70,10 +71,14 @@ def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(values * m) / jnp.maximum(jnp.sum(m), 1.0)
 
 
-def es_gradient(weights: Theta, out: UnrollOutput, sigma: float) -> Theta:
-    """The ES formula of the module docstring; ``weights`` has leading axis ``N``."""
+def es_gradient(weights: Theta, out: UnrollOutput, sigma: float, sign: bool = False) -> Theta:
+    """The ES formula of the module docstring; ``weights`` has leading axis ``N``. With
+    ``sign``, each step's difference ``L⁺ − L⁻`` is replaced by its sign (VeLO's bounded
+    variant): every step of every pair then weighs the same, whatever its task's loss scale,
+    and the result is a descent direction, no longer an estimate of the gradient's size."""
     mask = out.mask.astype(jnp.float32)  # [W, N]
-    diff = (out.values[:, 0] - out.values[:, 1]) * mask  # [W, N]
+    diff = out.values[:, 0] - out.values[:, 1]  # [W, N]
+    diff = (jnp.sign(diff) if sign else diff) * mask
     coef = jnp.sum(diff, axis=0) / (2.0 * sigma**2 * jnp.maximum(jnp.sum(mask), 1.0))  # [N]
     return jax.tree.map(lambda w: jnp.tensordot(coef, w, axes=1), weights)
 
@@ -104,8 +109,13 @@ class _Estimator:
     # current θ. The rest of each first episode is then perturbed: a transient bias until
     # every particle has started a fresh episode.
     burn_in: int = 0
+    # "value": the loss differences of the module docstring; "sign": only their signs
+    # (``es_gradient``). Ignored by TruncatedBPTT.
+    difference: str = "value"
 
     def __post_init__(self):
+        if self.difference not in DIFFERENCES:
+            raise ValueError(f"difference must be one of {DIFFERENCES}, got {self.difference!r}")
         if not self.num_particles >= 1:
             raise ValueError(f"num_particles must be >= 1, got {self.num_particles}")
         if not self.sigma > 0:
@@ -171,7 +181,7 @@ class NRES(_Estimator):
         keys = _where_particles(state.pop.done, fresh, state.noise)
         eps = self._noise_from_keys(theta, keys)
         pop, out = self.unroller.unroll(_antithetic(theta, eps), state.pop)
-        grad = es_gradient(eps, out, self.sigma)
+        grad = es_gradient(eps, out, self.sigma, self.difference == "sign")
         return grad, ESState(pop, keys), _metrics(out, grad, 2)
 
 
@@ -191,7 +201,7 @@ class PES(_Estimator):
         zeros = jax.tree.map(jnp.zeros_like, state.noise)
         xi = jax.tree.map(jnp.add, _where_particles(state.pop.done, zeros, state.noise), eps)
         pop, out = self.unroller.unroll(_antithetic(theta, eps), state.pop)
-        grad = es_gradient(xi, out, self.sigma)
+        grad = es_gradient(xi, out, self.sigma, self.difference == "sign")
         return grad, ESState(pop, xi), _metrics(out, grad, 2)
 
 
@@ -216,7 +226,7 @@ class TruncatedES(_Estimator):
             opt_state=jax.tree.map(copies3, state.pop.opt_state),
         )
         pop, out = self.unroller.unroll(thetas, pop)
-        grad = es_gradient(eps, out, self.sigma)
+        grad = es_gradient(eps, out, self.sigma, self.difference == "sign")
         center = pop._replace(
             params=jax.tree.map(lambda x: x[2:], pop.params),
             opt_state=jax.tree.map(lambda x: x[2:], pop.opt_state),
@@ -244,7 +254,7 @@ class FullES(_Estimator):
         )
         thetas = _antithetic(theta, eps)
         _, out = whole.unroll(thetas, whole.init(pop_key, thetas))
-        grad = es_gradient(eps, out, self.sigma)
+        grad = es_gradient(eps, out, self.sigma, self.difference == "sign")
         return grad, state, _metrics(out, grad, 2)
 
 

@@ -31,7 +31,11 @@ def build_estimator(cfg: MetaTrainConfig, task: tasks.Task, lo: lopt.LearnedOpti
     e = cfg.estimator
     unroller = Unroller(task, lo, e.schedule, cfg.meta_loss, window=e.window, stagger=e.stagger)
     return ESTIMATORS[e.name](
-        unroller, num_particles=e.num_particles, sigma=e.sigma, burn_in=e.burn_in
+        unroller,
+        num_particles=e.num_particles,
+        sigma=e.sigma,
+        burn_in=e.burn_in,
+        difference=e.difference,
     )
 
 

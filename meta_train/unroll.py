@@ -64,16 +64,19 @@ class TruncationSchedule:
 class MetaLoss:
     """Per-step meta-loss from an inner loss, normalized so tasks of different scales mix.
 
-    ``linear``: ``loss / init_loss``; ``log``: ``log(loss / init_loss)``. Either is clipped
-    above at the value of a loss ``clip × init_loss``. A loss that is non-finite or above
-    ``clip × init_loss`` counts as divergence: it contributes the clipped value and ends the
-    particle's episode, so a diverging run never sends NaN or unbounded values into an estimate.
+    With ``r = loss / init_loss`` clipped into ``[floor, clip]``: ``linear`` is ``r``, ``log``
+    is ``log r``. A loss that is non-finite or above ``clip × init_loss`` counts as
+    divergence: it contributes the clipped value and ends the particle's episode, so a
+    diverging run never sends NaN or unbounded values into an estimate. The ``floor`` bounds
+    what a task that memorizes (``loss → 0``) can contribute: below it, steps of ``θ ± ε``
+    no longer differ, where ``log r`` would grow without bound.
     ``split`` picks the batch: ``train`` (the step's own minibatch loss, before the update:
     free) or ``valid`` (a fresh validation batch after the update: one more forward pass).
     """
 
     kind: str = "linear"
     clip: float = 2.0
+    floor: float = 1e-8
     split: str = "train"
 
     def __post_init__(self):
@@ -83,6 +86,10 @@ class MetaLoss:
             raise ValueError(
                 f"meta-loss clip must be > 1 (a multiple of the initial loss), got {self.clip}"
             )
+        if not 0.0 < self.floor < 1.0:
+            raise ValueError(
+                f"meta-loss floor must be in (0, 1) (a fraction of the initial loss), got {self.floor}"
+            )
         if self.split not in ("train", "valid"):
             raise ValueError(f"meta-loss split must be 'train' or 'valid', got {self.split!r}")
 
@@ -90,8 +97,8 @@ class MetaLoss:
         """(meta-loss value, diverged flag)."""
         ratio = loss / init_loss
         diverged = jnp.logical_not(jnp.isfinite(ratio)) | (ratio > self.clip)
-        ratio = jnp.where(diverged, self.clip, ratio)
-        value = jnp.log(jnp.maximum(ratio, 1e-8)) if self.kind == "log" else ratio
+        ratio = jnp.maximum(jnp.where(diverged, self.clip, ratio), self.floor)
+        value = jnp.log(ratio) if self.kind == "log" else ratio
         return value, diverged
 
 

@@ -50,6 +50,11 @@ def test_yaml_file_and_overrides(tmp_path):
         (["meta_loss.clip=0.5"], r"meta_loss: meta-loss clip must be > 1"),
         (["validation.horizon=0"], r"validation: horizon must be >= 1, got 0"),
         (
+            ["estimator.difference=size"],
+            r"estimator.difference: must be one of \['value', 'sign'\]",
+        ),
+        (["meta_loss.floor=1"], r"meta_loss: meta-loss floor must be in \(0, 1\)"),
+        (
             ["estimator.schedule={min_length: 50, max_length: 10}"],
             r"estimator.schedule: need 1 <= min_length",
         ),

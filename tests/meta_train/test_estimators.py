@@ -104,6 +104,20 @@ def test_full_es_is_unbiased_on_the_memoryless_problem(memoryless):
     assert ok, (mean, exact, se)
 
 
+def test_sign_differences_point_along_the_smoothed_gradient(memoryless):
+    """Here ``L⁺ − L⁻ = 2 ε·g`` exactly (g = h ⊙ θ / init_loss), so with sign-only differences
+    the round mean is ``Σ_i sign(ε_i·g) ε_i (T − 1)/T / (2σ²N)`` (step 0's losses tie), whose
+    expectation is ``√(2/π) (T − 1)/(2σT) · g/|g|``: a unit step along the gradient."""
+    task, lo, theta, exact = memoryless
+    sigma = 0.05
+    est = NRES(_unroller(task, lo, W), num_particles=8, sigma=sigma, difference="sign")
+    expected = np.sqrt(2 / np.pi) * (T - 1) / (2 * sigma * T) * exact / np.linalg.norm(exact)
+    ok, mean, se = _agrees(_rounds(est, theta).mean(1), expected)
+    assert ok, (mean, expected, se)
+    with pytest.raises(ValueError, match="difference must be one of"):
+        NRES(_unroller(task, lo, W), difference="magnitude")
+
+
 def test_pes_variance_grows_with_windows_and_nres_does_not(memoryless):
     task, lo, theta, _ = memoryless
     unroller = _unroller(task, lo, W)

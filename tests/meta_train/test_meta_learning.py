@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import lopt
 import tasks
@@ -50,6 +51,17 @@ def test_nres_finds_the_grid_search_learning_rate():
     )
     learned = float(jnp.exp(theta["log_lr"]))
     assert best / 2 < learned < best * 2, (learned, best)
+
+
+def test_meta_loss_is_bounded_by_its_floor_and_clip():
+    losses = jnp.array([0.0, 1e-6, 0.5, 3.0, jnp.inf, jnp.nan])
+    value, diverged = MetaLoss("log", clip=2.0, floor=1e-2)(losses, 1.0)
+    np.testing.assert_allclose(value, np.log([1e-2, 1e-2, 0.5, 2.0, 2.0, 2.0]), rtol=1e-6)
+    assert diverged.tolist() == [False, False, False, True, True, True]
+    value, _ = MetaLoss("linear", clip=4.0, floor=0.1)(losses * 2.0, 2.0)
+    np.testing.assert_allclose(value, [0.1, 0.1, 0.5, 3.0, 4.0, 4.0], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"floor must be in \(0, 1\)"):
+        MetaLoss(floor=0.0)
 
 
 def test_diverging_inner_runs_never_poison_meta_training():
