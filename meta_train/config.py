@@ -8,7 +8,9 @@ An unknown key or a bad value raises :class:`ConfigError` naming the field and w
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -27,6 +29,22 @@ ESTIMATOR_NAMES = ("NRES", "PES", "TruncatedES", "FullES", "TruncatedBPTT")
 
 class ConfigError(ValueError):
     """An invalid configuration; the message names the field."""
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that reads ``3e-2`` and ``1.0e2`` as numbers, as YAML 1.2 and a user do
+    (PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
 
 
 def _check(cond: bool, field: str, message: str) -> None:
@@ -352,6 +370,7 @@ def _convert(value: Any, hint: Any, path: str) -> Any:
             path,
             f"must be a number, got {value!r}",
         )
+        _check(math.isfinite(value), path, f"must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
         _check(isinstance(value, str), path, f"must be a string, got {value!r}")
@@ -405,7 +424,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         for p in parents:
             node = node.setdefault(p, {})
             _check(isinstance(node, dict), key, f"{p!r} is not a section")
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = _yaml(raw)
     return data
 
 
@@ -420,9 +439,12 @@ def load_config(
         except OSError as e:
             raise ConfigError(f"cannot read config file {path}: {e}") from None
         try:
-            data = yaml.safe_load(text) or {}
+            data = _yaml(text) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML/JSON: {e}") from None
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"{path}: not valid YAML/JSON{where}: {problem}") from None
     return from_dict(MetaTrainConfig, apply_overrides(data, overrides))
 
 

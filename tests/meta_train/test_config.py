@@ -19,11 +19,16 @@ def test_defaults_round_trip_through_a_dict():
 def test_yaml_file_and_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(
-        "task: {name: quadratic}\nestimator: {sigma: 0.1, schedule: {kind: constant}}\n"
+        "task: {name: quadratic}\nestimator: {sigma: 1e-1, schedule: {kind: constant}}\n"
+        "outer: {learning_rate: 3.0e4}\n"
     )
-    cfg = load_config(path, ["estimator.window=7", "optimizer.hparams={hidden: [3]}", "seed=4"])
+    overrides = ["estimator.window=7", "optimizer.hparams={hidden: [3], step_scale: 2e-3}"]
+    cfg = load_config(path, [*overrides, "seed=4", "meta_loss.floor=1E-3"])
     assert cfg.task.name == "quadratic" and cfg.task.family is None
-    assert cfg.estimator.sigma == 0.1 and cfg.estimator.window == 7
+    # Scientific notation without a dot or a signed exponent is a number (YAML 1.1: a string).
+    assert cfg.estimator.sigma == 0.1 and cfg.outer.learning_rate == 3e4
+    assert cfg.meta_loss.floor == 1e-3 and cfg.optimizer.hparams["step_scale"] == 2e-3
+    assert cfg.estimator.window == 7
     assert cfg.estimator.schedule.kind == "constant"
     assert cfg.optimizer.build().hidden == (3,)
     assert cfg.seed == 4
@@ -48,6 +53,9 @@ def test_yaml_file_and_overrides(tmp_path):
             r"optimizer.hparams: MLPLOpt.hidden must be positive",
         ),
         (["meta_loss.clip=0.5"], r"meta_loss: meta-loss clip must be > 1"),
+        (["estimator.sigma=.inf"], r"estimator.sigma: must be a finite number, got inf"),
+        (["outer.learning_rate=.nan"], r"outer.learning_rate: must be a finite number, got nan"),
+        (["task.augment.loss_scale=[1, .inf]"], r"loss_scale\[1\]: must be a finite number"),
         (["validation.horizon=0"], r"validation: horizon must be >= 1, got 0"),
         (
             ["estimator.difference=size"],
@@ -83,8 +91,9 @@ def test_unreadable_config_files(tmp_path):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("estimator: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="not valid YAML") as error:
         load_config(bad)
+    assert "\n" not in str(error.value) and "line 2" in str(error.value)
     scalar = tmp_path / "scalar.yaml"
     scalar.write_text("42\n")
     with pytest.raises(ConfigError, match="config: must be a mapping"):
