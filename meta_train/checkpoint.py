@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import pathlib
+import shutil
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+    """No checkpoint of a run can be restored."""
 
 
 class Checkpointer:
@@ -39,6 +46,32 @@ class Checkpointer:
             ),
         )
         return restored["state"], restored["meta"]
+
+    def restore_newest(self, template: Callable[[int], Any]) -> tuple[int, Any, dict[str, Any]]:
+        """``(step, state, meta)`` of the newest checkpoint that restores (``template(step)``
+        gives its shapes). Newer ones that do not (a truncated or corrupt file) are moved
+        to ``<directory>-damaged/``, each with a warning naming its step and the error;
+        nothing is moved when none restores."""
+        failed = []
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                state, meta = self.restore(step, template(step))
+            except Exception as e:  # orbax raises many kinds for damaged files
+                failed.append((step, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"))
+                continue
+            aside = self.directory.with_name(self.directory.name + "-damaged")
+            for bad, why in failed:
+                aside.mkdir(exist_ok=True)
+                shutil.move(self.directory / str(bad), aside / str(bad))
+                warnings.warn(
+                    f"checkpoint {bad} cannot be restored ({why}); moved it to {aside} "
+                    f"and resumed from checkpoint {step}",
+                    stacklevel=2,
+                )
+            self._manager.reload()
+            return step, state, meta
+        errors = "; ".join(f"step {s}: {why}" for s, why in failed)
+        raise CheckpointError(f"no checkpoint under {self.directory} can be restored ({errors})")
 
     def close(self) -> None:
         self._manager.close()

@@ -251,7 +251,8 @@ def meta_train(
     theta is scored on held-out tasks every that many steps and at the end
     (``meta_train.validation``; records gain ``valid``, ``valid_tasks``, ``valid_best``) and
     the best theta by that score, the initial one included, is written as
-    ``run_dir/best.lopt``. With ``resume``, continues from the latest checkpoint.
+    ``run_dir/best.lopt``. With ``resume``, continues from the newest checkpoint that
+    restores; a damaged newer one is moved to ``checkpoints-damaged/`` with a warning.
 
     With ``distributed.workers`` null, estimates are computed in this process, one per step,
     over ``devices`` (default: all local devices; the particle population is sharded across
@@ -282,7 +283,7 @@ def meta_train(
     )
     with session:
         try:
-            theta, best = _run(cfg, ckpt, latest if resume else None, verbose, devices)
+            theta, best, first = _run(cfg, ckpt, resume, verbose, devices)
         finally:
             ckpt.close()
     metrics_path = run_dir / "metrics.jsonl"
@@ -300,7 +301,6 @@ def meta_train(
     if best is not None:
         best_meta = {**meta, "outer_steps": best.step, "validation": best.meta()}
         best_path = lopt.save(run_dir / "best.lopt", lo, best.theta, meta=best_meta)
-    first = latest if resume else 0
     return MetaTrainResult(
         theta,
         [r for r in history if r["step"] > first],
@@ -314,12 +314,12 @@ def meta_train(
 def _run(
     cfg: MetaTrainConfig,
     ckpt: Checkpointer,
-    latest: int | None,
+    resume: bool,
     verbose: bool,
     devices: list[jax.Device] | None,
-) -> tuple[Any, Best | None]:
-    """The outer loop from checkpoint ``latest`` (or the start); returns the final theta and
-    the best one by meta-validation (``None`` without validation)."""
+) -> tuple[Any, Best | None, int]:
+    """The outer loop from the newest intact checkpoint (with ``resume``) or the start; returns the final theta, the best one by meta-validation (``None`` without
+    validation) and the step it started from."""
     learner = Learner(cfg.outer)
     if cfg.distributed.workers is None:
         source = _InProcess(cfg, devices, verbose)
@@ -333,27 +333,29 @@ def _run(
         held_out = held_out_tasks(cfg.task.name, cfg.task.families, cfg.validation.members)
         validate = Validator(cfg.validation, held_out, cfg.optimizer.build(), cfg.meta_loss)
     metrics_path = pathlib.Path(cfg.run_dir) / "metrics.jsonl"
-    progress = _Progress(cfg.num_steps, latest or 0, cfg.log_every, verbose)
     start, best = 0, None
-    if latest is not None:
-        template = {"learner": jax.eval_shape(lambda: state)}
-        template.update(source.template(latest, state.theta))
-        if validate is not None:
-            template["best"] = template["learner"].theta
-        restored, meta = ckpt.restore(latest, template)
+    if resume:
+        learner_shapes = jax.eval_shape(lambda: state)
+
+        def template(step: int) -> dict[str, Any]:
+            shapes = {"learner": learner_shapes, **source.template(step, state.theta)}
+            return shapes | ({"best": learner_shapes.theta} if validate is not None else {})
+
+        start, restored, meta = ckpt.restore_newest(template)
         state = place(LearnerState(*restored["learner"]))
-        source.restore(latest, restored, meta)
+        source.restore(start, restored, meta)
         if validate is not None:
             found = meta["best"]
             best = Best(found["step"], Score(found["score"], found["tasks"]), restored["best"])
-        start = latest
-        _truncate_metrics(metrics_path, latest)
+        _truncate_metrics(metrics_path, start)
     else:
         metrics_path.write_text("")
         if validate is not None:
             best = Best(0, validate(state.theta), jax.device_get(state.theta))
-            progress.note(f"validation of the initial theta: {best.score.mean:.4f}")
 
+    progress = _Progress(cfg.num_steps, start, cfg.log_every, verbose)
+    if best is not None and start == 0:
+        progress.note(f"validation of the initial theta: {best.score.mean:.4f}")
     try:
         source.publish(state.theta, int(state.version))
         for step in range(start, cfg.num_steps):
@@ -393,4 +395,4 @@ def _run(
     finally:
         progress.close()
         source.close()
-    return jax.device_get(state.theta), best
+    return jax.device_get(state.theta), best, start

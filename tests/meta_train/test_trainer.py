@@ -11,6 +11,7 @@ import pytest
 
 import lopt
 from meta_train import initial_theta, meta_train
+from meta_train.checkpoint import CheckpointError
 from meta_train.config import load_config
 from meta_train.validation import Validator, held_out_tasks
 
@@ -84,6 +85,30 @@ def test_resume_continues_exactly(full_run, tmp_path):
         json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
     ]
     assert steps == list(range(1, 7))
+
+
+def _damage(checkpoint: pathlib.Path) -> None:
+    for f in (checkpoint / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+
+
+def test_a_damaged_newest_checkpoint_is_set_aside_and_the_one_before_resumed(full_run, tmp_path):
+    _, result = full_run
+    run_dir = tmp_path / "damaged"
+    meta_train(_cfg(run_dir), verbose=False)  # checkpoints at steps 2, 4, 6
+    _damage(run_dir / "checkpoints" / "6")
+    with pytest.warns(UserWarning, match=r"checkpoint 6 cannot be restored .* from checkpoint 4"):
+        resumed = meta_train(_cfg(run_dir), resume=True, verbose=False)
+    for a, b in zip(_leaves(result.theta), _leaves(resumed.theta), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [r["step"] for r in resumed.history] == [5, 6]
+    assert (run_dir / "checkpoints-damaged" / "6").is_dir()
+    for step in ("2", "4", "6"):
+        _damage(run_dir / "checkpoints" / step)
+    with pytest.raises(CheckpointError, match="no checkpoint .* can be restored .*step 2"):
+        meta_train(_cfg(run_dir), resume=True, verbose=False)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["2", "4", "6"]
 
 
 def test_resume_errors(full_run, tmp_path):
