@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # e.g. resuming with a different config
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a run_dir that cannot be written: read-only, under a file, full
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: cannot write the run: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except RuntimeError as e:  # e.g. workers that cannot start or keep failing
         print(f"error: {e}", file=sys.stderr)
         return 1

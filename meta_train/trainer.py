@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
 import pathlib
 import sys
 import time
+import warnings
 from typing import Any
 
 import jax
@@ -163,6 +165,41 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class _Watch:
+    """Warns when, over the last ``span`` outer steps, most episodes diverged or nearly every
+    estimate was zero (meta-training that has stopped learning); then stays quiet for
+    another ``span`` steps."""
+
+    def __init__(self, span: int = 20):
+        self.span = span
+        self.records: collections.deque = collections.deque(maxlen=span)
+        self.quiet_until = 0
+
+    def check(self, record: dict[str, Any]) -> str | None:
+        self.records.append(record)
+        if len(self.records) < self.span or record["step"] < self.quiet_until:
+            return None
+        steps = f"steps {self.records[0]['step']}-{record['step']}"
+        diverged = sum(r["diverged"] for r in self.records)
+        ended = max(diverged, sum(r["resets"] for r in self.records))
+        zero = sum(r["grad_norm"] == 0 for r in self.records)
+        message = None
+        if diverged > ended / 2:
+            message = (
+                f"{diverged} of {ended} inner episodes in {steps} diverged (a loss above "
+                "meta_loss.clip x its initial loss, or non-finite): estimator.sigma or "
+                "outer.learning_rate may be too large"
+            )
+        elif zero >= 0.9 * self.span:
+            message = (
+                f"the estimate was zero on {zero} of {self.span} {steps}: theta may have left "
+                "the region where perturbations change the loss (outer.learning_rate too large?)"
+            )
+        if message is not None:
+            self.quiet_until = record["step"] + self.span
+        return message
 
 
 def _truncate_metrics(path: pathlib.Path, last_step: int) -> None:
@@ -354,6 +391,7 @@ def _run(
             best = Best(0, validate(state.theta), jax.device_get(state.theta))
 
     progress = _Progress(cfg.num_steps, start, cfg.log_every, verbose)
+    watch = _Watch()
     if best is not None and start == 0:
         progress.note(f"validation of the initial theta: {best.score.mean:.4f}")
     try:
@@ -384,6 +422,9 @@ def _run(
                     "valid_best_step": best.step,
                     "valid_seconds": time.perf_counter() - done,
                 }
+            if (warning := watch.check(record)) is not None:
+                record["warning"] = warning
+                warnings.warn(f"meta-training: {warning}", RuntimeWarning, stacklevel=2)
             with metrics_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             progress.update(record)

@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -111,6 +112,22 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_the_one_before_resumed(ful
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["2", "4", "6"]
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("estimator.sigma=10", r"of \d+ inner episodes in steps 1-20 diverged"),
+        ("outer.learning_rate=10", r"the estimate was zero on \d+ of 20 steps \d+-\d+"),
+    ],
+)
+def test_runs_that_stop_learning_are_reported(tmp_path, override, message):
+    with pytest.warns(RuntimeWarning, match=message):
+        result = meta_train(
+            _cfg(tmp_path, override, "num_steps=24", "checkpoint_every=24"), verbose=False
+        )
+    warned = [r for r in result.history if "warning" in r]
+    assert len(warned) == 1 and re.search(message, warned[0]["warning"]), warned
+
+
 def test_resume_errors(full_run, tmp_path):
     _, result = full_run
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
@@ -138,6 +155,12 @@ def test_cli_runs_the_smoke_config_and_reports_bad_configs(tmp_path):
     assert bad.returncode == 2 and "estimator.window: must be >= 1, got 0" in bad.stderr
     missing = run("--resume", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "cannot read config file" in missing.stderr
+    (tmp_path / "a-file").write_text("")
+    unwritable = run("--config", "configs/smoke.yaml", f"run_dir={tmp_path / 'a-file' / 'run'}")
+    assert unwritable.returncode == 2, unwritable.stderr
+    assert unwritable.stderr.strip().splitlines() == [
+        f"error: cannot write the run: Not a directory ({tmp_path / 'a-file' / 'run'})"
+    ]
 
 
 def test_family_structures_resample_and_resume_across_them(tmp_path):
