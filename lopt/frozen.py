@@ -36,6 +36,7 @@ from lopt.velo import VeLO
 
 FORMAT = "lopt"
 FORMAT_VERSION = 1
+_NPY_HEADER_MAX = 65_536  # bytes: an .npy header is far smaller
 ARCHITECTURES: dict[str, type[LearnedOptimizer]] = {
     cls.__name__: cls for cls in (MLPLOpt, VeLO, HyperAdam)
 }
@@ -88,7 +89,7 @@ def save(
             f"meta must be a dict of JSON-serializable values, got {type(meta).__name__}"
         )
     arrays = _flatten(theta)
-    _check_arrays(lo, arrays, source="theta")
+    _check_arrays(lo, _shapes(arrays), source="theta")
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -125,8 +126,11 @@ def _template(lo: LearnedOptimizer):
     return jax.eval_shape(lo.init, jax.random.key(0))
 
 
-def _check_arrays(lo: LearnedOptimizer, flat: dict[str, np.ndarray], source: str) -> None:
-    """``flat`` (key path -> array) must have exactly the leaves, shapes and dtypes of ``lo.init``."""
+def _check_arrays(
+    lo: LearnedOptimizer, flat: dict[str, tuple[tuple[int, ...], Any]], source: str
+) -> None:
+    """``flat`` (key path -> (shape, dtype)) must have exactly the leaves, shapes and dtypes
+    of ``lo.init``."""
     expected = {
         _path_str(p): (tuple(x.shape), np.dtype(x.dtype))
         for p, x in jax.tree_util.tree_leaves_with_path(_template(lo))
@@ -137,11 +141,16 @@ def _check_arrays(lo: LearnedOptimizer, flat: dict[str, np.ndarray], source: str
             f"{source} does not match {lo.name}{lo.hparams()}: missing arrays {missing}, unexpected {extra}"
         )
     for key, (shape, dtype) in expected.items():
-        if (flat[key].shape, flat[key].dtype) != (shape, dtype):
+        got_shape, got_dtype = flat[key]
+        if (tuple(got_shape), str(got_dtype)) != (shape, str(dtype)):
             raise FrozenFileError(
-                f"{source}: array {key!r} has shape {flat[key].shape} and dtype {flat[key].dtype}, "
+                f"{source}: array {key!r} has shape {tuple(got_shape)} and dtype {got_dtype}, "
                 f"but {lo.name} with these hyperparameters needs {shape} {dtype}"
             )
+
+
+def _shapes(arrays: dict[str, np.ndarray]) -> dict[str, tuple[tuple[int, ...], Any]]:
+    return {k: (a.shape, a.dtype) for k, a in arrays.items()}
 
 
 def _read_manifest(zf: zipfile.ZipFile, source: str) -> dict:
@@ -154,8 +163,10 @@ def _read_manifest(zf: zipfile.ZipFile, source: str) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise FrozenFileError(f"{source}: manifest does not describe a {FORMAT!r} file")
     version = manifest.get("format_version")
-    if not isinstance(version, int):
-        raise FrozenFileError(f"{source}: manifest has no integer format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise FrozenFileError(
+            f"{source}: manifest's format_version must be a positive integer, got {version!r}"
+        )
     if version > FORMAT_VERSION:
         raise FrozenFileError(
             f"{source}: format version {version} is newer than this lopt reads ({FORMAT_VERSION}); "
@@ -191,16 +202,37 @@ def load(path: str | os.PathLike) -> Frozen:
             lo = ARCHITECTURES[name](**manifest["hparams"])
         except (TypeError, ValueError) as e:
             raise FrozenFileError(f"{source}: bad hyperparameters for {name}: {e}") from None
-        flat = {}
-        for key in manifest["arrays"]:
+        # The declared shapes are checked before anything is decompressed, and each entry's
+        # size against its declared shape, so a small file cannot unpack into a huge one.
+        declared = {}
+        for key, info in manifest["arrays"].items():
             try:
-                data = zf.read(f"arrays/{key}.npy")
-                flat[key] = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+                declared[key] = (tuple(info["shape"]), np.dtype(info["dtype"]))
+            except (KeyError, TypeError, ValueError):
+                raise FrozenFileError(
+                    f"{source}: manifest entry of array {key!r} is malformed"
+                ) from None
+        _check_arrays(lo, declared, source)
+        flat = {}
+        for key, (shape, dtype) in declared.items():
+            name = f"arrays/{key}.npy"
+            try:
+                size = zf.getinfo(name).file_size
             except KeyError:
                 raise FrozenFileError(f"{source}: array {key!r} is listed but missing") from None
+            if size > _NPY_HEADER_MAX + int(np.prod(shape)) * dtype.itemsize:
+                raise FrozenFileError(
+                    f"{source}: array {key!r} unpacks to {size} bytes, more than a {shape} "
+                    f"{dtype} array needs"
+                )
+            try:
+                flat[key] = np.lib.format.read_array(io.BytesIO(zf.read(name)), allow_pickle=False)
             except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
                 raise FrozenFileError(f"{source}: array {key!r} is corrupt ({e})") from None
-    _check_arrays(lo, flat, source)
+    _check_arrays(lo, _shapes(flat), source)
+    for key, a in flat.items():
+        if not np.all(np.isfinite(a)):
+            raise FrozenFileError(f"{source}: array {key!r} holds non-finite values (NaN or inf)")
     template = _template(lo)
     paths = [_path_str(p) for p, _ in jax.tree_util.tree_leaves_with_path(template)]
     theta = jax.tree.unflatten(jax.tree.structure(template), [jnp.asarray(flat[p]) for p in paths])

@@ -1,5 +1,6 @@
 """Frozen-optimizer files: round trips and every way a file can be bad."""
 
+import io
 import json
 import zipfile
 
@@ -13,9 +14,9 @@ import pytest
 import lopt
 
 
-def _rewrite(src, dst, manifest_fn=None, drop=(), replace=None):
+def _rewrite(src, dst, manifest_fn=None, drop=(), replace=None, compression=zipfile.ZIP_STORED):
     """Copies a .lopt zip, editing its manifest / dropping or replacing members."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", compression) as zout:
         for item in zin.namelist():
             if item in drop:
                 continue
@@ -106,6 +107,9 @@ def test_missing_truncated_and_garbage_files(saved, tmp_path):
         (lambda m: m["hparams"].update(hidden=[0]), "bad hyperparameters for MLPLOpt"),
         (lambda m: m["hparams"].update(widths=[3]), "bad hyperparameters for MLPLOpt"),
         (lambda m: m.pop("meta"), "manifest field 'meta' is missing"),
+        (lambda m: m.update(format_version=0), "format_version must be a positive integer, got 0"),
+        (lambda m: m.update(format_version=True), "must be a positive integer, got True"),
+        (lambda m: m["arrays"]["mlp/0/b"].pop("dtype"), "entry of array 'mlp/0/b' is malformed"),
     ],
 )
 def test_incompatible_manifests(saved, tmp_path, edit, message):
@@ -134,6 +138,26 @@ def test_damaged_members(saved, tmp_path):
                 path, tmp_path / "e.lopt", replace={"arrays/mlp/0/b.npy": pickled.read_bytes()}
             )
         )
+
+
+def _npy(array) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def test_non_finite_and_oversized_arrays_are_rejected(saved, tmp_path):
+    _, theta, path = saved
+    shape = np.shape(theta["mlp"][0]["b"])
+    nan = {"arrays/mlp/0/b.npy": _npy(np.full(shape, np.nan, np.float32))}
+    with pytest.raises(lopt.FrozenFileError, match="'mlp/0/b' holds non-finite values"):
+        lopt.load(_rewrite(path, tmp_path / "nan.lopt", replace=nan))
+    # 64 MiB of zeros compresses to a small file: refused before it is unpacked.
+    huge = {"arrays/mlp/0/b.npy": _npy(np.zeros(2**24, np.float32))}
+    bomb = _rewrite(path, tmp_path / "bomb.lopt", replace=huge, compression=zipfile.ZIP_DEFLATED)
+    assert bomb.stat().st_size < 2**20
+    with pytest.raises(lopt.FrozenFileError, match=r"'mlp/0/b' unpacks to \d+ bytes, more than"):
+        lopt.load(bomb)
 
 
 def test_pretrained_registry():
