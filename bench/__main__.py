@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import pathlib
 import shlex
 import sys
 
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.seeds < 1 or args.trials < 1:
         parser.error("--seeds and --trials must be >= 1")
+    if (pathlib.Path(args.out) / "results.json").exists():
+        print(f"note: replacing the report in {args.out}", file=sys.stderr)
     try:
         report = compare(
             args.optimizer,

@@ -182,6 +182,22 @@ def describe_runs(baseline: baselines_lib.Baseline, budgets: list[float]) -> str
     )
 
 
+def _strict_json(value: Any) -> Any:
+    """``value`` with numpy scalars as Python numbers and NaN/inf as ``None`` (JSON's null),
+    which strict parsers accept."""
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _strict_json(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def compare(
     optimizers: Sequence[str | Optimizer],
     suite: str | Sequence[suites.Entry],
@@ -215,6 +231,8 @@ def compare(
         raise ValueError("give at least one baseline (e.g. --baselines adam)")
     if not 0 <= margin < 1:
         raise ValueError(f"margin must be in [0, 1), got {margin!r}")
+    if protocol == "lr-grid":
+        protocols.lr_grid(*(lr_range or ()))  # an invalid range fails before any run
     budgets = fractions(max_speedup)
     entries = suites.get(suite) if isinstance(suite, str) else list(suite)
     candidates = [o if isinstance(o, Optimizer) else resolve(o) for o in optimizers]
@@ -295,7 +313,7 @@ def compare(
         "summary": _summarize(results, [c.name for c in candidates], list(baselines)),
         "tasks": results,
     }
-    (out / "results.json").write_text(json.dumps(report, indent=1, default=float))
+    (out / "results.json").write_text(json.dumps(_strict_json(report), indent=1, allow_nan=False))
     report_lib.write(report, out)
     return report
 

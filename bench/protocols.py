@@ -31,12 +31,16 @@ TRAIN_EMA = 0.98
 def lr_grid(low: float = 10**-6.5, high: float = 1.0, per_decade: int = 2) -> np.ndarray:
     """Learning rates ``10^(k / per_decade)`` from ``low`` to ``high`` inclusive (the default
     is 14 half-decade points, 3.2e-7 … 1)."""
+    if not (0 < low <= high < np.inf):
+        raise ValueError(f"learning-rate range needs 0 < low <= high, got {low:g} {high:g}")
     lo, hi = np.log10(low) * per_decade, np.log10(high) * per_decade
-    if not hi >= lo:
-        raise ValueError(f"learning-rate range is empty: low={low:g} > high={high:g}")
-    return (10.0 ** (np.arange(np.ceil(lo - 1e-9), np.floor(hi + 1e-9) + 1) / per_decade)).astype(
-        np.float32
-    )
+    grid = 10.0 ** (np.arange(np.ceil(lo - 1e-9), np.floor(hi + 1e-9) + 1) / per_decade)
+    if not grid.size:
+        raise ValueError(
+            f"learning-rate range {low:g}..{high:g} holds no point of the grid "
+            f"(10^(k/{per_decade})); widen it"
+        )
+    return grid.astype(np.float32)
 
 
 def halton(num: int, dims: int, seed: int = 0) -> np.ndarray:

@@ -43,8 +43,13 @@ def smoke_report(tmp_path_factory):
     return out, json.loads((out / "results.json").read_text())
 
 
+def _reject(token):
+    raise ValueError(f"results.json holds {token}, which strict JSON parsers reject")
+
+
 def test_writes_report_json_and_plots(smoke_report):
     out, report = smoke_report
+    json.loads((out / "results.json").read_text(), parse_constant=_reject)  # strict JSON
     for name in ("report.md", "results.json", "curves.png", "speedups.png"):
         assert (out / name).stat().st_size > 0, name
     assert report["command"].startswith("python -m bench compare --optimizer")
@@ -137,7 +142,26 @@ def test_clear_errors(tmp_path, capsys):
     bad.write_bytes(b"not a zip file")
     assert run("--optimizer", str(bad), "--suite", "smoke") == 2
     assert "bad.lopt" in capsys.readouterr().err
-    assert not (tmp_path / "results.json").exists()  # nothing written for bad input
+    out = tmp_path / "never"
+    assert (
+        main(
+            [
+                "compare",
+                "--optimizer",
+                "adam",
+                "--suite",
+                "smoke",
+                "--out",
+                str(out),
+                "--lr-range",
+                "0.4",
+                "0.5",
+            ]
+        )
+        == 2
+    )
+    assert "holds no point of the grid" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists() and not out.exists()  # nothing written
 
 
 def test_ship_keeps_the_recipe_and_adds_the_benchmark_summary(smoke_report, tmp_path):

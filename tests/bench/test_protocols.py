@@ -16,8 +16,11 @@ def test_lr_grid_is_half_decades():
     assert len(grid) == 14 and grid[0] == pytest.approx(10**-6.5) and grid[-1] == 1.0
     np.testing.assert_allclose(np.diff(np.log10(grid)), 0.5, rtol=1e-5)
     assert len(protocols.lr_grid(1e-3, 1e-1)) == 5
-    with pytest.raises(ValueError, match="range is empty"):
-        protocols.lr_grid(1.0, 1e-3)
+    for low, high in ((1.0, 1e-3), (0.0, 1.0), (1e-3, float("inf"))):
+        with pytest.raises(ValueError, match="range needs 0 < low <= high"):
+            protocols.lr_grid(low, high)
+    with pytest.raises(ValueError, match="holds no point of the grid"):
+        protocols.lr_grid(0.4, 0.5)
 
 
 def test_halton_points_are_stratified_and_beat_random_sampling():
