@@ -300,30 +300,40 @@ def meta_train(
     sequence with fresh particle populations.
     """
     run_dir = pathlib.Path(cfg.run_dir)
-    ckpt = Checkpointer(run_dir / "checkpoints")
-    latest = ckpt.latest_step()
+    ckpt_dir = (run_dir / "checkpoints").absolute()
+    metrics_path = run_dir / "metrics.jsonl"
+    latest = None
+    if ckpt_dir.is_dir():
+        ckpt = Checkpointer(ckpt_dir)
+        latest = ckpt.latest_step()
+        ckpt.close()
     if resume and latest is None:
-        raise FileNotFoundError(f"cannot resume: no checkpoint under {ckpt.directory}")
+        raise FileNotFoundError(f"cannot resume: no checkpoint under {ckpt_dir}")
     if not resume and latest is not None:
         raise FileExistsError(
             f"{run_dir} already holds checkpoints (step {latest}); pass resume=True (--resume) "
             "or choose another run_dir"
         )
+    if not resume and metrics_path.is_file() and metrics_path.stat().st_size:
+        raise FileExistsError(
+            f"{run_dir} holds the metrics of an earlier run but no checkpoint to resume from; "
+            "choose another run_dir or delete it"
+        )
     if resume:
         _check_resumable(cfg, run_dir, latest)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, run_dir / "config.yaml")
     session = (
         contextlib.nullcontext()
         if cfg.distributed.workers is None
         else ray_session(cfg.distributed, verbose)
     )
-    with session:
+    with session:  # Ray is up (or the run is in-process): nothing is written before this
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run_dir / "config.yaml")
+        ckpt = Checkpointer(ckpt_dir)
         try:
             theta, best, first = _run(cfg, ckpt, resume, verbose, devices)
         finally:
             ckpt.close()
-    metrics_path = run_dir / "metrics.jsonl"
     history = [json.loads(ln) for ln in metrics_path.read_text().splitlines() if ln]
     losses = [r["meta_loss"] for r in history]
     meta = {
@@ -342,7 +352,7 @@ def meta_train(
         theta,
         [r for r in history if r["step"] > first],
         run_dir,
-        ckpt.directory,
+        ckpt_dir,
         export_path,
         best_path,
     )

@@ -138,6 +138,12 @@ def test_resume_errors(full_run, tmp_path):
         meta_train(_cfg(result.run_dir, "estimator.sigma=0.5"), resume=True, verbose=False)
     with pytest.raises(ValueError, match="num_steps=3: it is already at step 6"):
         meta_train(_cfg(result.run_dir, "num_steps=3"), resume=True, verbose=False)
+    earlier = tmp_path / "no-checkpoints"
+    earlier.mkdir()
+    (earlier / "metrics.jsonl").write_text('{"step": 1}\n')
+    with pytest.raises(FileExistsError, match="metrics of an earlier run but no checkpoint"):
+        meta_train(_cfg(earlier), verbose=False)
+    assert (earlier / "metrics.jsonl").read_text() == '{"step": 1}\n'
 
 
 def test_cli_runs_the_smoke_config_and_reports_bad_configs(tmp_path):
@@ -155,6 +161,9 @@ def test_cli_runs_the_smoke_config_and_reports_bad_configs(tmp_path):
     assert bad.returncode == 2 and "estimator.window: must be >= 1, got 0" in bad.stderr
     missing = run("--resume", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "cannot read config file" in missing.stderr
+    crowded = run("--config", "configs/smoke.yaml", f"run_dir={tmp_path / 'w'}", "--workers", "500")
+    assert crowded.returncode == 2 and "500 workers x 1.0 CPUs need 500" in crowded.stderr
+    assert not (tmp_path / "w").exists()  # rejected before anything is written
     (tmp_path / "a-file").write_text("")
     unwritable = run("--config", "configs/smoke.yaml", f"run_dir={tmp_path / 'a-file' / 'run'}")
     assert unwritable.returncode == 2, unwritable.stderr
