@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import pathlib
 import shutil
 import warnings
@@ -29,13 +31,32 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
-            ),
-        )
-        self._manager.wait_until_finished()
+        """Saves checkpoint ``step``; a full disk raises ``OSError(ENOSPC)`` saying where (the
+        earlier checkpoints stay intact)."""
+        # orbax logs each failing background thread's traceback before raising; the
+        # exception raised here says the same once.
+        absl = logging.getLogger("absl")
+        level = absl.level
+        absl.setLevel(logging.CRITICAL)
+        try:
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+                ),
+            )
+            self._manager.wait_until_finished()
+        except (OSError, ValueError) as e:  # tensorstore reports a full disk as ValueError
+            if "No space left on device" not in str(e) and getattr(e, "errno", None) != 28:
+                raise
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left on the device to write checkpoint {step}; the earlier ones "
+                "are intact: free space, then --resume",
+                str(self.directory),
+            ) from None
+        finally:
+            absl.setLevel(level)
 
     def restore(self, step: int, template: Any) -> tuple[Any, dict[str, Any]]:
         """The state saved at ``step``, shaped like ``template``, and its metadata."""

@@ -172,6 +172,39 @@ def test_cli_runs_the_smoke_config_and_reports_bad_configs(tmp_path):
     ]
 
 
+def test_a_full_disk_is_one_line(tmp_path):
+    """Needs a mount (root in a container): a 200 kB tmpfs fills at the first checkpoint."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mount.stderr.decode().strip()}")
+    try:
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "meta_train",
+                "--config",
+                "configs/smoke.yaml",
+                f"run_dir={disk / 'run'}",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        "error: cannot write the run: no space left on the device to write checkpoint 3; the "
+        f"earlier ones are intact: free space, then --resume ({disk / 'run' / 'checkpoints'})"
+    ]
+
+
 def test_family_structures_resample_and_resume_across_them(tmp_path):
     """Task structures change every `resample_every` steps; burn-in and the validation
     meta-loss run; resuming from a checkpoint at a structure boundary (step 2) matches the
