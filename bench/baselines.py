@@ -5,7 +5,7 @@ arrays in the optimizer state and a whole sweep can be ``vmap``-ped (``bench.run
 Search spaces are log-uniform in the value (``"log"``) or in one minus it (``"log1m"``, for
 momentum-like ``β`` close to 1), as in Choi et al. (2019).
 
-A *scheduled* baseline (``adam-cosine``, ``adamw-warmup-cosine``) multiplies its learning rate
+A *scheduled* baseline (``adam-cosine``, ``sf-adamw``, ...) multiplies its learning rate
 by an optax schedule of the fraction of the run done, ``count / num_steps``; its budget
 ``num_steps`` is one of its hyperparameters, so a tuned schedule is tuned for one budget and
 runs of several budgets share one compiled program.
@@ -78,12 +78,19 @@ def _momentum(learning_rate: float, momentum: float = 0.9) -> optax.GradientTran
     return optax.sgd(learning_rate, momentum=momentum, nesterov=True)
 
 
+def _schedule_free_point(state: Any, params: Any) -> Any:
+    """The averaged point ``x`` at which schedule-free AdamW is evaluated, from the state of
+    ``Baseline.tx`` (``optax.inject_hyperparams`` keeps the optimizer's own state inside)."""
+    return optax.contrib.schedule_free_eval_params(state.inner_state, params)
+
+
 # Learning-rate multipliers as functions of the fraction of the run done (1 at the peak).
 SCHEDULES: dict[str, optax.Schedule] = {
     "cosine": optax.cosine_decay_schedule(1.0, decay_steps=1),
     "warmup-cosine": optax.warmup_cosine_decay_schedule(
         0.0, 1.0, warmup_steps=0.05, decay_steps=1.0
     ),
+    "warmup": optax.warmup_constant_schedule(0.0, 1.0, warmup_steps=0.05),
 }
 
 
@@ -94,13 +101,21 @@ class Baseline:
 
     With a ``schedule`` (a key of ``SCHEDULES``) the learning rate at update ``count`` is
     ``learning_rate · SCHEDULES[schedule](count / num_steps)``, and ``num_steps`` (the run's
-    budget) is a required hyperparameter."""
+    budget) is a required hyperparameter.
+
+    ``lr_grid`` is the ``(low, high)`` range of learning rates that the ``lr-grid`` protocol
+    tries for this baseline whatever range it is given (for a learning rate that multiplies
+    an estimated step, as Prodigy's and DoG's do; ``(1, 1)`` runs the default alone).
+    ``evaluate(opt_state, params)`` gives the point at which losses are measured when it is
+    not ``params`` (schedule-free methods: the averaged iterate)."""
 
     name: str
     factory: Callable[..., optax.GradientTransformation]
     defaults: Mapping[str, float]
     space: Mapping[str, Range]
     schedule: str | None = None
+    lr_grid: tuple[float, float] | None = None
+    evaluate: Callable[[Any, Any], Any] | None = None
 
     def __post_init__(self):
         if self.schedule is not None and self.schedule not in SCHEDULES:
@@ -182,6 +197,55 @@ BASELINES: dict[str, Baseline] = {
                 "weight_decay": Range(5e-3, 1.0),
             },
             schedule="warmup-cosine",
+        ),
+        # AlgoPerf's baseline optimizer and schedule, in the same space.
+        Baseline(
+            "nadamw-warmup-cosine",
+            optax.nadamw,
+            {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4},
+            {
+                "learning_rate": Range(1e-4, 1e-1),
+                "b1": Range(0.9, 0.996, "log1m"),
+                "weight_decay": Range(5e-3, 1.0),
+            },
+            schedule="warmup-cosine",
+        ),
+        # Schedule-free AdamW (Defazio et al. 2024): 5% warmup, no decay; every loss is
+        # measured at the averaged point. Its averaging weights and its step read the
+        # warmup at the same update index (optax's own schedule argument reads the
+        # weights one update ahead).
+        Baseline(
+            "sf-adamw",
+            optax.contrib.schedule_free_adamw,
+            {"learning_rate": 2.5e-3, "b1": 0.9, "b2": 0.999, "weight_decay": 0.0},
+            {"learning_rate": LR, "b1": BETA1, "b2": BETA2, "weight_decay": DECAY},
+            schedule="warmup",
+            evaluate=_schedule_free_point,
+        ),
+        # Muon: Newton-Schulz orthogonalized Nesterov momentum on 2-D weights, Adam (at the
+        # same rate) on every other leaf.
+        *(
+            Baseline(
+                name,
+                optax.contrib.muon,
+                {"learning_rate": 0.02, "beta": 0.95},
+                {"learning_rate": LR, "beta": BETA1},
+                schedule=schedule,
+            )
+            for name, schedule in (("muon", None), ("muon-cosine", "cosine"))
+        ),
+        # Learning-rate-free methods: the learning rate multiplies the step they estimate.
+        # "-default" runs their default alone (the self-tuning view).
+        *(
+            Baseline(
+                name + suffix,
+                factory,
+                {"learning_rate": 1.0},
+                {"learning_rate": Range(0.1, 10.0)},
+                lr_grid=grid,
+            )
+            for name, factory in (("prodigy", optax.contrib.prodigy), ("dog", optax.contrib.dog))
+            for suffix, grid in (("", (0.1, 10.0)), ("-default", (1.0, 1.0)))
         ),
         Baseline(
             "adam-atan2",

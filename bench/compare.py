@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import pathlib
 import platform
@@ -133,15 +134,16 @@ def _run_one(opt, entry, task, space, select, seeds, budgets):
         tx = opt.learned(T)
         curves = runner.run(task, lambda hp: tx, {}, seeds, T, every)
         return _record(curves, {}, select), None
+    run = functools.partial(runner.run, task, opt.baseline.tx, evaluate=opt.baseline.evaluate)
     if opt.baseline.schedule is None:  # one long run, read at every step
-        curves = runner.run(task, opt.baseline.tx, space, seeds, int(budgets[-1] * T), every)
+        curves = run(space, seeds, int(budgets[-1] * T), every)
         steps, values = protocols.metric(curves, select)
         return _record(curves.head(T), space, select), _tuned_curve(steps, np.min(values, 0))
     records = {}
     num = len(next(iter(space.values())))
     for budget in (int(f * T) for f in budgets):  # one tuned run per budget
         hparams = {**space, "num_steps": np.full(num, budget, np.float32)}
-        curves = runner.run(task, opt.baseline.tx, hparams, seeds, budget, every)
+        curves = run(hparams, seeds, budget, every)
         records[budget] = _record(curves, space, select)
     record = records[T]
     record["budgets"] = {

@@ -53,7 +53,7 @@ def halton(num: int, dims: int, seed: int = 0) -> np.ndarray:
 def search_space(baseline: Baseline, protocol: str, trials: int, lr_range=None, seed: int = 0):
     """The configurations ``{name: values[K]}`` that ``protocol`` runs for ``baseline``."""
     if protocol == "lr-grid":
-        return {"learning_rate": lr_grid(*(lr_range or ()))}
+        return {"learning_rate": lr_grid(*(baseline.lr_grid or lr_range or ()))}
     if protocol == "random-search":
         return baseline.sample(halton(trials, len(baseline.space), seed))
     raise ValueError(f"unknown protocol {protocol!r}; choose from {list(PROTOCOLS)}")

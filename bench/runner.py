@@ -50,7 +50,7 @@ class Curves(NamedTuple):
         )
 
 
-def _programs(task, make_tx, eval_every, num_configs):
+def _programs(task, make_tx, eval_every, num_configs, evaluate=None):
     """The two functions a run is made of, over ``[K]`` configurations (vmapped) × ``[S]``
     seeds: ``start(hp, keys, valid) -> (carry, valid_loss)`` initializes params and state, and
     ``chunk(hp, keys, carry, step, valid) -> (carry, train_losses[K, S, eval_every],
@@ -62,13 +62,17 @@ def _programs(task, make_tx, eval_every, num_configs):
     def tx_of(hp):
         return optax.with_extra_args_support(make_tx(hp))
 
-    def valid_loss(params, valid_batches):
+    def valid_loss(carry, valid_batches):
+        params, state = carry
+        if evaluate is not None:
+            params = evaluate(state, params)
         return jnp.mean(jax.vmap(lambda b: task.loss(params, b))(valid_batches))
 
     def start(hp, keys, valid_batches):
         def one(key):
             params = task.init(jax.random.split(key)[0])
-            return (params, tx_of(hp).init(params)), valid_loss(params, valid_batches)
+            carry = (params, tx_of(hp).init(params))
+            return carry, valid_loss(carry, valid_batches)
 
         return jax.lax.map(one, keys)
 
@@ -80,8 +84,8 @@ def _programs(task, make_tx, eval_every, num_configs):
             train_key = jax.random.split(key)[1]
             ts = step + jnp.arange(eval_every)
             step_keys = jax.vmap(lambda t: jax.random.fold_in(train_key, t))(ts)
-            carry, losses = jax.lax.scan(train_step(task, tx), carry, step_keys)
-            return carry, losses, valid_loss(carry[0], valid_batches)
+            carry, losses = jax.lax.scan(train_step(task, tx, evaluate), carry, step_keys)
+            return carry, losses, valid_loss(carry, valid_batches)
 
         return jax.lax.map(one, (keys, carry))
 
@@ -90,10 +94,10 @@ def _programs(task, make_tx, eval_every, num_configs):
 
 
 @functools.lru_cache(maxsize=32)
-def _compile(task, make_tx, names, num_configs, num_seeds, eval_every, num_valid):
+def _compile(task, make_tx, names, num_configs, num_seeds, eval_every, num_valid, evaluate):
     """The compiled ``start`` and ``chunk`` for one signature, kept so that repeated runs
     (other budgets, seeds or values) reuse them and so that timing excludes compilation."""
-    start_all, chunk_all = _programs(task, make_tx, eval_every, num_configs)
+    start_all, chunk_all = _programs(task, make_tx, eval_every, num_configs, evaluate)
     hparams = {n: jax.ShapeDtypeStruct((num_configs,), jnp.float32) for n in names}
     keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), num_seeds))
     valid = jax.eval_shape(
@@ -117,10 +121,12 @@ def run(
     eval_every: int,
     seed: int = 0,
     num_valid_batches: int = 4,
+    evaluate: Callable[[Any, Any], Any] | None = None,
 ) -> Curves:
     """Trains ``task`` with ``make_tx(hparams[k])`` for every configuration ``k`` and seed
     (seeds are shared across configurations: same init and batches). The validation loss
-    is the mean over ``num_valid_batches`` fixed batches of the ``valid`` split."""
+    is the mean over ``num_valid_batches`` fixed batches of the ``valid`` split. Every loss
+    is measured at the parameters, or at ``evaluate(opt_state, params)`` when given."""
     if num_steps % eval_every:
         raise ValueError(f"num_steps={num_steps} must be a multiple of eval_every={eval_every}")
     sizes = {np.shape(v)[0] for v in hparams.values()}
@@ -134,7 +140,14 @@ def run(
         jax.random.split(jax.random.fold_in(root, 1), num_valid_batches)
     )
     start, chunk = _compile(
-        task, make_tx, tuple(hparams), num_configs, num_seeds, eval_every, num_valid_batches
+        task,
+        make_tx,
+        tuple(hparams),
+        num_configs,
+        num_seeds,
+        eval_every,
+        num_valid_batches,
+        evaluate,
     )
     began = time.perf_counter()
     carry, valid0 = start(hparams, keys, valid_batches)

@@ -19,16 +19,21 @@ class FitResult(NamedTuple):
     eval_after: jax.Array  # scalar: the same after training
 
 
-def train_step(task: Task, tx: optax.GradientTransformationExtraArgs):
+def train_step(task: Task, tx: optax.GradientTransformationExtraArgs, evaluate=None):
     """One training step as a ``lax.scan`` body: ``((params, opt_state), key) ->
     ((params, opt_state), loss)`` on a fresh ``train`` batch drawn with ``key``; the loss is
-    passed to ``tx.update`` as ``value``."""
+    passed to ``tx.update`` as ``value``. The loss returned is the batch's loss before the
+    update, at ``params`` or, with ``evaluate``, at ``evaluate(opt_state, params)`` (e.g. a
+    schedule-free method's averaged point; one more forward pass)."""
 
     def step(carry, key):
         params, state = carry
-        loss, grads = jax.value_and_grad(task.loss)(params, task.batch(key, "train"))
-        updates, state = tx.update(grads, state, params, value=loss)
-        return (optax.apply_updates(params, updates), state), loss
+        batch = task.batch(key, "train")
+        loss, grads = jax.value_and_grad(task.loss)(params, batch)
+        updates, new_state = tx.update(grads, state, params, value=loss)
+        if evaluate is not None:
+            loss = task.loss(evaluate(state, params), batch)
+        return (optax.apply_updates(params, updates), new_state), loss
 
     return step
 

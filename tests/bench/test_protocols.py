@@ -68,9 +68,23 @@ def test_every_baseline_runs_as_a_vmapped_sweep():
         hp = b.sample(protocols.halton(2, len(b.space)))
         if b.schedule:
             hp["num_steps"] = np.array([4.0, 8.0], np.float32)
-        curves = runner.run(task, b.tx, hp, num_seeds=1, num_steps=4, eval_every=2)
+        curves = runner.run(
+            task, b.tx, hp, num_seeds=1, num_steps=4, eval_every=2, evaluate=b.evaluate
+        )
         assert curves.train.shape == (2, 1, 4) and curves.valid.shape == (2, 1, 3), b.name
         assert np.all(np.isfinite(curves.train[:, :, 0])), b.name
+
+
+def _schedule_free_adamw(schedule):
+    """optax's schedule-free AdamW with ``schedule`` evaluated at each update's index for both
+    its averaging weights and its base step. (``optax.contrib.schedule_free_adamw`` reads the
+    weights' schedule at the update's index + 1, since its step count starts at 1; the
+    benchmark injects one rate per update, used for both.)"""
+    base = optax.chain(
+        optax.scale_by_rms(decay=0.999, eps=1e-8, eps_in_sqrt=False, bias_correction=True),
+        optax.scale_by_learning_rate(schedule),
+    )
+    return optax.contrib.schedule_free(base, learning_rate=lambda c: schedule(c - 1), b1=0.9)
 
 
 @pytest.mark.parametrize(
@@ -83,22 +97,68 @@ def test_every_baseline_runs_as_a_vmapped_sweep():
                 optax.warmup_cosine_decay_schedule(0.0, lr, T // 20, T), weight_decay=1e-4
             ),
         ),
+        (
+            "nadamw-warmup-cosine",
+            lambda lr, T: optax.nadamw(
+                optax.warmup_cosine_decay_schedule(0.0, lr, T // 20, T), weight_decay=1e-4
+            ),
+        ),
+        ("muon-cosine", lambda lr, T: optax.contrib.muon(optax.cosine_decay_schedule(lr, T))),
+        (
+            "sf-adamw",
+            lambda lr, T: _schedule_free_adamw(optax.warmup_constant_schedule(0, lr, T // 20)),
+        ),
     ],
 )
 def test_scheduled_baselines_match_optax_with_the_schedule_set_to_the_budget(name, reference):
     baseline, lr, budget = baselines.get(name), 0.1, 40
     tx = baseline.tx({"learning_rate": lr, "num_steps": budget})
     ref = reference(lr, budget)
-    params = {"w": jnp.array([1.0, -2.0, 3.0])}
+    # A 2-D leaf (Muon orthogonalizes it) and a 1-D one (Adam in Muon).
+    params = {"w": jnp.array([1.0, -2.0, 3.0]), "m": jnp.arange(6.0).reshape(2, 3) / 6}
     state, ref_state = tx.init(params), ref.init(params)
     for t in range(budget + 2):
-        grads = {"w": jnp.sin(params["w"] + t)}
+        grads = jax.tree.map(lambda p, t=t: jnp.sin(p + t), params)
         u, state = tx.update(grads, state, params)
         v, ref_state = ref.update(grads, ref_state, params)
-        np.testing.assert_allclose(u["w"], v["w"], rtol=1e-4, atol=1e-8)
+        for k in params:
+            np.testing.assert_allclose(u[k], v[k], rtol=1e-4, atol=1e-6, err_msg=k)
         params = optax.apply_updates(params, u)
     with pytest.raises(ValueError, match="give its budget as hparams\\['num_steps'\\]"):
         baseline.tx({"learning_rate": lr})
+
+
+def test_schedule_free_losses_are_measured_at_the_averaged_point():
+    """The runner's batches (step t: ``fold_in(train_key, t)``) replayed by hand: its train
+    and validation losses are those of ``schedule_free_eval_params``, not of the gradient
+    point, which differ here by far more than the tolerance."""
+    task, sf = tasks.get("logreg-digits"), baselines.get("sf-adamw")
+    lr, steps = 0.05, 10
+    hp = {"learning_rate": np.array([lr], np.float32), "num_steps": np.array([steps], np.float32)}
+    curves = runner.run(task, sf.tx, hp, 1, steps, steps, evaluate=sf.evaluate)
+    root = jax.random.key(0)
+    key = jax.random.split(jax.random.fold_in(root, 0), 1)[0]
+    init_key, train_key = jax.random.split(key)
+    tx = sf.tx({"learning_rate": lr, "num_steps": steps})
+    params = task.init(init_key)
+    state = tx.init(params)
+    at_x, at_y = [], []
+    for t in range(steps):
+        batch = task.batch(jax.random.fold_in(train_key, t), "train")
+        at_x.append(
+            task.loss(optax.contrib.schedule_free_eval_params(state.inner_state, params), batch)
+        )
+        at_y.append(task.loss(params, batch))
+        u, state = tx.update(jax.grad(task.loss)(params, batch), state, params)
+        params = optax.apply_updates(params, u)
+    np.testing.assert_allclose(curves.train[0, 0], at_x, rtol=1e-4)
+    assert np.max(np.abs(np.asarray(at_x) - np.asarray(at_y))[1:]) > 1e-2
+    valid = jax.vmap(lambda k: task.batch(k, "valid"))(
+        jax.random.split(jax.random.fold_in(root, 1), 4)
+    )
+    x = optax.contrib.schedule_free_eval_params(state.inner_state, params)
+    expected = np.mean(jax.vmap(lambda batch: task.loss(x, batch))(valid))
+    np.testing.assert_allclose(curves.valid[0, 0, -1], expected, rtol=1e-4)
 
 
 def test_a_longer_run_starts_as_the_shorter_one():
