@@ -86,6 +86,23 @@ def test_writes_report_json_and_plots(smoke_report):
     assert "- `adam-cosine`: median speedup 1.00, range 1.00–1.00" in text  # calibration
 
 
+def test_each_task_names_its_best_hand_designed_baseline(smoke_report):
+    out, report = smoke_report
+    assert report["comparisons"] == ["adam", "adam-cosine", compare.BEST]
+    for task in report["tasks"].values():
+        at_budget = {
+            b: compare._at(task["optimizers"][b]["tuned_curve"], task["num_steps"])
+            for b in report["baselines"]
+        }
+        best = min(at_budget, key=at_budget.get)
+        assert task["best_baseline"] == best
+        for record in task["optimizers"].values():
+            assert record["vs"][compare.BEST] == {**record["vs"][best], "baseline": best}
+    assert report["summary"]["init"][compare.BEST]["tasks"] == 2
+    text = (out / "report.md").read_text()
+    assert f"| init | {compare.BEST} |" in text and "`best hand-designed`: per task" in text
+
+
 def test_a_candidate_twice_as_fast_as_the_tuned_baseline_has_speedup_two(tmp_path):
     """½x² under gradient descent: x_t = (1 − η)^t x_0. With the baseline's grid topped at
     η = 0.1, tuned SGD reaches the loss ½·0.9^(2t) at step t; a fixed η' = 0.19 has
