@@ -1,7 +1,7 @@
 """Learned optimizers as drop-in optax transforms.
 
 import lopt
-lo = lopt.MLPLOpt()                      # or lopt.VeLO(), lopt.HyperAdam()
+lo = lopt.MLPLOpt()                      # or lopt.VeLO(), lopt.HyperAdam(), lopt.LearnedSchedule()
 theta = lo.init(key)
 tx = lo.as_optax(theta, num_steps=5000)  # optax.GradientTransformationExtraArgs
 updates, state = tx.update(grads, state, params, value=loss)
@@ -15,6 +15,7 @@ from lopt.frozen import ARCHITECTURES, Frozen, FrozenFileError, load, save
 from lopt.hyper_adam import HyperAdam
 from lopt.mlp_lopt import MLPLOpt
 from lopt.pretrained import list_pretrained, load_pretrained, pretrained
+from lopt.scheduled import LearnedSchedule
 from lopt.velo import VeLO
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "FrozenFileError",
     "HyperAdam",
     "LearnedOptimizer",
+    "LearnedSchedule",
     "MLPLOpt",
     "VeLO",
     "list_pretrained",

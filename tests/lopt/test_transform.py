@@ -11,6 +11,7 @@ from conftest import grads_like, odd_params
 import lopt
 
 LOSS = jnp.float32(2.0)
+AS_OPTAX = {"hyper-adam", "schedule-muon"}  # their optax base's semantics for bad gradients
 
 
 def _finite(tree):
@@ -40,7 +41,7 @@ def test_odd_pytree_shapes_and_dtypes(arch):
     assert jax.tree.structure(new_params) == jax.tree.structure(params)
     moved = jnp.abs(new_params["matrix"] - params["matrix"]).max()
     assert moved > 0, f"{name} did not move the parameters"
-    if name != "hyper-adam":  # learned-optimizer memory is float32 whatever the params' dtype
+    if name not in AS_OPTAX:  # learned-optimizer memory is float32 whatever the params' dtype
         assert all(x.dtype in (jnp.float32, jnp.int32) for x in jax.tree.leaves(state))
 
 
@@ -116,7 +117,7 @@ def test_nonfinite_gradients_skip_the_step(arch):
     params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
     g = grads_like(params)
     bad = {"w": g["w"].at[1, 2].set(jnp.nan).at[0, 0].set(jnp.inf), "b": g["b"]}
-    if name == "hyper-adam":  # exactly optax.adam: NaN propagates (documented; see the
+    if name in AS_OPTAX:  # exactly their optax base: NaN propagates (documented; see the
         updates, _, _ = _run(tx, params, [g, bad])  # apply_if_finite test for the remedy)
         assert not _finite(updates[1]["w"])
         return
@@ -134,7 +135,7 @@ def test_nonfinite_gradients_skip_the_step(arch):
 
 def test_huge_and_tiny_finite_gradients_keep_everything_finite(arch):
     name, _, _, tx = arch
-    if name == "hyper-adam":  # exactly optax.adam
+    if name in AS_OPTAX:
         return
     params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
     g = grads_like(params)
@@ -195,6 +196,31 @@ def test_velo_paper_sizes():
     assert (paper.lstm_hidden, paper.bank_size) == (512, 256)
     n = sum(x.size for x in jax.tree.leaves(jax.eval_shape(paper.init, jax.random.key(0))))
     assert n > 1_000_000  # the paper's ~2.3M with its larger feature set
+
+
+def test_learned_schedule_starts_as_its_base_at_a_constant_rate_then_follows_its_schedule():
+    params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
+    grads = [grads_like(params, seed) for seed in range(3)]
+    lo = lopt.LearnedSchedule(base="muon", lr=0.02)
+    theta = lo.init(None)
+    ours, _, _ = _run(lo.as_optax(theta, 100), params, grads)
+    ref, _, _ = _run(optax.with_extra_args_support(optax.contrib.muon(0.02)), params, grads)
+    for u, v in zip(jax.tree.leaves(ours), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(lo.rates(theta, 100), 0.02, rtol=1e-6)
+    # A schedule w: every update is the base's times exp(a + w · φ(t/T)), t = 0, 1, 2.
+    w = jnp.linspace(-1.0, 1.0, 10)
+    scheduled, _, _ = _run(lo.as_optax({**theta, "schedule": w}, 100), params, grads)
+    rates = lo.rates({**theta, "schedule": w}, 100)
+    frac = lambda t: jnp.tanh(10 * (t / 100 - jnp.asarray(lopt.features.FRACTION_THRESHOLDS)))
+    np.testing.assert_allclose(
+        rates[:3], [0.02 * jnp.exp(w @ frac(t)) for t in range(3)], rtol=1e-5
+    )
+    for t in range(3):
+        for u, v in zip(jax.tree.leaves(scheduled[t]), jax.tree.leaves(ref[t]), strict=True):
+            np.testing.assert_allclose(u, v * rates[t] / 0.02, rtol=1e-4, atol=1e-8)
+    with pytest.raises(ValueError, match="LearnedSchedule.base must be one of"):
+        lopt.LearnedSchedule(base="shampoo")
 
 
 @pytest.mark.parametrize("learn_betas", [False, True])
