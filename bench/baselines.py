@@ -241,7 +241,7 @@ BASELINES: dict[str, Baseline] = {
                 name + suffix,
                 factory,
                 {"learning_rate": 1.0},
-                {"learning_rate": Range(0.1, 10.0)},
+                {"learning_rate": Range(*grid)},
                 lr_grid=grid,
             )
             for name, factory in (("prodigy", optax.contrib.prodigy), ("dog", optax.contrib.dog))

@@ -91,6 +91,9 @@ def save(
         )
     arrays = _flatten(theta)
     _check_arrays(lo, _shapes(arrays), source="theta")
+    bad = sorted(k for k, a in arrays.items() if not np.all(np.isfinite(a)))
+    if bad:
+        raise ValueError(f"theta holds non-finite values (NaN or inf) in {bad}; nothing saved")
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -181,6 +184,25 @@ def _read_manifest(zf: zipfile.ZipFile, source: str) -> dict:
     return manifest
 
 
+def _read_npy(zf: zipfile.ZipFile, name: str, shape: tuple[int, ...], dtype: np.dtype):
+    """The array in member ``name``; its ``.npy`` header must declare ``shape`` and ``dtype``
+    before anything is allocated (a header may claim any size)."""
+    with zf.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = {
+            (1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0,
+        }.get(version)
+        if read_header is None:
+            raise ValueError(f".npy format version {version} is not supported")
+        got_shape, fortran, got_dtype = read_header(f)
+    if (tuple(got_shape), got_dtype) != (shape, dtype) or fortran:
+        raise ValueError(
+            f"its header declares {tuple(got_shape)} {got_dtype}, the manifest {shape} {dtype}"
+        )
+    return np.lib.format.read_array(io.BytesIO(zf.read(name)), allow_pickle=False)
+
+
 def load(path: str | os.PathLike) -> Frozen:
     """Reads a file written by :func:`save`; raises :class:`FrozenFileError` if it is unusable."""
     source = str(path)
@@ -227,7 +249,7 @@ def load(path: str | os.PathLike) -> Frozen:
                     f"{dtype} array needs"
                 )
             try:
-                flat[key] = np.lib.format.read_array(io.BytesIO(zf.read(name)), allow_pickle=False)
+                flat[key] = _read_npy(zf, name, shape, dtype)
             except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
                 raise FrozenFileError(f"{source}: array {key!r} is corrupt ({e})") from None
     _check_arrays(lo, _shapes(flat), source)

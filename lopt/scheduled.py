@@ -26,6 +26,7 @@ from lopt import features as F
 from lopt.base import LearnedOptimizer, Theta, check_float_params, check_num_steps
 from lopt.mlp_lopt import schedule_multiplier
 
+
 def _muon() -> optax.GradientTransformation:
     """optax's Muon at unit rate: non-empty 2-D leaves orthogonalized, the rest (and empty
     matrices, which its Newton-Schulz step cannot normalize) through Adam."""

@@ -77,15 +77,20 @@ class Checkpointer:
         for step in sorted(self._manager.all_steps(), reverse=True):
             try:
                 state, meta = self.restore(step, template(step))
+            except MemoryError:  # not damage: nothing is moved
+                raise
             except Exception as e:  # orbax raises many kinds for damaged files
                 failed.append((step, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"))
                 continue
             aside = self.directory.with_name(self.directory.name + "-damaged")
             for bad, why in failed:
                 aside.mkdir(exist_ok=True)
-                shutil.move(self.directory / str(bad), aside / str(bad))
+                target, n = aside / str(bad), 1
+                while target.exists():  # the same step damaged before
+                    target, n = aside / f"{bad}.{n}", n + 1
+                shutil.move(self.directory / str(bad), target)
                 warnings.warn(
-                    f"checkpoint {bad} cannot be restored ({why}); moved it to {aside} "
+                    f"checkpoint {bad} cannot be restored ({why}); moved it to {target} "
                     f"and resumed from checkpoint {step}",
                     stacklevel=2,
                 )

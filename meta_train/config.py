@@ -36,11 +36,24 @@ class _Loader(yaml.SafeLoader):
     (PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent)."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML that quotes a string such as ``"1e5"``, which :class:`_Loader` would read
+    back as a number."""
+
+
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+
+
+def _finite(x: float) -> bool:
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int beyond float range
+        return False
 
 
 def _yaml(text: str) -> Any:
@@ -370,7 +383,7 @@ def _convert(value: Any, hint: Any, path: str) -> Any:
             path,
             f"must be a number, got {value!r}",
         )
-        _check(math.isfinite(value), path, f"must be a finite number, got {value!r}")
+        _check(_finite(value), path, f"must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
         _check(isinstance(value, str), path, f"must be a string, got {value!r}")
@@ -449,4 +462,4 @@ def load_config(
 
 
 def dump_config(cfg: MetaTrainConfig, path: str | pathlib.Path) -> None:
-    pathlib.Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    pathlib.Path(path).write_text(yaml.dump(to_dict(cfg), Dumper=_Dumper, sort_keys=False))

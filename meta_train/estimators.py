@@ -90,6 +90,7 @@ def _metrics(out: UnrollOutput, grad: Theta, copies: int) -> dict[str, jax.Array
         "inner_steps": jnp.sum(out.mask) * copies,
         "diverged": out.diverged,
         "resets": out.resets,
+        "ended": out.ended,
     }
 
 

@@ -86,7 +86,7 @@ class TaskSource:
 @dataclasses.dataclass
 class Estimate:
     """One meta-gradient estimate: ``grad`` (shaped like theta) computed at theta ``version``,
-    and its scalar ``metrics`` (meta_loss, grad_norm, inner_steps, diverged, resets, seconds,
+    and its scalar ``metrics`` (meta_loss, grad_norm, inner_steps, diverged, ended, resets, seconds,
     task, ...)."""
 
     grad: Any
@@ -178,6 +178,7 @@ class EstimateStream:
             "inner_steps": int(m["inner_steps"]),
             "diverged": int(m["diverged"]),
             "resets": int(m["resets"]),
+            "ended": int(m["ended"]),
             "seconds": time.perf_counter() - began,
             "task": self.estimator.unroller.task.name,
             "devices": len(self.devices),

@@ -167,6 +167,9 @@ class _Progress:
             self.bar.close()
 
 
+MIN_DIVERGED = 3  # fewer diverged episodes in a stretch are not a trend
+
+
 class _Watch:
     """Warns when, over the last ``span`` outer steps, most episodes diverged or nearly every
     estimate was zero (meta-training that has stopped learning); then stays quiet for
@@ -183,10 +186,10 @@ class _Watch:
             return None
         steps = f"steps {self.records[0]['step']}-{record['step']}"
         diverged = sum(r["diverged"] for r in self.records)
-        ended = max(diverged, sum(r["resets"] for r in self.records))
+        ended = sum(r["ended"] for r in self.records)
         zero = sum(r["grad_norm"] == 0 for r in self.records)
         message = None
-        if diverged > ended / 2:
+        if diverged >= MIN_DIVERGED and diverged > ended / 2:
             message = (
                 f"{diverged} of {ended} inner episodes in {steps} diverged (a loss above "
                 "meta_loss.clip x its initial loss, or non-finite): estimator.sigma or "
@@ -260,6 +263,7 @@ def _record(step: int, estimates: list[Estimate], seconds: float, **extra: Any) 
         "estimates": len(ms),
         "diverged": sum(m["diverged"] for m in ms),
         "resets": sum(m["resets"] for m in ms),
+        "ended": sum(m["ended"] for m in ms),
         "task": ",".join(sorted({m["task"] for m in ms})),
         "devices": [m["devices"] for m in ms],
     }
@@ -335,18 +339,21 @@ def meta_train(
         finally:
             ckpt.close()
     history = [json.loads(ln) for ln in metrics_path.read_text().splitlines() if ln]
-    losses = [r["meta_loss"] for r in history]
-    meta = {
-        "recipe": to_dict(cfg),
-        "outer_steps": cfg.num_steps,
-        "meta_loss_first10": float(np.mean(losses[:10])) if losses else None,
-        "meta_loss_last10": float(np.mean(losses[-10:])) if losses else None,
-    }
+
+    def meta(steps: int) -> dict[str, Any]:
+        losses = [r["meta_loss"] for r in history if r["step"] <= steps]
+        return {
+            "recipe": to_dict(cfg),
+            "outer_steps": steps,
+            "meta_loss_first10": float(np.mean(losses[:10])) if losses else None,
+            "meta_loss_last10": float(np.mean(losses[-10:])) if losses else None,
+        }
+
     lo = cfg.optimizer.build()
-    export_path = lopt.save(run_dir / "optimizer.lopt", lo, theta, meta=meta)
+    export_path = lopt.save(run_dir / "optimizer.lopt", lo, theta, meta=meta(cfg.num_steps))
     best_path = None
     if best is not None:
-        best_meta = {**meta, "outer_steps": best.step, "validation": best.meta()}
+        best_meta = meta(best.step) | {"validation": best.meta()}
         best_path = lopt.save(run_dir / "best.lopt", lo, best.theta, meta=best_meta)
     return MetaTrainResult(
         theta,
@@ -391,9 +398,11 @@ def _run(
         start, restored, meta = ckpt.restore_newest(template)
         state = place(LearnerState(*restored["learner"]))
         source.restore(start, restored, meta)
-        if validate is not None:
+        if validate is not None and "best" in meta:
             found = meta["best"]
             best = Best(found["step"], Score(found["score"], found["tasks"]), restored["best"])
+        elif validate is not None:  # validation switched on for this resume
+            best = Best(start, validate(state.theta), jax.device_get(state.theta))
         _truncate_metrics(metrics_path, start)
     else:
         metrics_path.write_text("")

@@ -119,6 +119,7 @@ class UnrollOutput(NamedTuple):
     mask: jax.Array  # bool[W, N]: the step belongs to a running episode
     diverged: jax.Array  # int32: episodes ended by divergence in this window
     resets: jax.Array  # int32: particles reset at the start of this window
+    ended: jax.Array  # int32: episodes that ended in this window (length reached or diverged)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -229,13 +230,19 @@ class Unroller:
             return pop, (value, active, pair_diverged)
 
         pop, (values, mask, diverged) = jax.lax.scan(body, pop, length=self.window)
-        return pop, UnrollOutput(values, mask, jnp.sum(diverged.astype(jnp.int32)), resets)
+        count = lambda x: jnp.sum(x.astype(jnp.int32))
+        return pop, UnrollOutput(values, mask, count(diverged), resets, count(pop.done))
 
     def episode_loss(self, theta, key: jax.Array, num_particles: int) -> jax.Array:
         """Mean per-step meta-loss of ``theta`` over whole fresh episodes of ``num_particles``
-        particles (lengths from the schedule; the scan covers the longest). For evaluation."""
+        particles (lengths from the schedule; the scan covers the longest). The steps an
+        episode did not run because it diverged count at the clipped value, so a diverging
+        theta never scores better than one that stays finite. For evaluation."""
         whole = dataclasses.replace(self, window=self.schedule.max_length, stagger=False)
         thetas = jax.tree.map(lambda x: jnp.broadcast_to(x, (1, num_particles, *x.shape)), theta)
-        _, out = whole.unroll(thetas, whole.init(key, thetas))
+        pop, out = whole.unroll(thetas, whole.init(key, thetas))
         mask = out.mask.astype(out.values.dtype)
-        return jnp.sum(out.values[:, 0] * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+        lost = pop.length - jnp.sum(out.mask, axis=0)  # [N]: steps not run after divergence
+        clipped = self.meta_loss(jnp.inf, 1.0)[0]
+        total = jnp.sum(out.values[:, 0] * mask) + clipped * jnp.sum(lost)
+        return total / jnp.maximum(jnp.sum(pop.length), 1)

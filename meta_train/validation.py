@@ -78,14 +78,16 @@ class Validator:
         meta_loss: MetaLoss,
     ):
         schedule = TruncationSchedule("constant", cfg.horizon, cfg.horizon)
+        names = [t.name for t in held_out]
+        names = [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
         self._episodes = {
-            t.name: jax.jit(
+            name: jax.jit(
                 functools.partial(
                     Unroller(t, lo, schedule, meta_loss, window=cfg.horizon).episode_loss,
                     num_particles=cfg.particles,
                 )
             )
-            for t in held_out
+            for name, t in zip(names, held_out, strict=True)
         }
         self._key = jax.random.PRNGKey(_EPISODE_KEY)
 

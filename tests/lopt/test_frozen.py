@@ -75,6 +75,9 @@ def test_save_rejects_bad_meta_and_theta(saved, tmp_path):
         lopt.save(tmp_path / "m.lopt", lo, theta, meta=["not", "a", "dict"])
     with pytest.raises(lopt.FrozenFileError, match="missing arrays"):
         lopt.save(tmp_path / "m.lopt", lo, {"mlp": theta["mlp"]})
+    diverged = jax.tree.map(lambda x: x * jnp.nan, theta)
+    with pytest.raises(ValueError, match="theta holds non-finite values"):
+        lopt.save(tmp_path / "m.lopt", lo, diverged)
     assert not (tmp_path / "m.lopt").exists()
     assert not list(tmp_path.glob("*.tmp"))  # no temporary files left behind
 
@@ -158,6 +161,14 @@ def test_non_finite_and_oversized_arrays_are_rejected(saved, tmp_path):
     assert bomb.stat().st_size < 2**20
     with pytest.raises(lopt.FrozenFileError, match=r"'mlp/0/b' unpacks to \d+ bytes, more than"):
         lopt.load(bomb)
+    # A header alone may claim a terabyte: it is compared with the manifest before reading.
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (2**40,)}
+    )
+    liar = _rewrite(path, tmp_path / "liar.lopt", replace={"arrays/mlp/0/b.npy": header.getvalue()})
+    with pytest.raises(lopt.FrozenFileError, match=r"'mlp/0/b' is corrupt \(its header declares"):
+        lopt.load(liar)
 
 
 def test_pretrained_registry():

@@ -1,9 +1,12 @@
+import dataclasses
+
 import pytest
 
 from meta_train.config import (
     ConfigError,
     MetaTrainConfig,
     apply_overrides,
+    dump_config,
     from_dict,
     load_config,
     to_dict,
@@ -14,6 +17,13 @@ def test_defaults_round_trip_through_a_dict():
     cfg = MetaTrainConfig()
     assert from_dict(MetaTrainConfig, to_dict(cfg)) == cfg
     assert cfg.task.family == "image-mlp" and cfg.estimator.name == "NRES"
+
+
+def test_a_dumped_config_loads_back_equal(tmp_path):
+    """Strings that read as numbers (``1e5``) are quoted, small floats keep their value."""
+    cfg = dataclasses.replace(MetaTrainConfig(), run_dir="1e5", seed=3)
+    dump_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg
 
 
 def test_yaml_file_and_overrides(tmp_path):
@@ -54,6 +64,7 @@ def test_yaml_file_and_overrides(tmp_path):
         ),
         (["meta_loss.clip=0.5"], r"meta_loss: meta-loss clip must be > 1"),
         (["estimator.sigma=.inf"], r"estimator.sigma: must be a finite number, got inf"),
+        ([f"outer.clip_norm={10**400}"], r"outer.clip_norm: must be a finite number, got 1000"),
         (["outer.learning_rate=.nan"], r"outer.learning_rate: must be a finite number, got nan"),
         (["task.augment.loss_scale=[1, .inf]"], r"loss_scale\[1\]: must be a finite number"),
         (["validation.horizon=0"], r"validation: horizon must be >= 1, got 0"),

@@ -64,6 +64,20 @@ def test_meta_loss_is_bounded_by_its_floor_and_clip():
         MetaLoss(floor=0.0)
 
 
+def test_a_diverging_episode_scores_the_clipped_value_for_the_steps_it_did_not_run():
+    """Adam at 1e4 leaves the quadratic's basin at its first update: step 0 scores log 1 = 0,
+    step 1 diverges, and the 18 steps never run count at log(clip), as step 1 does."""
+    lo = lopt.HyperAdam()
+    unroller = Unroller(
+        tasks.get("quadratic"), lo, TruncationSchedule("constant", 20, 20), MetaLoss("log"), 20
+    )
+    score = jax.jit(unroller.episode_loss, static_argnums=2)
+    at = lambda lr: float(score({"log_lr": jnp.log(jnp.float32(lr))}, jax.random.PRNGKey(0), 2))
+    diverging, stable = at(1e4), at(1e-2)
+    assert diverging == pytest.approx(19 / 20 * np.log(2.0), abs=0.03)
+    assert stable < 0 < diverging
+
+
 def test_diverging_inner_runs_never_poison_meta_training():
     """A perturbation scale that makes many inner runs blow up: every estimate stays finite,
     divergences are counted, and theta stays finite."""

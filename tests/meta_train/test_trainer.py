@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import lopt
-from meta_train import initial_theta, meta_train
+from meta_train import initial_theta, meta_train, trainer
 from meta_train.checkpoint import CheckpointError
 from meta_train.config import load_config
 from meta_train.validation import Validator, held_out_tasks
@@ -105,6 +105,9 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_the_one_before_resumed(ful
         np.testing.assert_array_equal(a, b)
     assert [r["step"] for r in resumed.history] == [5, 6]
     assert (run_dir / "checkpoints-damaged" / "6").is_dir()
+    _damage(run_dir / "checkpoints" / "6")  # the same step, damaged again
+    with pytest.warns(UserWarning, match=r"moved it to .*checkpoints-damaged/6\.1 "):
+        meta_train(_cfg(run_dir), resume=True, verbose=False)
     for step in ("2", "4", "6"):
         _damage(run_dir / "checkpoints" / step)
     with pytest.raises(CheckpointError, match="no checkpoint .* can be restored .*step 2"):
@@ -126,6 +129,21 @@ def test_runs_that_stop_learning_are_reported(tmp_path, override, message):
         )
     warned = [r for r in result.history if "warning" in r]
     assert len(warned) == 1 and re.search(message, warned[0]["warning"]), warned
+
+
+def test_the_watch_ignores_rare_divergence_and_fresh_populations():
+    """FullES ends every episode in every window (ended = N, resets = 0): one divergence in
+    20 steps is no trend there, nor two of two episodes ended at long horizons."""
+    record = lambda step, **kw: {"step": step, "grad_norm": 1.0, "resets": 0, **kw}
+    watch = trainer._Watch()
+    healthy = [record(t, diverged=int(t == 5), ended=16) for t in range(1, 41)]
+    assert all(watch.check(r) is None for r in healthy)
+    watch = trainer._Watch()
+    rare = [record(t, diverged=int(t in (3, 9)), ended=int(t in (3, 9))) for t in range(1, 41)]
+    assert all(watch.check(r) is None for r in rare)
+    watch = trainer._Watch()
+    most = [record(t, diverged=3, ended=4) for t in range(1, 21)]
+    assert [watch.check(r) is not None for r in most] == [False] * 19 + [True]
 
 
 def test_resume_errors(full_run, tmp_path):
