@@ -15,6 +15,7 @@ import sys
 import lopt
 from bench import baselines, protocols, suites
 from bench.compare import compare
+from meta_train import compile_cache
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     sat.add_argument("--count", type=int, default=40)
     sat.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args(argv)
+    compile_cache.enable()  # $LOPT_COMPILATION_CACHE, default ~/.cache/lopt/jax; off: 'off'
     if args.command == "saturation":
         return _saturation(args)
 

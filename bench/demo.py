@@ -27,7 +27,7 @@ from typing import Any
 
 import lopt
 from bench import compare, metrics
-from meta_train import initial_theta, load_config, meta_train
+from meta_train import compile_cache, initial_theta, load_config, meta_train
 from meta_train.config import ConfigError
 
 CONFIG = "configs/demo.yaml"
@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         help="config overrides, as for python -m meta_train (e.g. run_dir=runs/other)",
     )
     args = parser.parse_args(argv)
+    compile_cache.enable()  # $LOPT_COMPILATION_CACHE, default ~/.cache/lopt/jax; off: 'off'
     try:
         cfg = load_config(args.config, args.overrides)
     except (ConfigError, OSError) as e:

@@ -7,6 +7,7 @@ import argparse
 import pathlib
 import sys
 
+from meta_train import compile_cache
 from meta_train.config import ConfigError, load_config
 from meta_train.trainer import meta_train
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("overrides", nargs="*", help="section.field=value")
     args = parser.parse_args(argv)
+    compile_cache.enable()  # $LOPT_COMPILATION_CACHE, default ~/.cache/lopt/jax; off: 'off'
 
     config_path = args.config
     overrides = list(args.overrides)

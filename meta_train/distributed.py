@@ -31,6 +31,7 @@ from typing import Any
 import jax
 import ray
 
+from meta_train import compile_cache
 from meta_train.config import ConfigError, DistributedConfig, MetaTrainConfig
 from meta_train.stream import Estimate, EstimateStream
 
@@ -82,6 +83,8 @@ class Worker:
         self.pinned = None
         if d.pin_cpus and cpu_only and whole:
             self.pinned = pin_to_free_cores(int(d.cpus_per_worker))
+        if os.environ.get(compile_cache.ENV):  # set by a driver that turned it on
+            compile_cache.enable()
         self.index = index
         self.stream = EstimateStream(cfg, stream=index + 1)
 
@@ -172,13 +175,16 @@ class WorkerPool:
         self.max_staleness = cfg.outer.max_staleness
         self.max_failures = d.max_worker_failures
         self.startup_timeout = d.startup_timeout
+        env = dict(d.worker_env)
+        if compile_cache.ENV in os.environ:  # the driver's persistent compilation cache
+            env.setdefault(compile_cache.ENV, os.environ[compile_cache.ENV])
         actor = ray.remote(Worker).options(
             num_cpus=d.cpus_per_worker,
             num_gpus=d.gpus_per_worker,
             resources=dict(d.resources_per_worker) or None,
             max_restarts=-1,
             max_task_retries=0,
-            runtime_env={"env_vars": dict(d.worker_env)} if d.worker_env else None,
+            runtime_env={"env_vars": env} if env else None,
         )
         self.workers = [actor.remote(cfg, i) for i in range(d.workers)]
         if verbose:

@@ -1,6 +1,7 @@
 """The trainer end to end: determinism, exact resume, outputs, errors, and the CLI."""
 
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -165,16 +166,25 @@ def test_resume_errors(full_run, tmp_path):
 
 
 def test_cli_runs_the_smoke_config_and_reports_bad_configs(tmp_path):
+    cache = tmp_path / "cache"
     run = lambda *args: subprocess.run(
         [sys.executable, "-m", "meta_train", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "LOPT_COMPILATION_CACHE": str(cache)},
     )
     ok = run("--config", "configs/smoke.yaml", f"run_dir={tmp_path / 'smoke'}", "num_steps=2")
     assert ok.returncode == 0, ok.stderr
     assert "step      2/2" in ok.stdout and (tmp_path / "smoke" / "optimizer.lopt").exists()
+    # What it compiled (in at least 0.5 s) is in the persistent cache, and a second run reads
+    # it back rather than compiling and writing it again.
+    written = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert written
+    again = run("--config", "configs/smoke.yaml", f"run_dir={tmp_path / 'again'}", "num_steps=2")
+    assert again.returncode == 0
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir() if p.name in written} == written
     bad = run("--config", "configs/smoke.yaml", f"run_dir={tmp_path / 'bad'}", "estimator.window=0")
     assert bad.returncode == 2 and "estimator.window: must be >= 1, got 0" in bad.stderr
     missing = run("--resume", str(tmp_path / "nowhere"))

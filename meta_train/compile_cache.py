@@ -1,0 +1,48 @@
+"""JAX's persistent compilation cache, on for the command-line entry points by default.
+
+Meta-training compiles one estimator per task structure and the benchmark one program per
+optimizer and task; with the cache on, a program compiled by one run is read back from disk
+by the next (a re-run of ``make demo``, a resumed run, a second benchmark). The directory is
+``$LOPT_COMPILATION_CACHE``, else ``$XDG_CACHE_HOME/lopt/jax`` (``~/.cache/lopt/jax``);
+``LOPT_COMPILATION_CACHE=off`` turns it off. Library calls (``meta_train.meta_train``,
+``bench.compare.compare``) leave JAX's configuration alone: call :func:`enable` to opt in.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import jax
+
+ENV = "LOPT_COMPILATION_CACHE"
+OFF = ("", "0", "off", "false", "none")
+
+
+def directory() -> pathlib.Path | None:
+    """The cache directory the environment asks for, or ``None`` when it is turned off."""
+    setting = os.environ.get(ENV)
+    if setting is None:
+        base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+        return pathlib.Path(base) / "lopt" / "jax"
+    if setting.strip().lower() in OFF:
+        return None
+    return pathlib.Path(setting).expanduser()
+
+
+def enable(path: str | os.PathLike | None = None) -> pathlib.Path | None:
+    """Turns the persistent cache on in ``path`` (default: :func:`directory`) for every
+    compilation of at least half a second; returns the directory, or ``None`` when it is
+    off or cannot be created (then programs are compiled as usual)."""
+    path = pathlib.Path(path) if path is not None else directory()
+    if path is None:
+        return None
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    os.environ[ENV] = str(path)  # Ray workers started from here inherit it
+    return path
