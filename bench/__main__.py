@@ -1,13 +1,15 @@
-"""``python -m bench compare|saturation ...`` (also the ``lopt-bench`` command).
+"""``python -m bench compare|saturation|stability ...`` (also the ``lopt-bench`` command).
 
     python -m bench compare --optimizer my.lopt [--optimizer adamw ...] --suite heldout \\
         --baselines adam,adam-cosine --protocol lr-grid --max-speedup 4 --out reports/x
     python -m bench saturation --suite indist --suite heldout
+    python -m bench stability reports/x/results.json reports/x-4x/results.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import shlex
 import sys
@@ -81,7 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     sat.add_argument("--family", help="instead, the first --count members of a task family")
     sat.add_argument("--count", type=int, default=40)
     sat.add_argument("--seeds", type=int, default=2)
+    stab = sub.add_parser(
+        "stability",
+        help="per task, final loss at 4x the budget / at 1x, from two compare reports",
+    )
+    stab.add_argument("one", help="results.json of a suite (e.g. heldout)")
+    stab.add_argument("four", help="results.json of its -4x suite")
     args = parser.parse_args(argv)
+    if args.command == "stability":
+        return _stability(args)
     compile_cache.enable()  # $LOPT_COMPILATION_CACHE, default ~/.cache/lopt/jax; off: 'off'
     if args.command == "saturation":
         return _saturation(args)
@@ -143,6 +153,18 @@ def _saturation(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(saturation.markdown(rows))
+    return 0
+
+
+def _stability(args) -> int:
+    from bench import stability
+
+    try:
+        one, four = (json.loads(pathlib.Path(p).read_text()) for p in (args.one, args.four))
+        print(stability.markdown(one, four))
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,0 +1,68 @@
+"""Does training longer help? Final losses at 4× a suite's budget against 1×.
+
+    python -m bench stability docs/benchmarks/x-heldout/results.json \\
+        docs/benchmarks/x-heldout-4x/results.json
+
+reads two ``bench compare`` reports of the same tasks (``<suite>`` and ``<suite>-4x``) and
+prints, per task, each optimizer's final loss (the deciding metric) at both budgets and their
+ratio 4× ÷ 1×, each baseline tuned at its own budget. Below 1: the longer run ends lower, as
+it does for a stable optimizer; a final ÷ best of one noisy curve would not say that.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def ratios(one: dict[str, Any], four: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """``{optimizer: {task: final loss at 4× ÷ final loss at 1×}}`` for the optimizers and
+    tasks both reports have (a ``-4x`` suite's tasks are named like the base suite's)."""
+    select = one["selection"]
+    if four["selection"] != select:
+        raise ValueError(f"the reports decide by different metrics: {select}, {four['selection']}")
+    tasks = [t for t in one["tasks"] if t in four["tasks"]]
+    if not tasks:
+        raise ValueError("the two reports have no task in common")
+    names = [
+        n
+        for n in one["tasks"][tasks[0]]["optimizers"]
+        if n in four["tasks"][tasks[0]]["optimizers"]
+    ]
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        out[name] = {}
+        for t in tasks:
+            short = one["tasks"][t]["optimizers"][name][f"final_{select}"]
+            long = four["tasks"][t]["optimizers"][name][f"final_{select}"]
+            out[name][t] = _ratio(long, short)
+    return out
+
+
+def _ratio(long: float | None, short: float | None) -> float:
+    if long is None or short is None or not (np.isfinite(long) and np.isfinite(short)):
+        return float("inf")  # a diverged run (results.json holds it as null)
+    return long / short
+
+
+def markdown(one: dict[str, Any], four: dict[str, Any]) -> str:
+    """The per-task table and, per optimizer, the median ratio and the tasks it got worse on."""
+    r = ratios(one, four)
+    names = list(r)
+    tasks = list(next(iter(r.values())))
+    lines = [
+        "| task | " + " | ".join(f"{n} 4× ÷ 1×" for n in names) + " |",
+        "| --- " * (1 + len(names)) + "|",
+    ]
+    for t in tasks:
+        lines.append(f"| {t} | " + " | ".join(f"{r[n][t]:.2f}" for n in names) + " |")
+    lines.append(
+        "| median | " + " | ".join(f"{np.median(list(r[n].values())):.2f}" for n in names) + " |"
+    )
+    lines.append(
+        "| worse at 4× | "
+        + " | ".join(f"{sum(v > 1 for v in r[n].values())}/{len(tasks)}" for n in names)
+        + " |"
+    )
+    return "\n".join(lines)
