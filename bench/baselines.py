@@ -186,29 +186,21 @@ BASELINES: dict[str, Baseline] = {
             schedule="cosine",
         ),
         # AlgoPerf's baseline search space (warmup 5%, cosine to 0, β₂ = 0.999), with the
-        # learning-rate range widened a decade upwards: small problems take larger rates.
-        Baseline(
-            "adamw-warmup-cosine",
-            optax.adamw,
-            {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4},
-            {
-                "learning_rate": Range(1e-4, 1e-1),
-                "b1": Range(0.9, 0.996, "log1m"),
-                "weight_decay": Range(5e-3, 1.0),
-            },
-            schedule="warmup-cosine",
-        ),
-        # AlgoPerf's baseline optimizer and schedule, in the same space.
-        Baseline(
-            "nadamw-warmup-cosine",
-            optax.nadamw,
-            {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4},
-            {
-                "learning_rate": Range(1e-4, 1e-1),
-                "b1": Range(0.9, 0.996, "log1m"),
-                "weight_decay": Range(5e-3, 1.0),
-            },
-            schedule="warmup-cosine",
+        # learning-rate range widened a decade upwards: small problems take larger rates;
+        # over AdamW, and over NAdamW, AlgoPerf's baseline optimizer.
+        *(
+            Baseline(
+                f"{name}-warmup-cosine",
+                factory,
+                {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4},
+                {
+                    "learning_rate": Range(1e-4, 1e-1),
+                    "b1": Range(0.9, 0.996, "log1m"),
+                    "weight_decay": Range(5e-3, 1.0),
+                },
+                schedule="warmup-cosine",
+            )
+            for name, factory in (("adamw", optax.adamw), ("nadamw", optax.nadamw))
         ),
         # Schedule-free AdamW (Defazio et al. 2024): 5% warmup, no decay; every loss is
         # measured at the averaged point. Its averaging weights and its step read the
