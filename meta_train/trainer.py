@@ -401,13 +401,11 @@ def _run(
         if validate is not None and "best" in meta:
             found = meta["best"]
             best = Best(found["step"], Score(found["score"], found["tasks"]), restored["best"])
-        elif validate is not None:  # validation switched on for this resume
-            best = Best(start, validate(state.theta), jax.device_get(state.theta))
         _truncate_metrics(metrics_path, start)
     else:
         metrics_path.write_text("")
-        if validate is not None:
-            best = Best(0, validate(state.theta), jax.device_get(state.theta))
+    if validate is not None and best is None:  # the starting theta is the first candidate
+        best = Best(start, validate(state.theta), jax.device_get(state.theta))
 
     progress = _Progress(cfg.num_steps, start, cfg.log_every, verbose)
     watch = _Watch()
