@@ -32,9 +32,11 @@ class MLPLOpt(LearnedOptimizer):
 
     in the default ``step_mode="absolute"``; ``param_rms`` multiplies the learned term by the
     tensor's parameter RMS, ``normalized`` rescales the tensor's whole step to RMS
-    ``ρ · step_scale`` (``per_param.STEP_MODES``). With ``schedule=True``, ``ρ = exp(clip(w · φ(t/T), ±SCHEDULE_BOUND))``
-    is a learned schedule over the 10 fraction-of-horizon features ``φ`` (``w`` starts at 0,
-    so ``ρ`` starts at exactly 1); otherwise ``ρ = 1``.
+    ``ρ · step_scale``, ``orthogonal`` replaces each matrix's whole step by its Newton-Schulz
+    orthogonalization with singular values near ``ρ · step_scale`` (``per_param.STEP_MODES``).
+    With ``schedule=True``, ``ρ = exp(clip(w · φ(t/T), ±SCHEDULE_BOUND))`` is a learned
+    schedule over the 10 fraction-of-horizon features ``φ`` (``w`` starts at 0, so ``ρ``
+    starts at exactly 1); otherwise ``ρ = 1``.
 
     The output layer starts at ``out_init_scale`` × its usual size, so an untrained optimizer
     is close to a no-op (or, with ``nominal=True``, close to Adam at ``nominal_lr``); the

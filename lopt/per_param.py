@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from optax.contrib._muon import orthogonalize_via_newton_schulz
 
 from lopt import features as F
 from lopt.base import check_float_params, check_num_steps, require
@@ -91,9 +92,15 @@ _MAX_LOG_STEP = 10.0  # exp() of the magnitude output is clipped here, so steps 
 #   param_rms:  step_scale · max(rms(p), PARAM_RMS_FLOOR) · u + nominal · a   (Celo);
 #   normalized: the absolute step rescaled to RMS step_scale over the tensor (Celo2's
 #               normalized direction; with a nominal term it starts as per-tensor normalized
-#               Adam, the learned term a correction of the direction).
-STEP_MODES = ("absolute", "param_rms", "normalized")
+#               Adam, the learned term a correction of the direction);
+#   orthogonal: a 2-D tensor's absolute step [fan_in, fan_out] replaced by its Newton-Schulz
+#               orthogonalization (optax's Muon: 5 quintic iterations) times
+#               step_scale · √max(1, fan_out / fan_in), Muon's width scaling, so its
+#               singular values are all near step_scale (Celo2's matrix-aware update; with a
+#               nominal term it starts as orthogonalized Adam); other tensors as absolute.
+STEP_MODES = ("absolute", "param_rms", "normalized", "orthogonal")
 PARAM_RMS_FLOOR = 1e-3
+NS_COEFFS = (3.4445, -4.7750, 2.0315)  # Muon's quintic Newton-Schulz coefficients
 
 
 def _rms(x: jax.Array) -> jax.Array:
@@ -114,6 +121,10 @@ def tensor_step(
     if mode == "normalized":
         rms = _rms(step)  # where it is 0 the step is 0 everywhere and stays 0
         step = control.step_scale * step / jnp.where(rms > 0, rms, 1.0)
+    elif mode == "orthogonal" and step.ndim == 2 and step.size:
+        fan_in, fan_out = step.shape
+        step = orthogonalize_via_newton_schulz(step, jnp.asarray(NS_COEFFS))  # 0 stays 0
+        step = control.step_scale * max(1.0, fan_out / fan_in) ** 0.5 * step
     return step
 
 

@@ -6,7 +6,7 @@ import lopt
 
 ARCHITECTURES = {
     "mlp": lopt.MLPLOpt(hidden=(4, 4)),
-    "mlp-nominal": lopt.MLPLOpt(hidden=(4, 4), nominal=True),
+    "mlp-nominal-orthogonal": lopt.MLPLOpt(hidden=(4, 4), nominal=True, step_mode="orthogonal"),
     "mlp-normalized-scheduled": lopt.MLPLOpt(
         hidden=(4, 4), nominal=True, step_mode="normalized", schedule=True
     ),

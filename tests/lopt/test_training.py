@@ -37,13 +37,18 @@ def _train(tx, steps=150):
 
 @pytest.mark.parametrize(
     "lo",
-    [lopt.MLPLOpt(), lopt.MLPLOpt(nominal=True), lopt.VeLO()],
-    ids=["mlp", "mlp-nominal", "velo"],
+    [
+        lopt.MLPLOpt(),
+        lopt.MLPLOpt(nominal=True),
+        lopt.MLPLOpt(nominal=True, step_mode="orthogonal"),
+        lopt.VeLO(),
+    ],
+    ids=["mlp", "mlp-nominal", "mlp-nominal-orthogonal", "velo"],
 )
 def test_random_learned_optimizer_trains_without_nan(lo):
     tx = lo.as_optax(lo.init(jax.random.key(0)), num_steps=150)
     losses, params = _train(tx)
     assert all(jnp.isfinite(jnp.asarray(losses)))
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(params))
-    if lo.name == "MLPLOpt" and lo.nominal:  # starts as Adam(1e-3): must make progress
+    if lo.name == "MLPLOpt" and lo.nominal:  # starts as (orthogonalized) Adam: must progress
         assert losses[-1] < 0.9 * losses[0]

@@ -269,6 +269,34 @@ def test_learned_schedule_starts_as_the_identity_and_scales_the_whole_step():
     np.testing.assert_allclose(u["w"], jnp.exp(w @ phi) * u0["w"], rtol=1e-5)
 
 
+def test_orthogonal_step_is_muons_orthogonalization_of_each_matrix_step():
+    k = jax.random.split(jax.random.key(4), 3)
+    params = {
+        "wide": jax.random.normal(k[0], (4, 12)),
+        "tall": jax.random.normal(k[1], (12, 4)),
+        "bias": jax.random.normal(k[2], (5,)),
+    }
+    grads = grads_like(params)
+    absolute = lopt.MLPLOpt(nominal=True, step_scale=0.02)
+    theta = absolute.init(jax.random.key(0))
+    u_abs = _one_update(absolute, theta, params, grads, count=3)
+    lo = lopt.MLPLOpt(nominal=True, step_scale=0.02, step_mode="orthogonal")
+    u = _one_update(lo, theta, params, grads, count=3)
+    np.testing.assert_allclose(u["bias"], u_abs["bias"])  # not a matrix: the absolute step
+    ns = optax.contrib._muon.orthogonalize_via_newton_schulz
+    coeffs = jnp.asarray(lopt.per_param.NS_COEFFS)
+    for name, width in (("wide", 3.0**0.5), ("tall", 1.0)):  # √max(1, fan_out / fan_in)
+        np.testing.assert_allclose(u[name], 0.02 * width * ns(u_abs[name], coeffs), atol=1e-7)
+        # Newton-Schulz leaves every singular value within about [0.5, 1.5].
+        sv = jnp.linalg.svd(u[name] / (0.02 * width), compute_uv=False)
+        assert 0.4 < float(sv.min()) and float(sv.max()) < 1.6
+    # A zero step stays exactly zero (no 0/0).
+    control = lopt.per_param.TensorControl([], jnp.asarray(0.02), jnp.asarray(0.01))
+    zero = jnp.zeros((4, 12))
+    step = lopt.per_param.tensor_step(zero, zero, control, "orthogonal", stats=None)
+    assert bool(jnp.all(step == 0))
+
+
 def test_normalized_step_has_unit_rms_per_tensor_and_param_rms_follows_reparameterization():
     k = jax.random.split(jax.random.key(3), 2)
     params = {"a": jax.random.normal(k[0], (8, 4)), "b": 0.01 * jax.random.normal(k[1], (5,))}
