@@ -194,3 +194,22 @@ def test_ship_keeps_the_recipe_and_adds_the_benchmark_summary(smoke_report, tmp_
     renamed.write_bytes((out / "init.lopt").read_bytes())
     with pytest.raises(ValueError, match="has no candidate 'other'; it has \\['init', 'adam'\\]"):
         ship.ship("tiny", renamed, [out / "results.json"], folder=tmp_path)
+
+
+def test_demo_summary_has_a_row_per_candidate_and_comparison(smoke_report):
+    from bench import demo
+
+    _, report = smoke_report
+    # The smoke report's candidates are "init" and "adam"; the demo's are "optimizer", "init".
+    report = {
+        **report,
+        "summary": {**report["summary"], "optimizer": report["summary"]["adam"]},
+        "tasks": {
+            name: {**t, "optimizers": {**t["optimizers"], "optimizer": t["optimizers"]["adam"]}}
+            for name, t in report["tasks"].items()
+        },
+    }
+    rows = demo.summary_table({"smoke": report}).splitlines()[2:]
+    assert [r.split(" | ")[1:3] for r in rows] == [
+        [c, b] for c in demo.CANDIDATES for b in ("adam", "adam-cosine", compare.BEST)
+    ]
