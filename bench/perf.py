@@ -74,10 +74,16 @@ def _timer(tx: optax.GradientTransformation, params, grads):
 
 
 def bench_update(sizes: list[str], rounds: int = 7, min_seconds: float = 0.05) -> list[dict]:
+    learned = {
+        "MLPLOpt": lopt.MLPLOpt(),
+        "MLPLOpt-orth": lopt.MLPLOpt(nominal=True, step_mode="orthogonal"),
+        "VeLO": lopt.VeLO(),
+        "sched-muon": lopt.LearnedSchedule(base="muon"),
+    }
     optimizers = {
         "adam": optax.adam(1e-3),
-        "MLPLOpt": lopt.MLPLOpt().as_optax(lopt.MLPLOpt().init(jax.random.key(0)), 10_000),
-        "VeLO": lopt.VeLO().as_optax(lopt.VeLO().init(jax.random.key(0)), 10_000),
+        "muon": lopt.scheduled.BASES["muon"](),  # optax Muon on 2-D weights, Adam elsewhere
+        **{name: lo.as_optax(lo.init(jax.random.key(0)), 10_000) for name, lo in learned.items()},
     }
     rows = []
     for size in sizes:
@@ -109,7 +115,7 @@ def bench_update(sizes: list[str], rounds: int = 7, min_seconds: float = 0.05) -
                 }
             )
             print(
-                f"{size:>5} {name:>8}  {1e3 * t:8.3f} ms  {ratio:6.2f}x adam  "
+                f"{size:>5} {name:>12}  {1e3 * t:8.3f} ms  {ratio:6.2f}x adam  "
                 f"{num_floats(state) / n_params:5.2f} state floats/param",
                 flush=True,
             )
