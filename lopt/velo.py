@@ -13,7 +13,13 @@ import optax
 
 from lopt import features as F
 from lopt.base import LearnedOptimizer, Theta, check_positive, check_widths
-from lopt.per_param import NUM_OUTPUTS, TensorControl, init_mlp, per_parameter_transform
+from lopt.per_param import (
+    NUM_OUTPUTS,
+    STEP_MODES,
+    TensorControl,
+    init_mlp,
+    per_parameter_transform,
+)
 
 _MAX_RANK = 3  # rank one-hot: 0, 1, 2, >= 3 axes
 NUM_TENSOR_FEATURES = (
@@ -53,6 +59,12 @@ class VeLO(LearnedOptimizer):
 
         update = −step_scale · exp(ℓ) · d · exp(magnitude_scale · m)
 
+    in the default ``step_mode="absolute"``; the other modes of ``per_param.STEP_MODES`` tie
+    it to the parameter RMS or normalize it per tensor, and ``orthogonal`` replaces each
+    matrix's step by its Newton-Schulz orthogonalization with singular values near
+    ``step_scale · exp(ℓ)`` (there is no nominal term: the direction is the MLPs' from the
+    start).
+
     The user passes the loss as ``value`` at every step, and the horizon ``num_steps`` up
     front. The defaults are sized for CPU meta-training; :meth:`paper` gives the paper's
     sizes (LSTM 512, bank 256).
@@ -63,6 +75,7 @@ class VeLO(LearnedOptimizer):
       mlp_hidden: hidden widths of each per-parameter MLP.
       step_scale, magnitude_scale: see the formula.
       out_init_scale: initial scale of the MLPs' output layers (near no-op at init).
+      step_mode: what the step is tied to (see the formula).
     """
 
     lstm_hidden: int = 64
@@ -71,8 +84,11 @@ class VeLO(LearnedOptimizer):
     step_scale: float = 0.01
     magnitude_scale: float = 1.0
     out_init_scale: float = 0.01
+    step_mode: str = "absolute"
 
     def __post_init__(self):
+        if self.step_mode not in STEP_MODES:
+            raise ValueError(f"VeLO.step_mode must be one of {STEP_MODES}, got {self.step_mode!r}")
         object.__setattr__(self, "mlp_hidden", check_widths("VeLO", mlp_hidden=self.mlp_hidden))
         for field in ("lstm_hidden", "bank_size"):
             v = getattr(self, field)
@@ -145,4 +161,5 @@ class VeLO(LearnedOptimizer):
             num_steps=num_steps,
             magnitude_scale=self.magnitude_scale,
             uses_loss=True,
+            step_mode=self.step_mode,
         )

@@ -175,6 +175,7 @@ def test_non_float_leaves_are_named(arch):
         (lambda: lopt.MLPLOpt(hidden=(0,)), "MLPLOpt.hidden"),
         (lambda: lopt.MLPLOpt(step_scale=-1.0), "MLPLOpt.step_scale must be > 0"),
         (lambda: lopt.MLPLOpt(step_mode="rms"), "MLPLOpt.step_mode must be one of"),
+        (lambda: lopt.VeLO(step_mode="rms"), "VeLO.step_mode must be one of"),
         (lambda: lopt.VeLO(bank_size=0), "VeLO.bank_size must be an integer >= 1"),
         (lambda: lopt.HyperAdam(b1=1.5), r"HyperAdam.b1 must be in \(0, 1\)"),
         (lambda: lopt.HyperAdam(lr=0.0), "HyperAdam.lr must be > 0"),
@@ -290,6 +291,12 @@ def test_orthogonal_step_is_muons_orthogonalization_of_each_matrix_step():
         # Newton-Schulz leaves every singular value within about [0.5, 1.5].
         sv = jnp.linalg.svd(u[name] / (0.02 * width), compute_uv=False)
         assert 0.4 < float(sv.min()) and float(sv.max()) < 1.6
+    # VeLO's step (no nominal term) is orthogonalized the same way, at step_scale · exp(ℓ).
+    velo = lopt.VeLO(lstm_hidden=8, bank_size=3, step_scale=0.02, step_mode="orthogonal")
+    tx = velo.as_optax(velo.init(jax.random.key(0)), 100)
+    u, _ = tx.update(grads, tx.init(params), params, value=jnp.float32(1.0))
+    sv = jnp.linalg.svd(u["tall"] / 0.02, compute_uv=False)
+    assert 0.4 < float(sv.min()) and float(sv.max()) < 1.6
     # A zero step stays exactly zero (no 0/0).
     control = lopt.per_param.TensorControl([], jnp.asarray(0.02), jnp.asarray(0.01))
     zero = jnp.zeros((4, 12))
