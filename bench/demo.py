@@ -7,7 +7,7 @@
    cosine decay (``bench.compare``), on the ``indist`` suite (ten image-mlp members the run
    never sampled; about 4 minutes), writing ``runs/demo/indist/`` (``report.md``,
    ``results.json``, ``curves.png``, ``speedups.png``). ``--suites indist,heldout`` adds the
-   ``heldout`` suite (other architectures and losses; about 20 more minutes).
+   ``heldout`` suite (other architectures and losses; about 30 more minutes).
 3. Prints a summary table and the paths it wrote.
 
 ``python -m bench.demo [--config C] [section.field=value ...]`` runs the same pipeline on
