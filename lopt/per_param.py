@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from optax.contrib._muon import orthogonalize_via_newton_schulz
+from optax.contrib._muon import orthogonalize_via_newton_schulz  # Muon's; not re-exported
 
 from lopt import features as F
 from lopt.base import check_float_params, check_num_steps, require
@@ -95,9 +95,9 @@ _MAX_LOG_STEP = 10.0  # exp() of the magnitude output is clipped here, so steps 
 #               Adam, the learned term a correction of the direction);
 #   orthogonal: a 2-D tensor's absolute step [fan_in, fan_out] replaced by its Newton-Schulz
 #               orthogonalization (optax's Muon: 5 quintic iterations) times
-#               step_scale · √max(1, fan_out / fan_in), Muon's width scaling, so its
-#               singular values are all near step_scale (Celo2's matrix-aware update; with a
-#               nominal term it starts as orthogonalized Adam); other tensors as absolute.
+#               step_scale · √max(1, fan_out / fan_in), Muon's width scaling: its singular
+#               values are all near that factor (Celo2's matrix-aware update; with a nominal
+#               term it starts as orthogonalized Adam); other tensors as absolute.
 STEP_MODES = ("absolute", "param_rms", "normalized", "orthogonal")
 PARAM_RMS_FLOOR = 1e-3
 NS_COEFFS = (3.4445, -4.7750, 2.0315)  # Muon's quintic Newton-Schulz coefficients
