@@ -12,8 +12,8 @@ from lopt import features as F
 from lopt.base import LearnedOptimizer, Theta, check_positive, check_widths
 from lopt.per_param import (
     NUM_OUTPUTS,
-    STEP_MODES,
     TensorControl,
+    check_step_mode,
     init_mlp,
     per_parameter_transform,
 )
@@ -33,7 +33,8 @@ class MLPLOpt(LearnedOptimizer):
     in the default ``step_mode="absolute"``; ``param_rms`` multiplies the learned term by the
     tensor's parameter RMS, ``normalized`` rescales the tensor's whole step to RMS
     ``ρ · step_scale``, ``orthogonal`` replaces each matrix's whole step by its Newton-Schulz
-    orthogonalization with singular values near ``ρ · step_scale`` (``per_param.STEP_MODES``).
+    orthogonalization with singular values near ``ρ · step_scale`` (times Muon's width factor
+    ``√max(1, fan_out / fan_in)``; ``per_param.STEP_MODES``).
     With ``schedule=True``, ``ρ = exp(clip(w · φ(t/T), ±SCHEDULE_BOUND))`` is a learned
     schedule over the 10 fraction-of-horizon features ``φ`` (``w`` starts at 0, so ``ρ``
     starts at exactly 1); otherwise ``ρ = 1``.
@@ -62,10 +63,7 @@ class MLPLOpt(LearnedOptimizer):
     schedule: bool = False
 
     def __post_init__(self):
-        if self.step_mode not in STEP_MODES:
-            raise ValueError(
-                f"MLPLOpt.step_mode must be one of {STEP_MODES}, got {self.step_mode!r}"
-            )
+        check_step_mode("MLPLOpt", self.step_mode)
         object.__setattr__(self, "hidden", check_widths("MLPLOpt", hidden=self.hidden))
         check_positive(
             "MLPLOpt",

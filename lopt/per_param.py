@@ -103,6 +103,12 @@ PARAM_RMS_FLOOR = 1e-3
 NS_COEFFS = (3.4445, -4.7750, 2.0315)  # Muon's quintic Newton-Schulz coefficients
 
 
+def check_step_mode(owner: str, mode: str) -> None:
+    """Raises ``ValueError`` naming ``owner.step_mode`` unless ``mode`` is in ``STEP_MODES``."""
+    if mode not in STEP_MODES:
+        raise ValueError(f"{owner}.step_mode must be one of {STEP_MODES}, got {mode!r}")
+
+
 def _rms(x: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.sum(x * x) / max(x.size, 1))  # 0, not NaN, for an empty tensor
 
@@ -148,8 +154,7 @@ def per_parameter_transform(
     ignored. Updates have the parameters' dtype; the memory is float32.
     """
     check_num_steps(num_steps)
-    if step_mode not in STEP_MODES:
-        raise ValueError(f"step_mode must be one of {STEP_MODES}, got {step_mode!r}")
+    check_step_mode(owner, step_mode)
 
     def init_fn(params):
         check_float_params(params)

@@ -15,8 +15,8 @@ from lopt import features as F
 from lopt.base import LearnedOptimizer, Theta, check_positive, check_widths
 from lopt.per_param import (
     NUM_OUTPUTS,
-    STEP_MODES,
     TensorControl,
+    check_step_mode,
     init_mlp,
     per_parameter_transform,
 )
@@ -62,8 +62,8 @@ class VeLO(LearnedOptimizer):
     in the default ``step_mode="absolute"``; the other modes of ``per_param.STEP_MODES`` tie
     it to the parameter RMS or normalize it per tensor, and ``orthogonal`` replaces each
     matrix's step by its Newton-Schulz orthogonalization with singular values near
-    ``step_scale · exp(ℓ)`` (there is no nominal term: the direction is the MLPs' from the
-    start).
+    ``step_scale · exp(ℓ)`` (times Muon's width factor; there is no nominal term: the
+    direction is the MLPs' from the start).
 
     The user passes the loss as ``value`` at every step, and the horizon ``num_steps`` up
     front. The defaults are sized for CPU meta-training; :meth:`paper` gives the paper's
@@ -87,8 +87,7 @@ class VeLO(LearnedOptimizer):
     step_mode: str = "absolute"
 
     def __post_init__(self):
-        if self.step_mode not in STEP_MODES:
-            raise ValueError(f"VeLO.step_mode must be one of {STEP_MODES}, got {self.step_mode!r}")
+        check_step_mode("VeLO", self.step_mode)
         object.__setattr__(self, "mlp_hidden", check_widths("VeLO", mlp_hidden=self.mlp_hidden))
         for field in ("lstm_hidden", "bank_size"):
             v = getattr(self, field)
