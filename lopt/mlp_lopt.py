@@ -32,7 +32,8 @@ class MLPLOpt(LearnedOptimizer):
 
     in the default ``step_mode="absolute"``; ``param_rms`` multiplies the learned term by the
     tensor's parameter RMS, ``normalized`` rescales the tensor's whole step to RMS
-    ``ρ · step_scale``, ``orthogonal`` replaces each matrix's whole step by its Newton-Schulz
+    ``ρ · step_scale``, ``orthogonal`` replaces each weight matrix's whole step
+    (``per_param.is_weight_matrix``: 2-D, not an embedding) by its Newton-Schulz
     orthogonalization with singular values near ``ρ · step_scale`` (times Muon's width factor
     ``√max(1, fan_out / fan_in)``; ``per_param.STEP_MODES``).
     With ``schedule=True``, ``ρ = exp(clip(w · φ(t/T), ±SCHEDULE_BOUND))`` is a learned

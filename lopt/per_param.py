@@ -97,7 +97,8 @@ _MAX_LOG_STEP = 10.0  # exp() of the magnitude output is clipped here, so steps 
 #               orthogonalization (optax's Muon: 5 quintic iterations) times
 #               step_scale · √max(1, fan_out / fan_in), Muon's width scaling: its singular
 #               values are all near that factor (Celo2's matrix-aware update; with a nominal
-#               term it starts as orthogonalized Adam); other tensors as absolute.
+#               term it starts as orthogonalized Adam); tensors that are not weight
+#               matrices (``is_weight_matrix``) as absolute.
 STEP_MODES = ("absolute", "param_rms", "normalized", "orthogonal")
 PARAM_RMS_FLOOR = 1e-3
 NS_COEFFS = (3.4445, -4.7750, 2.0315)  # Muon's quintic Newton-Schulz coefficients
@@ -107,6 +108,19 @@ def check_step_mode(owner: str, mode: str) -> None:
     """Raises ``ValueError`` naming ``owner.step_mode`` unless ``mode`` is in ``STEP_MODES``."""
     if mode not in STEP_MODES:
         raise ValueError(f"{owner}.step_mode must be one of {STEP_MODES}, got {mode!r}")
+
+
+def is_weight_matrix(path: tuple, shape: tuple[int, ...]) -> bool:
+    """Whether the orthogonal step mode orthogonalizes the leaf at ``path`` (a jax key path).
+
+    A non-empty 2-D leaf unless its path names an embedding (a key containing ``embed``,
+    as flax's ``nn.Embed`` table ``embedding`` does): an embedding's gradient touches only
+    the rows of the tokens seen, and orthogonalizing it spreads the step over every row.
+    Biases, scales, convolution kernels and embeddings take the absolute step. To send some
+    leaves to another rule altogether (AdamW, say), wrap the transform in
+    ``optax.partition`` with a label function.
+    """
+    return len(shape) == 2 and 0 not in shape and "embed" not in jax.tree_util.keystr(path).lower()
 
 
 def _rms(x: jax.Array) -> jax.Array:
@@ -127,7 +141,7 @@ def tensor_step(
     if mode == "normalized":
         rms = _rms(step)  # where it is 0 the step is 0 everywhere and stays 0
         step = control.step_scale * step / jnp.where(rms > 0, rms, 1.0)
-    elif mode == "orthogonal" and step.ndim == 2 and step.size:
+    elif mode == "orthogonal":  # ``step`` is a weight matrix (``is_weight_matrix``)
         fan_in, fan_out = step.shape
         step = orthogonalize_via_newton_schulz(step, jnp.asarray(NS_COEFFS))  # 0 stays 0
         step = control.step_scale * max(1.0, fan_out / fan_in) ** 0.5 * step
@@ -172,8 +186,14 @@ def per_parameter_transform(
         require(params, "params", owner)
         if uses_loss:
             require(value, "value", owner)
-        treedef = jax.tree.structure(params)
-        ps = treedef.flatten_up_to(params)
+        paths, treedef = jax.tree_util.tree_flatten_with_path(params)
+        ps = [p for _, p in paths]
+        modes = [
+            step_mode
+            if step_mode != "orthogonal" or is_weight_matrix(path, p.shape)
+            else "absolute"
+            for path, p in paths
+        ]
         gs = [jnp.asarray(g, jnp.float32) for g in treedef.flatten_up_to(grads)]
         # Wrappers such as flax.nnx.Optimizer hand the state back with their own containers
         # in place of our NamedTuples, so it is read by field name.
@@ -199,11 +219,11 @@ def per_parameter_transform(
         controls, controller_state = controller(inputs, state.controller)
 
         updates = []
-        for a, g, p, s, c in zip(accs, gs, pf, stats, controls, strict=True):
+        for a, g, p, s, c, mode in zip(accs, gs, pf, stats, controls, modes, strict=True):
             feats = F.parameter_features(a, g, p, jnp.maximum(count, 1), s)
             d, m = apply_mlp(c.layers, feats)
             learned = d * jnp.exp(jnp.minimum(magnitude_scale * m, _MAX_LOG_STEP))
-            step = tensor_step(learned, feats[_ADAM_FEATURE], c, step_mode, s)
+            step = tensor_step(learned, feats[_ADAM_FEATURE], c, mode, s)
             updates.append(jnp.where(bad, 0.0, -step))
         updates = [u.astype(p.dtype) for u, p in zip(updates, ps, strict=True)]
         new_state = PerParamState(

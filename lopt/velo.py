@@ -60,10 +60,10 @@ class VeLO(LearnedOptimizer):
         update = −step_scale · exp(ℓ) · d · exp(magnitude_scale · m)
 
     in the default ``step_mode="absolute"``; the other modes of ``per_param.STEP_MODES`` tie
-    it to the parameter RMS or normalize it per tensor, and ``orthogonal`` replaces each
-    matrix's step by its Newton-Schulz orthogonalization with singular values near
-    ``step_scale · exp(ℓ)`` (times Muon's width factor; there is no nominal term: the
-    direction is the MLPs' from the start).
+    it to the parameter RMS or normalize it per tensor, and ``orthogonal`` replaces each weight
+    matrix's step (``per_param.is_weight_matrix``: 2-D, not an embedding) by its Newton-Schulz
+    orthogonalization with singular values near ``step_scale · exp(ℓ)`` (times Muon's width
+    factor; there is no nominal term: the direction is the MLPs' from the start).
 
     The user passes the loss as ``value`` at every step, and the horizon ``num_steps`` up
     front. The defaults are sized for CPU meta-training; :meth:`paper` gives the paper's

@@ -270,12 +270,13 @@ def test_learned_schedule_starts_as_the_identity_and_scales_the_whole_step():
     np.testing.assert_allclose(u["w"], jnp.exp(w @ phi) * u0["w"], rtol=1e-5)
 
 
-def test_orthogonal_step_is_muons_orthogonalization_of_each_matrix_step():
-    k = jax.random.split(jax.random.key(4), 3)
+def test_orthogonal_step_is_muons_orthogonalization_of_each_weight_matrix_step():
+    k = jax.random.split(jax.random.key(4), 4)
     params = {
         "wide": jax.random.normal(k[0], (4, 12)),
         "tall": jax.random.normal(k[1], (12, 4)),
         "bias": jax.random.normal(k[2], (5,)),
+        "Embed_0": {"embedding": jax.random.normal(k[3], (7, 4))},  # flax nn.Embed's name
     }
     grads = grads_like(params)
     absolute = lopt.MLPLOpt(nominal=True, step_scale=0.02)
@@ -283,7 +284,9 @@ def test_orthogonal_step_is_muons_orthogonalization_of_each_matrix_step():
     u_abs = _one_update(absolute, theta, params, grads, count=3)
     lo = lopt.MLPLOpt(nominal=True, step_scale=0.02, step_mode="orthogonal")
     u = _one_update(lo, theta, params, grads, count=3)
-    np.testing.assert_allclose(u["bias"], u_abs["bias"])  # not a matrix: the absolute step
+    # Not weight matrices: a bias and an embedding table take the absolute step.
+    np.testing.assert_allclose(u["bias"], u_abs["bias"])
+    np.testing.assert_allclose(u["Embed_0"]["embedding"], u_abs["Embed_0"]["embedding"])
     ns = optax.contrib._muon.orthogonalize_via_newton_schulz
     coeffs = jnp.asarray(lopt.per_param.NS_COEFFS)
     for name, width in (("wide", 3.0**0.5), ("tall", 1.0)):  # √max(1, fan_out / fan_in)
@@ -302,6 +305,24 @@ def test_orthogonal_step_is_muons_orthogonalization_of_each_matrix_step():
     zero = jnp.zeros((4, 12))
     step = lopt.per_param.tensor_step(zero, zero, control, "orthogonal", stats=None)
     assert bool(jnp.all(step == 0))
+
+
+def test_a_label_function_sends_chosen_leaves_to_adamw_through_optax_partition():
+    k = jax.random.split(jax.random.key(5), 2)
+    params = {"w": jax.random.normal(k[0], (6, 4)), "b": jax.random.normal(k[1], (4,))}
+    grads = grads_like(params)
+    lo = lopt.MLPLOpt(nominal=True, step_scale=0.02, step_mode="orthogonal")
+    learned = lo.as_optax(lo.init(jax.random.key(0)), 100)
+    adamw = optax.adamw(1e-3, weight_decay=0.1)
+    tx = optax.partition(
+        {"learned": learned, "adamw": adamw},
+        lambda tree: jax.tree.map(lambda p: "learned" if p.ndim == 2 else "adamw", tree),
+    )
+    u, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+    u_w, _ = learned.update({"w": grads["w"]}, learned.init({"w": params["w"]}), {"w": params["w"]})
+    u_b, _ = adamw.update({"b": grads["b"]}, adamw.init({"b": params["b"]}), {"b": params["b"]})
+    np.testing.assert_allclose(u["w"], u_w["w"], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(u["b"], u_b["b"], rtol=1e-6)
 
 
 def test_normalized_step_has_unit_rms_per_tensor_and_param_rms_follows_reparameterization():
