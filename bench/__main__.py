@@ -1,7 +1,7 @@
 """``python -m bench compare|saturation|stability ...`` (also the ``lopt-bench`` command).
 
     python -m bench compare --optimizer my.lopt [--optimizer adamw ...] --suite heldout \\
-        --baselines adam,adam-cosine --protocol lr-grid --max-speedup 4 --out reports/x
+        --baselines adam,adam-cosine,muon-cosine,sf-adamw --protocol lr-grid --out reports/x
     python -m bench saturation --suite indist --suite heldout
     python -m bench stability reports/x/results.json reports/x-4x/results.json
 """
@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--suite", required=True, help=f"one of {suites.SUITES}")
     p.add_argument(
         "--baselines",
-        default="adam,adam-cosine",
-        help=f"comma-separated, of {sorted(baselines.BASELINES)} (default: adam,adam-cosine)",
+        default=",".join(baselines.STRONG),
+        help=f"comma-separated, of {sorted(baselines.BASELINES)} "
+        f"(default: {','.join(baselines.STRONG)})",
     )
     p.add_argument("--protocol", default="lr-grid", choices=protocols.PROTOCOLS)
     p.add_argument(

@@ -266,6 +266,11 @@ BASELINES: dict[str, Baseline] = {
 }
 
 
+# What `bench compare` tunes by default: constant and cosine-decayed Adam (the references),
+# and what practitioners run in 2026, tuned cosine Muon and schedule-free AdamW.
+STRONG = ("adam", "adam-cosine", "muon-cosine", "sf-adamw")
+
+
 def get(name: str) -> Baseline:
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose from {sorted(BASELINES)}")

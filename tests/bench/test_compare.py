@@ -132,6 +132,7 @@ def test_a_candidate_twice_as_fast_as_the_tuned_baseline_has_speedup_two(tmp_pat
 
 def test_random_search_reports_quality_against_the_trial_budget(tmp_path):
     args = ["compare", "--optimizer", "sgd", "--suite", "smoke", "--protocol", "random-search"]
+    args += ["--baselines", "adam"]
     assert main([*args, "--trials", "4", "--seeds", "1", "--out", str(tmp_path), "--quiet"]) == 0
     report = json.loads((tmp_path / "results.json").read_text())
     record = report["tasks"]["quadratic"]["optimizers"]["adam"]
