@@ -21,6 +21,7 @@ import json
 import os
 import pathlib
 import tempfile
+import warnings
 import zipfile
 from typing import Any
 
@@ -55,7 +56,25 @@ class Frozen:
     theta: Theta
     meta: dict[str, Any]
 
+    @property
+    def horizons(self) -> tuple[int, int] | None:
+        """The shortest and longest run lengths it was meta-trained on (``meta["horizons"]``),
+        if the file records them."""
+        h = self.meta.get("horizons")
+        return (int(h[0]), int(h[1])) if h else None
+
     def as_optax(self, num_steps: int) -> optax.GradientTransformationExtraArgs:
+        """The optax transform for a run of ``num_steps``; warns when ``num_steps`` is outside
+        the horizons it was meta-trained on, where nothing shaped its behaviour."""
+        h = self.horizons
+        if h and not h[0] <= num_steps <= h[1]:
+            name = self.meta.get("name", self.architecture.name)
+            warnings.warn(
+                f"{name} was meta-trained on runs of {h[0]}-{h[1]} steps; num_steps={num_steps} "
+                "is outside them, where its behaviour is untrained. Check it against a tuned "
+                "baseline on your problem (python -m bench compare) before relying on it.",
+                stacklevel=2,
+            )
         return self.architecture.as_optax(self.theta, num_steps)
 
 

@@ -342,8 +342,10 @@ def meta_train(
 
     def meta(steps: int) -> dict[str, Any]:
         losses = [r["meta_loss"] for r in history if r["step"] <= steps]
+        schedule = cfg.estimator.schedule
         return {
             "recipe": to_dict(cfg),
+            "horizons": [schedule.min_length, schedule.max_length],  # lopt.Frozen.horizons
             "outer_steps": steps,
             "meta_loss_first10": float(np.mean(losses[:10])) if losses else None,
             "meta_loss_last10": float(np.mean(losses[-10:])) if losses else None,

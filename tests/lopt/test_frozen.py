@@ -2,6 +2,7 @@
 
 import io
 import json
+import warnings
 import zipfile
 
 import flax.linen as nn
@@ -169,6 +170,20 @@ def test_non_finite_and_oversized_arrays_are_rejected(saved, tmp_path):
     liar = _rewrite(path, tmp_path / "liar.lopt", replace={"arrays/mlp/0/b.npy": header.getvalue()})
     with pytest.raises(lopt.FrozenFileError, match=r"'mlp/0/b' is corrupt \(its header declares"):
         lopt.load(liar)
+
+
+def test_a_run_length_outside_the_trained_horizons_warns(saved, tmp_path):
+    lo, theta, path = saved
+    assert lopt.load(path).horizons is None  # not recorded: no guard
+    frozen = lopt.load(lopt.save(tmp_path / "h.lopt", lo, theta, meta={"horizons": [100, 2000]}))
+    assert frozen.horizons == (100, 2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for num_steps in (100, 2000):
+            frozen.as_optax(num_steps)
+    for num_steps in (50, 10_000):
+        with pytest.warns(UserWarning, match=f"runs of 100-2000 steps; num_steps={num_steps}"):
+            frozen.as_optax(num_steps)
 
 
 def test_pretrained_registry():

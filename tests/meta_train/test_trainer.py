@@ -55,6 +55,8 @@ def test_outputs(full_run):
     assert all(np.isfinite(r["meta_loss"]) for r in records)
     frozen = lopt.load(result.export_path)
     assert frozen.meta["recipe"]["task"]["name"] == "quadratic"
+    schedule = full_run[0].estimator.schedule
+    assert frozen.horizons == (schedule.min_length, schedule.max_length)
     for a, b in zip(_leaves(frozen.theta), _leaves(result.theta), strict=True):
         np.testing.assert_array_equal(a, b)
     assert (result.run_dir / "config.yaml").exists()
