@@ -91,7 +91,11 @@ def _path_str(path) -> str:
 
 
 def _flatten(theta: Theta) -> dict[str, np.ndarray]:
-    return {_path_str(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(theta)}
+    """Key path -> array; float64 leaves (a theta made under x64) are stored as float32."""
+    return {
+        _path_str(p): np.asarray(x, np.float32 if x.dtype == np.float64 else None)
+        for p, x in jax.tree_util.tree_leaves_with_path(theta)
+    }
 
 
 def save(
@@ -146,7 +150,9 @@ def save(
 
 
 def _template(lo: LearnedOptimizer):
-    return jax.eval_shape(lo.init, jax.random.key(0))
+    """The shapes and dtypes of ``lo.init``: 32-bit, as files hold them, also under x64."""
+    with jax.enable_x64(False):
+        return jax.eval_shape(lo.init, jax.random.key(0))
 
 
 def _check_arrays(

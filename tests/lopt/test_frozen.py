@@ -186,6 +186,25 @@ def test_a_run_length_outside_the_trained_horizons_warns(saved, tmp_path):
             frozen.as_optax(num_steps)
 
 
+def test_files_load_and_save_under_x64(saved, tmp_path):
+    lo, theta, path = saved
+    params = {"w": jnp.ones((3, 2))}
+    expected = (
+        lopt.load(path).as_optax(10).update(params, lo.as_optax(theta, 10).init(params), params)[0]
+    )
+    with jax.enable_x64(True):
+        frozen = lopt.load(path)  # float32 arrays, where lo.init would now give float64
+        tx = frozen.as_optax(10)
+        params64 = {"w": jnp.ones((3, 2), jnp.float64)}
+        u, _ = tx.update(params64, tx.init(params64), params64)
+        assert u["w"].dtype == jnp.float64
+        np.testing.assert_allclose(u["w"], expected["w"], rtol=1e-6)
+        theta64 = lo.init(jax.random.key(3))
+        again = lopt.load(lopt.save(tmp_path / "x64.lopt", lo, theta64))
+    for a in jax.tree.leaves(again.theta):
+        assert a.dtype == np.float32
+
+
 def test_pretrained_registry():
     assert "mlplopt-mix" in lopt.list_pretrained()
     with pytest.raises(ValueError, match="no pretrained optimizer 'nope'; available: \\["):
