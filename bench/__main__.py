@@ -22,7 +22,9 @@ from meta_train import compile_cache
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    # Run as the installed `lopt-bench` command, or as `python -m bench`.
+    prog = "lopt-bench" if pathlib.Path(sys.argv[0]).name == "lopt-bench" else "python -m bench"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "compare",

@@ -148,6 +148,16 @@ def test_random_search_reports_quality_against_the_trial_budget(tmp_path):
     assert "## Tuning budget" in (tmp_path / "report.md").read_text()
 
 
+@pytest.mark.parametrize(
+    "argv0, prog", [("/venv/bin/lopt-bench", "lopt-bench"), ("x/__main__.py", "python -m bench")]
+)
+def test_help_names_the_command_that_ran(monkeypatch, capsys, argv0, prog):
+    monkeypatch.setattr("sys.argv", [argv0])
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert capsys.readouterr().out.startswith(f"usage: {prog} ")
+
+
 def test_clear_errors(tmp_path, capsys):
     run = lambda *args: main(["compare", "--quiet", "--out", str(tmp_path), *args])
     assert run("--optimizer", "adamax", "--suite", "smoke") == 2
