@@ -63,9 +63,9 @@ class Optimizer:
     learned: Callable[[int], optax.GradientTransformation] | None = None
 
 
-def resolve(spec: str) -> Optimizer:
-    """A baseline name, a pretrained name, or a path to a frozen ``.lopt`` file (named by its
-    file name without ``.lopt``)."""
+def resolve(spec: str, name: str | None = None) -> Optimizer:
+    """A baseline name, a pretrained name, or a path to a frozen ``.lopt`` file (named
+    ``name``, by default its file name without ``.lopt``)."""
     if spec in baselines_lib.BASELINES:
         return Optimizer(spec, baseline=baselines_lib.BASELINES[spec])
     if spec in lopt.list_pretrained():
@@ -74,7 +74,7 @@ def resolve(spec: str) -> Optimizer:
     path = pathlib.Path(spec)
     if path.exists():
         frozen = lopt.load(path)  # FrozenFileError says what is wrong with the file
-        return Optimizer(path.name.removesuffix(".lopt"), learned=frozen.as_optax)
+        return Optimizer(name or path.name.removesuffix(".lopt"), learned=frozen.as_optax)
     raise ValueError(
         f"unknown optimizer {spec!r}: not a baseline {sorted(baselines_lib.BASELINES)}, "
         f"a pretrained optimizer {lopt.list_pretrained()}, or an existing .lopt file"
@@ -243,6 +243,11 @@ def compare(
     budgets = fractions(max_speedup)
     entries = suites.get(suite) if isinstance(suite, str) else list(suite)
     candidates = [o if isinstance(o, Optimizer) else resolve(o) for o in optimizers]
+    names = [c.name for c in candidates]
+    for i, (spec, c) in enumerate(zip(optimizers, candidates, strict=True)):
+        if names.count(c.name) > 1 and isinstance(spec, str) and pathlib.Path(spec).exists():
+            path = pathlib.Path(spec)  # runs/a/optimizer.lopt and runs/b/optimizer.lopt
+            candidates[i] = resolve(spec, f"{path.parent.name}/{c.name}")
     names = [c.name for c in candidates]
     if len(set(names)) < len(names):
         raise ValueError(f"candidates need distinct names, got {names} (rename a .lopt file)")

@@ -148,6 +148,28 @@ def test_random_search_reports_quality_against_the_trial_budget(tmp_path):
     assert "## Tuning budget" in (tmp_path / "report.md").read_text()
 
 
+def test_two_files_of_one_name_are_named_by_their_folders(tmp_path):
+    lo = lopt.MLPLOpt()
+    paths = [
+        str(lopt.save(tmp_path / run / "optimizer.lopt", lo, lo.init(jax.random.key(i))))
+        for i, run in enumerate(("a", "b"))
+    ]
+    with pytest.raises(ValueError, match="distinct names"):
+        compare.compare([paths[0], paths[0]], "smoke", ["adam"], "lr-grid", tmp_path / "x")
+    report = compare.compare(
+        paths,
+        "smoke",
+        ["adam"],
+        "lr-grid",
+        tmp_path / "r",
+        seeds=1,
+        lr_range=(1e-2, 1e-1),
+        max_speedup=1,
+        progress=False,
+    )
+    assert report["candidates"] == ["a/optimizer", "b/optimizer"]
+
+
 @pytest.mark.parametrize(
     "argv0, prog", [("/venv/bin/lopt-bench", "lopt-bench"), ("x/__main__.py", "python -m bench")]
 )
