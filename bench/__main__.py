@@ -36,10 +36,16 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         required=True,
         metavar="X",
-        help=f"a .lopt file, a pretrained name {lopt.list_pretrained()} or a baseline name "
-        "(tuned by the protocol); repeat for several",
+        help=f"a .lopt file, a pretrained name {lopt.list_pretrained()}, a baseline name "
+        "(tuned by the protocol) or an import path package.module:factory to a function "
+        "num_steps -> optax transform; repeat for several",
     )
-    p.add_argument("--suite", required=True, help=f"one of {suites.SUITES}")
+    p.add_argument(
+        "--suite",
+        required=True,
+        help=f"one of {suites.SUITES}, or an import path package.module:attribute to a list "
+        "of bench.suites.Entry",
+    )
     p.add_argument(
         "--baselines",
         default=",".join(baselines.STRONG),

@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 import lopt
+import tasks
 from bench import baselines as baselines_lib
 from bench import metrics, protocols, runner, suites
 from bench import report as report_lib
@@ -64,8 +65,15 @@ class Optimizer:
 
 
 def resolve(spec: str, name: str | None = None) -> Optimizer:
-    """A baseline name, a pretrained name, or a path to a frozen ``.lopt`` file (named
-    ``name``, by default its file name without ``.lopt``)."""
+    """A baseline name, a pretrained name, a path to a frozen ``.lopt`` file (named
+    ``name``, by default its file name without ``.lopt``), or an import path
+    ``package.module:factory`` to a function ``num_steps -> optax transform`` (named by
+    the factory)."""
+    if tasks.is_import_path(spec) and not pathlib.Path(spec).exists():
+        factory = tasks.from_import_path(spec, "optimizer")
+        if not callable(factory):
+            raise ValueError(f"optimizer {spec!r} must be a function num_steps -> optax transform")
+        return Optimizer(name or spec.partition(":")[2], learned=factory)
     if spec in baselines_lib.BASELINES:
         return Optimizer(spec, baseline=baselines_lib.BASELINES[spec])
     if spec in lopt.list_pretrained():
@@ -77,7 +85,8 @@ def resolve(spec: str, name: str | None = None) -> Optimizer:
         return Optimizer(name or path.name.removesuffix(".lopt"), learned=frozen.as_optax)
     raise ValueError(
         f"unknown optimizer {spec!r}: not a baseline {sorted(baselines_lib.BASELINES)}, "
-        f"a pretrained optimizer {lopt.list_pretrained()}, or an existing .lopt file"
+        f"a pretrained optimizer {lopt.list_pretrained()}, an existing .lopt file or an "
+        "import path package.module:factory"
     )
 
 

@@ -98,9 +98,24 @@ SUITES = sorted([*_BASE, *(f"{name}-{HORIZON_FACTOR}x" for name in _BASE)])
 
 
 def get(name: str) -> list[Entry]:
-    """The entries of suite ``name`` (one of ``SUITES``)."""
+    """The entries of suite ``name``: one of ``SUITES``, or an import path
+    ``package.module:attribute`` to a list of ``Entry`` or a function of no arguments
+    returning one."""
+    if tasks.is_import_path(name):
+        entries = tasks.from_import_path(name, "suite")
+        entries = entries() if callable(entries) else entries
+        if not (
+            isinstance(entries, list | tuple)
+            and entries
+            and all(isinstance(e, Entry) for e in entries)
+        ):
+            raise ValueError(f"suite {name!r} must be a non-empty list of bench.suites.Entry")
+        return list(entries)
     base, _, factor = name.partition("-")
     if base not in _BASE or (factor and factor != f"{HORIZON_FACTOR}x"):
-        raise ValueError(f"unknown suite {name!r}; choose from {SUITES}")
+        raise ValueError(
+            f"unknown suite {name!r}; choose from {SUITES} or give an import path "
+            "package.module:attribute"
+        )
     entries = _BASE[base]()
     return [e.scaled(HORIZON_FACTOR) for e in entries] if factor else entries

@@ -88,6 +88,16 @@ class OptimizerConfig:
             raise ConfigError(f"optimizer.hparams: {e}") from None
 
 
+def _check_importable(field: str, name: str, build) -> None:
+    """An import path must name what ``build`` accepts (checked here, so that a typo fails
+    before any worker starts)."""
+    if isinstance(name, str) and tasks.is_import_path(name):
+        try:
+            build(name)
+        except ValueError as e:
+            raise ConfigError(f"{field}: {e}") from None
+
+
 def _check_range(field: str, value: tuple[float, float]) -> None:
     _check(
         len(value) == 2 and 0 < value[0] <= value[1],
@@ -132,18 +142,22 @@ class TaskConfig:
             "set exactly one of task.name (a fixed task) and task.family",
         )
         if self.name is not None:
+            _check_importable("task.name", self.name, tasks.get)
             _check(
-                self.name in tasks.names(),
+                self.name in tasks.names() or tasks.is_import_path(self.name),
                 "task.name",
-                f"must be one of {tasks.names()}, got {self.name!r}",
+                f"must be one of {tasks.names()} or an import path package.module:factory, "
+                f"got {self.name!r}",
             )
         else:
             _check(bool(self.families), "task.family", "must name at least one family")
             for f in self.families:
+                _check_importable("task.family", f, tasks.family)
                 _check(
-                    f in tasks.families(),
+                    f in tasks.families() or tasks.is_import_path(f),
                     "task.family",
-                    f"must be one of {tasks.families()} (or a list of them), got {f!r}",
+                    f"must be one of {tasks.families()} or an import path "
+                    f"package.module:attribute (or a list of them), got {f!r}",
                 )
         _check(
             self.resample_every >= 1,

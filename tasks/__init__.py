@@ -9,6 +9,8 @@ fam = tasks.family("image-mlp")           # tasks.families() lists them
 task = fam.task(fam.sample(key))
 """
 
+import importlib
+
 from tasks import augment, data, models
 from tasks.base import Task, TaskFamily
 from tasks.builders import (
@@ -28,12 +30,48 @@ def names() -> list[str]:
     return sorted(TASKS)
 
 
+def is_import_path(name: str) -> bool:
+    """Whether ``name`` is an import path ``package.module:attribute`` (not a built-in name)."""
+    return ":" in name
+
+
+def from_import_path(path: str, what: str):
+    """The attribute at import path ``package.module:attribute``; a ``ValueError`` naming
+    ``what`` if it cannot be imported. (The module must be importable in every process that
+    rebuilds it: installed, in the working directory or on ``PYTHONPATH``.)"""
+    module, _, attr = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"{what} {path!r}: cannot import it ({e})") from None
+
+
+def _imported(path: str, kind: type, what: str):
+    """The ``kind`` at an import path: the attribute itself, or what calling it with no
+    arguments returns."""
+    obj = from_import_path(path, what)
+    obj = obj if isinstance(obj, kind) else obj() if callable(obj) else obj
+    if not isinstance(obj, kind):
+        raise ValueError(
+            f"{what} {path!r} is a {type(obj).__name__}, not a {kind.__name__} "
+            f"(or a function of no arguments returning one)"
+        )
+    return obj
+
+
 def get(name: str) -> Task:
-    """A built-in fixed task by name."""
+    """A fixed task: a built-in name (``names()``) or an import path
+    ``package.module:factory`` to a ``Task`` or a function of no arguments returning one,
+    so that every process (a Ray worker, a resumed run) rebuilds it from the name alone."""
+    if is_import_path(name):
+        return _imported(name, Task, "task")
     try:
         build = TASKS[name]
     except KeyError:
-        raise ValueError(f"unknown task {name!r}; choose from {names()}") from None
+        raise ValueError(
+            f"unknown task {name!r}; choose from {names()} or give an import path "
+            "package.module:factory"
+        ) from None
     return build()
 
 
@@ -43,11 +81,18 @@ def families() -> list[str]:
 
 
 def family(name: str) -> TaskFamily:
-    """A built-in task family by name."""
+    """A task family: a built-in name (``families()``) or an import path
+    ``package.module:attribute`` to a ``TaskFamily`` or a function of no arguments
+    returning one."""
+    if is_import_path(name):
+        return _imported(name, TaskFamily, "task family")
     try:
         return FAMILIES[name]
     except KeyError:
-        raise ValueError(f"unknown task family {name!r}; choose from {families()}") from None
+        raise ValueError(
+            f"unknown task family {name!r}; choose from {families()} or give an import path "
+            "package.module:attribute"
+        ) from None
 
 
 __all__ = [
@@ -62,7 +107,9 @@ __all__ = [
     "families",
     "family",
     "fit",
+    "from_import_path",
     "get",
+    "is_import_path",
     "language_model_task",
     "models",
     "names",

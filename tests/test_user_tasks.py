@@ -1,0 +1,95 @@
+"""A user's own task, family, suite and optimizer (docs/examples/my_tasks.py), named by import
+path: resolved, meta-trained in-process, resumed, on 2 Ray workers, and benchmarked."""
+
+import pathlib
+
+import numpy as np
+import pytest
+
+import lopt
+import tasks
+from bench import compare
+from meta_train import ConfigError, load_config, meta_train
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "docs" / "examples"
+HYPER = [
+    "optimizer.architecture=HyperAdam",
+    "optimizer.hparams={lr: 0.001}",
+    "estimator.num_particles=4",
+    "estimator.window=5",
+    "estimator.schedule={kind: constant, min_length: 20, max_length: 20}",
+    "checkpoint_every=2",
+]
+
+
+@pytest.fixture(autouse=True)
+def on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+
+
+def test_import_paths_resolve_and_bad_ones_say_why():
+    task = tasks.get("my_tasks:blobs")
+    assert task.name == "blobs8-mlp32"
+    assert tasks.family("my_tasks:widths").name == "my-widths"
+    for name, message in (
+        ("nowhere_mod:x", "task 'nowhere_mod:x': cannot import it .*No module named"),
+        ("my_tasks:nope", "task 'my_tasks:nope': cannot import it .*has no attribute 'nope'"),
+        ("my_tasks:MLP", "task 'my_tasks:MLP' is a MLP, not a Task"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            tasks.get(name)
+    with pytest.raises(ValueError, match="'my_tasks:blobs' is a Task, not a TaskFamily"):
+        tasks.family("my_tasks:blobs")
+    with pytest.raises(ConfigError, match="task.name: task 'my_tasks:nope': cannot import"):
+        load_config(None, ["task.name=my_tasks:nope", "task.family=null"])
+    with pytest.raises(ConfigError, match="task.family: task family 'x.y:z': cannot import"):
+        load_config(None, ["task.family=[image-mlp, 'x.y:z']"])
+
+
+def test_meta_trains_resumes_and_benchmarks(tmp_path):
+    run_dir = tmp_path / "mine"
+    cfg = lambda *extra: load_config(
+        None, [*HYPER, "task.family=my_tasks:widths", f"run_dir={run_dir}", *extra]
+    )
+    meta_train(cfg("num_steps=2"), verbose=False)
+    # A new process rebuilds the family from the config's name alone.
+    saved = (run_dir / "config.yaml").read_text()
+    assert "my_tasks:widths" in saved
+    resumed = meta_train(cfg("num_steps=4"), resume=True, verbose=False)
+    assert [r["step"] for r in resumed.history] == [3, 4]
+    assert all(r["task"].startswith("blobs8-mlp") for r in resumed.history)
+    report = compare.compare(
+        [str(resumed.export_path), "my_tasks:sgd_cosine"],
+        "my_tasks:suite",
+        ["adam"],
+        "lr-grid",
+        tmp_path / "report",
+        seeds=1,
+        lr_range=(1e-3, 1e-1),
+        max_speedup=1,
+        progress=False,
+    )
+    assert report["suite"] == "my_tasks:suite"
+    assert report["candidates"] == ["optimizer", "sgd_cosine"]
+    record = report["tasks"]["blobs8-mlp32"]["optimizers"]["sgd_cosine"]
+    assert record["final_train"] < 0.9 * record["initial_loss"]  # it trained the user's model
+
+
+def test_two_ray_workers_rebuild_the_task_from_its_import_path(tmp_path):
+    cfg = load_config(
+        None,
+        [
+            *HYPER,
+            "task.name=my_tasks:blobs",
+            "task.family=null",
+            "num_steps=3",
+            "distributed.workers=2",
+            f"distributed.worker_env={{PYTHONPATH: {EXAMPLES}}}",
+            f"run_dir={tmp_path / 'ray'}",
+        ],
+    )
+    result = meta_train(cfg, verbose=False)
+    assert {w for r in result.history for w in r["workers"]} == {0, 1}
+    assert {r["task"] for r in result.history} == {"blobs8-mlp32"}
+    assert np.isfinite(result.theta["log_lr"])
+    assert lopt.load(result.export_path).meta["recipe"]["task"]["name"] == "my_tasks:blobs"
