@@ -122,11 +122,20 @@ class _Distributed:
         self.pool.close()
 
 
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
 class _Progress:
-    """A tqdm bar on a terminal; otherwise a line every ``every`` steps."""
+    """A tqdm bar on a terminal; otherwise a line every ``every`` steps with the mean
+    meta-loss of those steps (one step's value jumps with its task), the time elapsed and
+    the time left at the rate so far."""
 
     def __init__(self, total: int, start: int, every: int, enabled: bool):
-        self.enabled, self.every, self.total = enabled, every, total
+        self.enabled, self.every, self.total, self.start = enabled, every, total, start
+        self.began = time.monotonic()
+        self.recent: collections.deque = collections.deque(maxlen=every)
         self.bar = None
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
@@ -136,16 +145,21 @@ class _Progress:
     def update(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        self.recent.append(record["meta_loss"])
+        mean = float(np.mean(self.recent))
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(
-                meta_loss=f"{record['meta_loss']:.4f}", steps_s=f"{record['inner_steps_per_s']:.0f}"
+                meta_loss=f"{mean:.4f}", steps_s=f"{record['inner_steps_per_s']:.0f}"
             )
         elif record["step"] % self.every == 0 or record["step"] == self.total:
+            elapsed = time.monotonic() - self.began
+            left = elapsed / (record["step"] - self.start) * (self.total - record["step"])
             print(
-                f"step {record['step']:>6}/{self.total}  meta_loss {record['meta_loss']:.4f}  "
-                f"grad_norm {record['grad_norm']:.3g}  inner steps/s {record['inner_steps_per_s']:.0f}  "
-                f"task {record['task']}",
+                f"step {record['step']:>6}/{self.total}  meta_loss {mean:.4f} (mean of "
+                f"{len(self.recent)})  grad_norm {record['grad_norm']:.3g}  inner steps/s "
+                f"{record['inner_steps_per_s']:.0f}  {_clock(elapsed)} elapsed, "
+                f"{_clock(left)} left  task {record['task']}",
                 flush=True,
             )
         if "valid" in record:

@@ -180,6 +180,9 @@ def test_cli_runs_the_smoke_config_and_reports_bad_configs(tmp_path):
     ok = run("--config", "configs/smoke.yaml", f"run_dir={tmp_path / 'smoke'}", "num_steps=2")
     assert ok.returncode == 0, ok.stderr
     assert "step      2/2" in ok.stdout and (tmp_path / "smoke" / "optimizer.lopt").exists()
+    assert re.search(
+        r"meta_loss -?[\d.]+ \(mean of 2\) .* 0:\d\d:\d\d elapsed, 0:00:00 left", ok.stdout
+    )
     # What it compiled (in at least 0.5 s) is in the persistent cache, and a second run reads
     # it back rather than compiling and writing it again.
     written = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
