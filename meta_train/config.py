@@ -67,8 +67,13 @@ def _check(cond: bool, field: str, message: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    """The learned optimizer to meta-train: an architecture of ``lopt.ARCHITECTURES`` and its
-    hyperparameters (e.g. ``{"hidden": [8, 8]}``)."""
+    """The learned optimizer to meta-train.
+
+    Attributes:
+      architecture: a class of ``lopt.ARCHITECTURES`` (``MLPLOpt``, ``VeLO``, ``HyperAdam``,
+        ``LearnedSchedule``).
+      hparams: its constructor's keyword arguments, e.g. ``{hidden: [8, 8], nominal: true}``.
+    """
 
     architecture: str = "MLPLOpt"
     hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -110,7 +115,12 @@ def _check_range(field: str, value: tuple[float, float]) -> None:
 class AugmentConfig:
     """Task augmentation, drawn afresh for every task period (``tasks.augment``): each
     parameter tensor is reparameterized ``p = s·q`` with ``s ~ LogUniform(param_scale)`` and
-    the loss multiplied by ``c ~ LogUniform(loss_scale)``. ``[1, 1]`` turns either off."""
+    the loss multiplied by ``c ~ LogUniform(loss_scale)``. ``[1, 1]`` turns either off.
+
+    Attributes:
+      param_scale: ``[low, high]`` of the per-tensor reparameterization ``s``.
+      loss_scale: ``[low, high]`` of the loss multiplier ``c``.
+    """
 
     param_scale: tuple[float, float] = (1.0, 1.0)
     loss_scale: tuple[float, float] = (1.0, 1.0)
@@ -128,7 +138,16 @@ class AugmentConfig:
 class TaskConfig:
     """What to meta-train on: a fixed task (``name``), or members of ``family`` (one family
     or a list, a uniform mixture) whose structure is resampled every ``resample_every``
-    outer steps; ``augment`` optionally transforms each period's task."""
+    outer steps; ``augment`` optionally transforms each period's task.
+
+    Attributes:
+      name: a fixed task: a built-in name (``tasks.names()``) or an import path
+        ``package.module:factory``; ``null`` when ``family`` is set.
+      family: a family (``tasks.families()`` or an import path), or a list of them sampled
+        uniformly; ``null`` when ``name`` is set.
+      resample_every: outer steps per task period (one structure, one augmentation draw).
+      augment: the per-period augmentation.
+    """
 
     name: str | None = None
     family: str | tuple[str, ...] | None = None
@@ -179,7 +198,21 @@ class TaskConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EstimatorConfig:
-    """The meta-gradient estimator and its population (see ``meta_train.estimators``)."""
+    """The meta-gradient estimator and its population (see ``meta_train.estimators``).
+
+    Attributes:
+      name: one of ``meta_train.ESTIMATORS`` (``NRES``, ``PES``, ``TruncatedES``,
+        ``FullES``, ``TruncatedBPTT``).
+      num_particles: the population: antithetic pairs for the ES estimators.
+      sigma: the standard deviation of the perturbations of theta.
+      window: inner steps per particle per estimate (one truncation).
+      schedule: the episode lengths (the horizons each inner optimizer is told).
+      stagger: cut each particle's first episode at a random point, so that particles sit at
+        decorrelated points of their episodes.
+      burn_in: windows run under the unperturbed theta before the first estimate.
+      difference: ``value`` (the antithetic loss differences) or ``sign`` (only the sign of
+        each step's difference).
+    """
 
     name: str = "NRES"
     num_particles: int = 8
@@ -188,7 +221,7 @@ class EstimatorConfig:
     schedule: TruncationSchedule = TruncationSchedule()
     stagger: bool = True
     burn_in: int = 0
-    difference: str = "value"  # or "sign": only the sign of each step's L⁺ − L⁻
+    difference: str = "value"
 
     def __post_init__(self):
         _check(
@@ -213,13 +246,22 @@ class EstimatorConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OuterConfig:
-    """The outer optimizer (optax Adam after global-norm clipping) and the learner's rules."""
+    """The outer optimizer (optax Adam after global-norm clipping) and the learner's rules.
+
+    Attributes:
+      learning_rate: Adam's learning rate on theta.
+      clip_norm: the global norm each meta-gradient estimate is clipped to.
+      b1: Adam's first-moment decay.
+      b2: Adam's second-moment decay.
+      max_staleness: estimates computed at a theta more than this many versions old are
+        dropped (asynchronous workers).
+    """
 
     learning_rate: float = 3e-3
     clip_norm: float = 1.0
     b1: float = 0.9
     b2: float = 0.999
-    max_staleness: int = 0  # estimates older than this many theta versions are dropped
+    max_staleness: int = 0
 
     def __post_init__(self):
         _check(
@@ -247,6 +289,18 @@ class DistributedConfig:
     run stops if one fails ``max_worker_failures`` times in a row. With ``pin_cpus``, a
     worker without GPUs or custom resources runs on ``cpus_per_worker`` cores of its host
     that no other worker holds (XLA would otherwise spread every worker over all cores).
+
+    Attributes:
+      workers: Ray workers; ``null`` computes estimates in this process.
+      address: ``null`` (a local Ray instance), ``auto`` or ``host:port`` of a cluster.
+      cpus_per_worker: CPUs Ray reserves for each worker.
+      gpus_per_worker: GPUs Ray reserves for each worker.
+      resources_per_worker: custom Ray resources per worker, e.g. ``{TPU: 4}``.
+      worker_env: environment variables of the workers, e.g. ``{PYTHONPATH: ...}``.
+      estimates_per_step: estimates averaged per outer step (default: ``workers``).
+      pin_cpus: pin each CPU-only worker to its own ``cpus_per_worker`` cores.
+      max_worker_failures: consecutive failures of one worker that stop the run.
+      startup_timeout: seconds to wait for the workers to be placed and start.
     """
 
     workers: int | None = None
@@ -256,9 +310,9 @@ class DistributedConfig:
     resources_per_worker: Mapping[str, float] = dataclasses.field(default_factory=dict)
     worker_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     estimates_per_step: int | None = None
-    pin_cpus: bool = True  # pin CPU-only workers to cpus_per_worker cores each
+    pin_cpus: bool = True
     max_worker_failures: int = 3
-    startup_timeout: float = 300.0  # seconds to wait for the workers to be placed and start
+    startup_timeout: float = 300.0
 
     def __post_init__(self):
         if self.workers is None:
@@ -319,7 +373,22 @@ class DistributedConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MetaTrainConfig:
-    """A whole meta-training run."""
+    """A whole meta-training run.
+
+    Attributes:
+      optimizer: what is meta-trained.
+      task: what it is meta-trained on.
+      estimator: how the meta-gradient is estimated.
+      meta_loss: what each inner step contributes to the meta-objective.
+      outer: how theta is updated from the estimates.
+      distributed: where the estimates are computed.
+      validation: meta-validation and the choice of ``best.lopt``.
+      num_steps: outer steps.
+      seed: seeds theta's initialization and every task and perturbation draw.
+      run_dir: where the config, metrics, checkpoints and exported optimizers go.
+      checkpoint_every: outer steps between checkpoints (and one at the end).
+      log_every: outer steps between progress lines when not on a terminal.
+    """
 
     optimizer: OptimizerConfig = OptimizerConfig()
     task: TaskConfig = TaskConfig(family="image-mlp")
@@ -328,11 +397,11 @@ class MetaTrainConfig:
     outer: OuterConfig = OuterConfig()
     distributed: DistributedConfig = DistributedConfig()
     validation: ValidationConfig = ValidationConfig()
-    num_steps: int = 100  # outer steps
+    num_steps: int = 100
     seed: int = 0
     run_dir: str = "runs/meta-train"
     checkpoint_every: int = 25
-    log_every: int = 10  # progress lines when not on a terminal
+    log_every: int = 10
 
     def __post_init__(self):
         _check(self.num_steps >= 1, "num_steps", f"must be >= 1, got {self.num_steps}")

@@ -35,7 +35,13 @@ def _swap01(tree):
 @dataclasses.dataclass(frozen=True)
 class TruncationSchedule:
     """Episode lengths: ``constant`` (always ``max_length``) or ``loguniform`` in
-    ``[min_length, max_length]``."""
+    ``[min_length, max_length]``.
+
+    Attributes:
+      kind: ``constant`` or ``loguniform``.
+      min_length: the shortest episode (inner steps).
+      max_length: the longest episode (inner steps).
+    """
 
     kind: str = "loguniform"
     min_length: int = 100
@@ -72,6 +78,12 @@ class MetaLoss:
     no longer differ, where ``log r`` would grow without bound.
     ``split`` picks the batch: ``train`` (the step's own minibatch loss, before the update:
     free) or ``valid`` (a fresh validation batch after the update: one more forward pass).
+
+    Attributes:
+      kind: ``linear`` or ``log``.
+      clip: the ratio above which a step counts as diverged (> 1).
+      floor: the smallest ratio counted, in (0, 1).
+      split: ``train`` or ``valid``.
     """
 
     kind: str = "linear"

@@ -28,7 +28,15 @@ _EPISODE_KEY = 7
 
 @dataclasses.dataclass(frozen=True)
 class ValidationConfig:
-    """Meta-validation (see the module docstring); ``every: 0`` turns it off."""
+    """Meta-validation (see the module docstring); ``every: 0`` turns it off.
+
+    Attributes:
+      every: outer steps between scores (0: none); theta is also scored at the start and
+        the end.
+      members: held-out members scored per training family.
+      horizon: the length of each scored episode (inner steps).
+      particles: fixed inits and batch orders per member.
+    """
 
     every: int = 0
     members: int = 2

@@ -1,7 +1,9 @@
 import dataclasses
+import pathlib
 
 import pytest
 
+from meta_train import reference
 from meta_train.config import (
     ConfigError,
     MetaTrainConfig,
@@ -129,3 +131,27 @@ def test_a_family_mixture_with_augmentation():
     assert cfg.task.describe() == "image-mlp + quadratic (augmented)"
     assert from_dict(MetaTrainConfig, to_dict(cfg)) == cfg
     assert MetaTrainConfig().task.families == ("image-mlp",)
+
+
+def test_the_config_reference_documents_every_field_and_is_current():
+    paths = [path for path, _, _ in reference.rows()]
+    assert "estimator.schedule.max_length" in paths and "distributed.worker_env" in paths
+    assert all(text for _, _, text in reference.rows())
+    docs = pathlib.Path(__file__).resolve().parents[2] / "docs" / "config.md"
+    assert docs.read_text() == reference.markdown(), (
+        "run: python -m meta_train.reference > docs/config.md"
+    )
+
+    @dataclasses.dataclass
+    class Undocumented:
+        """One field documented.
+
+        Attributes:
+          a: described.
+        """
+
+        a: int = 0
+        b: int = 1
+
+    with pytest.raises(ValueError, match=r"Undocumented.b \(x.b\) has no description"):
+        reference.rows(Undocumented, "x.")
