@@ -78,7 +78,8 @@ class PerParamState(NamedTuple):
     few scalars (Adafactor's row/column statistics are recomputed from the second moment)."""
 
     count: jax.Array  # int32: steps taken
-    acc: Any  # pytree like params of `features.Accumulators`
+    momenta: Any  # pytree like params: float32 [len(MOMENTUM_DECAYS), *shape] per leaf
+    rms: Any  # pytree like params: float32 second moment, the leaf's shape
     loss: F.LossState
     nonfinite: jax.Array  # int32: steps whose gradient had a NaN/inf entry (zeroed)
     controller: Any  # the controller's own state (e.g. VeLO's LSTM carry)
@@ -175,7 +176,11 @@ def per_parameter_transform(
         shapes = [p.shape for p in jax.tree.leaves(params)]
         return PerParamState(
             count=jnp.zeros([], jnp.int32),
-            acc=jax.tree.map(F.init_accumulators, params),
+            # Two trees of arrays (not a tree of Accumulators), as optax's own states are:
+            # wrappers such as flax.nnx.Optimizer then keep the state's structure from the
+            # first step on, and a jitted step compiles once.
+            momenta=jax.tree.map(lambda p: F.init_accumulators(p).momenta, params),
+            rms=jax.tree.map(lambda p: F.init_accumulators(p).rms, params),
             loss=F.init_loss_state(),
             nonfinite=jnp.zeros([], jnp.int32),
             controller=init_controller(shapes),
@@ -195,9 +200,12 @@ def per_parameter_transform(
             for path, p in paths
         ]
         gs = [jnp.asarray(g, jnp.float32) for g in treedef.flatten_up_to(grads)]
-        # Wrappers such as flax.nnx.Optimizer hand the state back with their own containers
-        # in place of our NamedTuples, so it is read by field name.
-        accs = [F.Accumulators(a.momenta, a.rms) for a in treedef.flatten_up_to(state.acc)]
+        accs = [
+            F.Accumulators(m, r)
+            for m, r in zip(
+                treedef.flatten_up_to(state.momenta), treedef.flatten_up_to(state.rms), strict=True
+            )
+        ]
         loss = F.LossState(state.loss.ema, state.loss.count)
 
         # Σ g² is non-finite iff g has a NaN or inf entry or squares past float32 (|g| ≳ 1e19,
@@ -228,7 +236,8 @@ def per_parameter_transform(
         updates = [u.astype(p.dtype) for u, p in zip(updates, ps, strict=True)]
         new_state = PerParamState(
             count=count,
-            acc=treedef.unflatten(accs),
+            momenta=treedef.unflatten([a.momenta for a in accs]),
+            rms=treedef.unflatten([a.rms for a in accs]),
             loss=loss,
             nonfinite=state.nonfinite + bad.astype(jnp.int32),
             controller=controller_state,
