@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import lopt
-from meta_train import initial_theta, meta_train, trainer
+from meta_train import initial_theta, meta_train, plot, trainer
 from meta_train.checkpoint import CheckpointError
 from meta_train.config import load_config
 from meta_train.validation import Validator, held_out_tasks
@@ -285,3 +285,16 @@ def test_family_structures_resample_and_resume_across_them(tmp_path):
     for a, b in zip(_leaves(full.theta), _leaves(resumed.theta), strict=True):
         np.testing.assert_array_equal(a, b)
     assert lopt.load(resumed.best_path).meta["validation"] == best.meta["validation"]
+
+
+def test_plot_of_a_run(full_run, tmp_path, capsys):
+    _, result = full_run
+    assert plot.main([str(result.run_dir), "--window", "3"]) == 0
+    png = result.run_dir / "metrics.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert plot._running_mean(np.array([1.0, 3.0, 5.0, 7.0]), 2).tolist() == [1, 2, 4, 6]
+    assert plot.main([str(tmp_path / "nowhere")]) == 2
+    assert "no such file; is" in capsys.readouterr().err
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "meta_lo')  # cut off mid-line
+    assert plot.main([str(tmp_path)]) == 2
+    assert "holds no records yet" in capsys.readouterr().err

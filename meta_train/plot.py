@@ -1,0 +1,98 @@
+"""A picture of a meta-training run: ``python -m meta_train.plot RUN_DIR`` writes
+``RUN_DIR/metrics.png`` from ``RUN_DIR/metrics.jsonl``.
+
+Four panels over the outer step: the meta-loss (each step's, and its running mean over
+``window`` steps: one step's value jumps with its task), meta-validation with its best so
+far (when the run validates), the norm of the meta-gradient estimate, and inner steps per
+second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def read_metrics(run_dir: str | pathlib.Path) -> list[dict]:
+    """The records of ``run_dir/metrics.jsonl`` (a half-written last line is skipped)."""
+    path = pathlib.Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; is {run_dir} a meta-training run_dir?")
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line the run was writing when it stopped
+    if not records:
+        raise ValueError(f"{path} holds no records yet")
+    return records
+
+
+def _running_mean(x: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last ``window`` values at each step (fewer at the start)."""
+    c = np.cumsum(np.insert(x, 0, 0.0))
+    n = np.minimum(np.arange(1, len(x) + 1), window)
+    return (c[1:] - c[np.arange(1, len(x) + 1) - n]) / n
+
+
+def plot(run_dir: str | pathlib.Path, window: int = 50) -> pathlib.Path:
+    """Writes ``run_dir/metrics.png``; returns its path."""
+    records = read_metrics(run_dir)
+    step = np.array([r["step"] for r in records])
+    loss = np.array([r["meta_loss"] for r in records], float)
+    fig, ax = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    ax[0, 0].plot(step, loss, color="0.75", lw=0.6, label="per step")
+    ax[0, 0].plot(step, _running_mean(loss, window), color="C0", label=f"mean of {window}")
+    ax[0, 0].set(title="meta-loss", ylabel="meta-loss")
+    ax[0, 0].legend()
+    valid = [r for r in records if "valid" in r]
+    if valid:
+        vs = [r["step"] for r in valid]
+        ax[0, 1].plot(vs, [r["valid"] for r in valid], "o-", color="C1", label="score")
+        ax[0, 1].plot(vs, [r["valid_best"] for r in valid], "--", color="C2", label="best so far")
+        ax[0, 1].legend()
+    else:
+        ax[0, 1].text(0.5, 0.5, "no meta-validation in this run", ha="center", va="center")
+    ax[0, 1].set(title="meta-validation (lower is better)")
+    ax[1, 0].semilogy(step, [max(r["grad_norm"], 1e-12) for r in records], color="C3", lw=0.8)
+    ax[1, 0].set(title="estimate norm", xlabel="outer step")
+    ax[1, 1].semilogy(
+        step, [max(r["inner_steps_per_s"], 1e-12) for r in records], color="C4", lw=0.8
+    )
+    ax[1, 1].set(title="inner steps / s", xlabel="outer step")
+    fig.suptitle(str(run_dir))
+    fig.tight_layout()
+    out = pathlib.Path(run_dir) / "metrics.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m meta_train.plot", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("run_dir")
+    parser.add_argument("--window", type=int, default=50, help="running-mean window (steps)")
+    args = parser.parse_args(argv)
+    if args.window < 1:
+        parser.error("--window must be >= 1")
+    try:
+        print(f"wrote {plot(args.run_dir, args.window)}")
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
