@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
 from lopt import features as F
 from lopt.base import LearnedOptimizer, Theta, check_positive, check_widths
+
+if TYPE_CHECKING:
+    import flax.linen as nn
 from lopt.per_param import (
     NUM_OUTPUTS,
     TensorControl,
@@ -106,6 +108,10 @@ class VeLO(LearnedOptimizer):
         return cls(**({"lstm_hidden": 512, "bank_size": 256} | overrides))
 
     def _cell(self) -> nn.OptimizedLSTMCell:
+        try:  # flax only here: the rest of lopt needs jax, optax and numpy alone
+            import flax.linen as nn
+        except ImportError:
+            raise ImportError("VeLO's LSTM is flax's: pip install flax (or lopt[train])") from None
         return nn.OptimizedLSTMCell(self.lstm_hidden)
 
     def init(self, key: jax.Array) -> Theta:
