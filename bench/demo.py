@@ -1,4 +1,4 @@
-"""``make demo``: the main job end to end, on the defaults in ``configs/demo.yaml``.
+"""``make demo``: the main job end to end, on the defaults in ``meta_train/configs/demo.yaml``.
 
 1. Meta-trains an MLPLOpt with NRES on the ``image-mlp`` family, its estimates computed by
    two Ray workers of an embedded local Ray instance, and exports it to
@@ -30,7 +30,7 @@ from bench import compare, metrics
 from meta_train import compile_cache, initial_theta, load_config, meta_train
 from meta_train.config import ConfigError
 
-CONFIG = "configs/demo.yaml"
+CONFIG = "demo"
 SUITES = ("indist",)
 # The comparison's settings: constant and cosine-decayed Adam, each at 9 half-decade
 # learning rates from 1e-4 to 1, 2 seeds, run up to 4x the task's steps.

@@ -3,7 +3,7 @@
     from meta_train import MetaTrainConfig, meta_train
     result = meta_train(MetaTrainConfig(...))   # final theta, history, checkpoint dir, export
 
-or ``python -m meta_train --config configs/smoke.yaml [--workers N] [--ray-address ADDR]
+or ``python -m meta_train --config smoke [--workers N] [--ray-address ADDR]
 [section.field=value ...]``. With workers, estimates come from Ray actors
 (``meta_train.distributed``) on a local Ray instance or the cluster at the address.
 """

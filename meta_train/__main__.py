@@ -8,7 +8,7 @@ import pathlib
 import sys
 
 from meta_train import compile_cache
-from meta_train.config import ConfigError, load_config
+from meta_train.config import CONFIGS, ConfigError, load_config
 from meta_train.trainer import meta_train
 
 
@@ -17,7 +17,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m meta_train",
         description="Meta-train a learned optimizer. Overrides look like estimator.sigma=0.03.",
     )
-    parser.add_argument("--config", help="YAML/JSON config (defaults for what it omits)")
+    parser.add_argument(
+        "--config",
+        help="a YAML/JSON config file (defaults for what it omits), or the name of a shipped "
+        f"one: {CONFIGS}",
+    )
     parser.add_argument(
         "--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint"
     )

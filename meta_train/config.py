@@ -524,12 +524,30 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     return data
 
 
+CONFIG_DIR = pathlib.Path(__file__).parent / "configs"
+CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def _shipped(path: str | pathlib.Path) -> str | pathlib.Path:
+    """A shipped config's file for a bare name such as ``demo``; any other ``path`` as is."""
+    name = str(path)
+    if pathlib.Path(name).exists() or "/" in name or "." in name:
+        return path
+    if name not in CONFIGS:
+        raise ConfigError(f"no config file {name!r} and no shipped config of that name: {CONFIGS}")
+    return CONFIG_DIR / f"{name}.yaml"
+
+
 def load_config(
     path: str | pathlib.Path | None = None, overrides: Sequence[str] = ()
 ) -> MetaTrainConfig:
-    """A config from a YAML/JSON file (defaults for anything it omits) plus overrides."""
+    """A config from a YAML/JSON file (defaults for anything it omits) plus overrides.
+
+    ``path`` is a file, or the name of a config that ships with the package (``CONFIGS``:
+    ``demo``, ``smoke``, ...; the files in ``meta_train/configs``)."""
     data: dict[str, Any] = {}
     if path is not None:
+        path = _shipped(path)
         try:
             text = pathlib.Path(path).read_text()
         except OSError as e:

@@ -2,7 +2,7 @@
 
 With this file's folder on the path (installed, the working directory, or ``PYTHONPATH``):
 
-    python -m meta_train --config configs/demo.yaml task.family=my_tasks:widths run_dir=runs/mine
+    python -m meta_train --config demo task.family=my_tasks:widths run_dir=runs/mine
     python -m bench compare --optimizer runs/mine/optimizer.lopt --optimizer my_tasks:sgd_cosine \\
         --suite my_tasks:suite --baselines adam,adam-cosine --out reports/mine
 

@@ -155,3 +155,15 @@ def test_the_config_reference_documents_every_field_and_is_current():
 
     with pytest.raises(ValueError, match=r"Undocumented.b \(x.b\) has no description"):
         reference.rows(Undocumented, "x.")
+
+
+def test_shipped_configs_load_by_name():
+    from meta_train.config import CONFIGS
+
+    assert {"demo", "smoke", "pretrained-mlplopt-mix"} <= set(CONFIGS)
+    demo = load_config("demo")
+    assert demo.num_steps == 800 and demo.optimizer.hparams["step_mode"] == "orthogonal"
+    with pytest.raises(ConfigError, match=r"no config file 'dmeo' and no shipped config .*'demo'"):
+        load_config("dmeo")
+    with pytest.raises(ConfigError, match="cannot read config file nowhere.yaml"):
+        load_config("nowhere.yaml")

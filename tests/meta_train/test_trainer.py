@@ -177,7 +177,7 @@ def test_cli_runs_the_smoke_config_and_reports_bad_configs(tmp_path):
         timeout=600,
         env={**os.environ, "LOPT_COMPILATION_CACHE": str(cache)},
     )
-    ok = run("--config", "configs/smoke.yaml", f"run_dir={tmp_path / 'smoke'}", "num_steps=2")
+    ok = run("--config", "smoke", f"run_dir={tmp_path / 'smoke'}", "num_steps=2")
     assert ok.returncode == 0, ok.stderr
     assert "step      2/2" in ok.stdout and (tmp_path / "smoke" / "optimizer.lopt").exists()
     assert re.search(
@@ -187,18 +187,18 @@ def test_cli_runs_the_smoke_config_and_reports_bad_configs(tmp_path):
     # it back rather than compiling and writing it again.
     written = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
     assert written
-    again = run("--config", "configs/smoke.yaml", f"run_dir={tmp_path / 'again'}", "num_steps=2")
+    again = run("--config", "smoke", f"run_dir={tmp_path / 'again'}", "num_steps=2")
     assert again.returncode == 0
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir() if p.name in written} == written
-    bad = run("--config", "configs/smoke.yaml", f"run_dir={tmp_path / 'bad'}", "estimator.window=0")
+    bad = run("--config", "smoke", f"run_dir={tmp_path / 'bad'}", "estimator.window=0")
     assert bad.returncode == 2 and "estimator.window: must be >= 1, got 0" in bad.stderr
     missing = run("--resume", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "cannot read config file" in missing.stderr
-    crowded = run("--config", "configs/smoke.yaml", f"run_dir={tmp_path / 'w'}", "--workers", "500")
+    crowded = run("--config", "smoke", f"run_dir={tmp_path / 'w'}", "--workers", "500")
     assert crowded.returncode == 2 and "500 workers x 1.0 CPUs need 500" in crowded.stderr
     assert not (tmp_path / "w").exists()  # rejected before anything is written
     (tmp_path / "a-file").write_text("")
-    unwritable = run("--config", "configs/smoke.yaml", f"run_dir={tmp_path / 'a-file' / 'run'}")
+    unwritable = run("--config", "smoke", f"run_dir={tmp_path / 'a-file' / 'run'}")
     assert unwritable.returncode == 2, unwritable.stderr
     assert unwritable.stderr.strip().splitlines() == [
         f"error: cannot write the run: Not a directory ({tmp_path / 'a-file' / 'run'})"
@@ -221,7 +221,7 @@ def test_a_full_disk_is_one_error_line(tmp_path):
                 "-m",
                 "meta_train",
                 "--config",
-                "configs/smoke.yaml",
+                "smoke",
                 f"run_dir={disk / 'run'}",
             ],
             cwd=REPO,
