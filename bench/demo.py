@@ -27,6 +27,7 @@ from typing import Any
 
 import lopt
 from bench import compare, metrics
+from bench.report import interval
 from meta_train import compile_cache, initial_theta, load_config, meta_train
 from meta_train.config import ConfigError
 
@@ -37,10 +38,6 @@ SUITES = ("indist",)
 BASELINES = ("adam", "adam-cosine")
 COMPARE = {"baselines": BASELINES, "select": "train", "seeds": 2, "lr_range": (1e-4, 1.0)}
 CANDIDATES = ("optimizer", "init")  # trained, and the point meta-training started from
-
-
-def _interval(d: dict[str, float], fmt: str = ".2f") -> str:
-    return f"{d['estimate']:{fmt}} [{d['low']:{fmt}}, {d['high']:{fmt}}]"
 
 
 def _beats_init(report: dict[str, Any]) -> tuple[int, int]:
@@ -70,7 +67,7 @@ def summary_table(reports: dict[str, dict[str, Any]]) -> str:
                 beats = f"{wins}/{total}" if c == "optimizer" else "—"
                 lines.append(
                     f"| {suite} | {c} | {b} | {s['won']} / {s['tied']} / {s['lost']} | "
-                    f"{_interval(s['median_speedup'])} | {beats} |"
+                    f"{interval(s['median_speedup'])} | {beats} |"
                 )
     return "\n".join(lines)
 

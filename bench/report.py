@@ -13,8 +13,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def _interval(d: dict[str, float], fmt: str = "{:.2f}") -> str:
-    return f"{fmt.format(d['estimate'])} [{fmt.format(d['low'])}, {fmt.format(d['high'])}]"
+def interval(d: dict[str, float], fmt: str = ".2f") -> str:
+    """``estimate [low, high]`` of a bootstrap record."""
+    return f"{d['estimate']:{fmt}} [{d['low']:{fmt}}, {d['high']:{fmt}}]"
 
 
 def _speedup(vs: dict[str, Any]) -> str:
@@ -68,9 +69,9 @@ def markdown(report: dict[str, Any]) -> str:
             s = report["summary"][c][b]
             lines.append(
                 f"| {c} | {b} | {s['won']} / {s['tied']} / {s['lost']} of {s['tasks']} | "
-                f"{_interval(s['fraction_won'])} | {_interval(s['median_speedup'])} | "
-                f"{_interval(s['iqm_speedup'])} | {s['bounds']} | "
-                f"{_interval(s['iqm_normalized_train'], '{:.3f}')} | "
+                f"{interval(s['fraction_won'])} | {interval(s['median_speedup'])} | "
+                f"{interval(s['iqm_speedup'])} | {s['bounds']} | "
+                f"{interval(s['iqm_normalized_train'], '.3f')} | "
                 f"{s['median_time_ratio']:.2f} |"
             )
     lines += ["", *_calibration(report), "", "## Per task", ""]
