@@ -222,21 +222,24 @@ def test_shipped_optimizer_trains_a_model_in_a_plain_optax_loop():
         logits = model.apply(params, x)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
-    tx = lopt.pretrained("mlplopt-mix", num_steps=100)
-    opt_state = tx.init(params)
+    def train(tx, params):
+        opt_state = tx.init(params)
 
-    @jax.jit
-    def step(params, opt_state):
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-        return optax.apply_updates(params, updates), opt_state, loss
+        @jax.jit
+        def step(params, opt_state):
+            loss, grads = jax.value_and_grad(loss_fn)(params)
+            updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+            return optax.apply_updates(params, updates), opt_state
 
-    first = None
-    for _ in range(100):
-        params, opt_state, loss = step(params, opt_state)
-        first = loss if first is None else first
-    final = loss_fn(params)
-    assert jnp.isfinite(final) and final < 0.3 * first, (first, final)
+        for _ in range(100):
+            params, opt_state = step(params, opt_state)
+        return loss_fn(params)
+
+    first = loss_fn(params)
+    final = train(lopt.pretrained("mlplopt-mix", num_steps=100), params)
+    # It trains the model, further than optax's Adam at its usual 1e-3 in the same steps.
+    assert jnp.isfinite(final) and final < 0.5 * first, (first, final)
+    assert final < train(optax.adam(1e-3), params)
 
     meta = lopt.load_pretrained("mlplopt-mix").meta
     assert meta["recipe"]["optimizer"]["architecture"] == "MLPLOpt"
