@@ -143,7 +143,9 @@ def ray_session(dist: DistributedConfig, verbose: bool = True) -> Iterator[None]
                 f"need {need:g} CPUs but this machine has {cpus}; lower distributed.workers or "
                 "distributed.cpus_per_worker, or give distributed.address of a cluster"
             )
-        address = None
+        # "local": a new instance of this run's own, even where `ray start` left a cluster
+        # running (ray.init() with no address would join that one).
+        address = "local"
     else:
         _check_reachable(dist.address)
         address, cpus = dist.address, None

@@ -1,12 +1,11 @@
 """A user's own task, family, suite and optimizer (docs/examples/my_tasks.py), named by import
-path: resolved, meta-trained in-process, resumed, on 2 Ray workers, and benchmarked."""
+path: resolved, meta-trained in-process, resumed and benchmarked (on 2 Ray workers:
+tests/meta_train/test_distributed.py)."""
 
 import pathlib
 
-import numpy as np
 import pytest
 
-import lopt
 import tasks
 from bench import compare
 from meta_train import ConfigError, load_config, meta_train
@@ -73,23 +72,3 @@ def test_meta_trains_resumes_and_benchmarks(tmp_path):
     assert report["candidates"] == ["optimizer", "sgd_cosine"]
     record = report["tasks"]["blobs8-mlp32"]["optimizers"]["sgd_cosine"]
     assert record["final_train"] < 0.9 * record["initial_loss"]  # it trained the user's model
-
-
-def test_two_ray_workers_rebuild_the_task_from_its_import_path(tmp_path):
-    cfg = load_config(
-        None,
-        [
-            *HYPER,
-            "task.name=my_tasks:blobs",
-            "task.family=null",
-            "num_steps=3",
-            "distributed.workers=2",
-            f"distributed.worker_env={{PYTHONPATH: {EXAMPLES}}}",
-            f"run_dir={tmp_path / 'ray'}",
-        ],
-    )
-    result = meta_train(cfg, verbose=False)
-    assert {w for r in result.history for w in r["workers"]} == {0, 1}
-    assert {r["task"] for r in result.history} == {"blobs8-mlp32"}
-    assert np.isfinite(result.theta["log_lr"])
-    assert lopt.load(result.export_path).meta["recipe"]["task"]["name"] == "my_tasks:blobs"

@@ -203,6 +203,27 @@ def test_killed_driver_resumes_from_its_checkpoint(head, tmp_path):
     assert np.isfinite(lopt.load(run_dir / "optimizer.lopt").theta["log_lr"])
 
 
+def test_a_local_run_beside_a_running_cluster_rebuilds_a_user_task_on_its_workers(
+    head, tmp_path, monkeypatch
+):
+    """With no address, a run starts a Ray instance of its own rather than joining the
+    cluster `ray start` left running on this machine; its workers rebuild a user's task
+    (docs/examples/my_tasks.py) from its import path, the module on PYTHONPATH."""
+    examples = REPO / "docs" / "examples"
+    monkeypatch.syspath_prepend(str(examples))
+    cfg = _cfg(
+        tmp_path / "run",
+        "task.name=my_tasks:blobs",
+        "num_steps=2",
+        f"distributed.worker_env={{PYTHONPATH: {examples}}}",
+    )
+    result = meta_train(cfg, verbose=False)
+    assert [r["step"] for r in result.history] == [1, 2]
+    assert {w for r in result.history for w in r["workers"]} == {0, 1}
+    assert {r["task"] for r in result.history} == {"blobs8-mlp32"}
+    assert lopt.load(result.export_path).meta["recipe"]["task"]["name"] == "my_tasks:blobs"
+
+
 def test_clear_errors(head, tmp_path):
     with pytest.raises(ConfigError, match=r"distributed.workers: must be >= 1 .*got 0"):
         _cfg(tmp_path, "distributed.workers=0")
