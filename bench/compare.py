@@ -90,6 +90,22 @@ def resolve(spec: str, name: str | None = None) -> Optimizer:
     )
 
 
+def resolve_all(optimizers: Sequence[str | Optimizer]) -> list[Optimizer]:
+    """Each candidate resolved (``resolve``), with distinct names: ``.lopt`` files of one
+    file name (``runs/a/optimizer.lopt``, ``runs/b/optimizer.lopt``) are named by their
+    folders (``a/optimizer``, ``b/optimizer``)."""
+    candidates = [o if isinstance(o, Optimizer) else resolve(o) for o in optimizers]
+    names = [c.name for c in candidates]
+    for i, (spec, c) in enumerate(zip(optimizers, candidates, strict=True)):
+        if names.count(c.name) > 1 and isinstance(spec, str) and pathlib.Path(spec).exists():
+            path = pathlib.Path(spec)
+            candidates[i] = resolve(spec, f"{path.parent.name}/{c.name}")
+    names = [c.name for c in candidates]
+    if len(set(names)) < len(names):
+        raise ValueError(f"candidates need distinct names, got {names} (rename a .lopt file)")
+    return candidates
+
+
 def _summary(curves: runner.Curves, index: int) -> dict[str, Any]:
     """Final/best train and valid losses of configuration ``index`` (mean over seeds), and
     both divided by the validation loss at initialization."""
@@ -251,15 +267,7 @@ def compare(
         protocols.lr_grid(*(lr_range or ()))  # an invalid range fails before any run
     budgets = fractions(max_speedup)
     entries = suites.get(suite) if isinstance(suite, str) else list(suite)
-    candidates = [o if isinstance(o, Optimizer) else resolve(o) for o in optimizers]
-    names = [c.name for c in candidates]
-    for i, (spec, c) in enumerate(zip(optimizers, candidates, strict=True)):
-        if names.count(c.name) > 1 and isinstance(spec, str) and pathlib.Path(spec).exists():
-            path = pathlib.Path(spec)  # runs/a/optimizer.lopt and runs/b/optimizer.lopt
-            candidates[i] = resolve(spec, f"{path.parent.name}/{c.name}")
-    names = [c.name for c in candidates]
-    if len(set(names)) < len(names):
-        raise ValueError(f"candidates need distinct names, got {names} (rename a .lopt file)")
+    candidates = resolve_all(optimizers)
     refs = [Optimizer(b, baseline=baselines_lib.get(b)) for b in baselines]
     _check_budgets(entries, budgets)
     out = pathlib.Path(out)

@@ -155,19 +155,12 @@ def test_two_files_of_one_name_are_named_by_their_folders(tmp_path):
         for i, run in enumerate(("a", "b"))
     ]
     with pytest.raises(ValueError, match="distinct names"):
-        compare.compare([paths[0], paths[0]], "smoke", ["adam"], "lr-grid", tmp_path / "x")
-    report = compare.compare(
-        paths,
-        "smoke",
-        ["adam"],
-        "lr-grid",
-        tmp_path / "r",
-        seeds=1,
-        lr_range=(1e-2, 1e-1),
-        max_speedup=1,
-        progress=False,
-    )
-    assert report["candidates"] == ["a/optimizer", "b/optimizer"]
+        compare.resolve_all([paths[0], paths[0]])
+    assert [c.name for c in compare.resolve_all([*paths, "adam"])] == [
+        "a/optimizer",
+        "b/optimizer",
+        "adam",
+    ]
 
 
 @pytest.mark.parametrize(
