@@ -12,9 +12,6 @@ import optax
 
 from lopt import features as F
 from lopt.base import LearnedOptimizer, Theta, check_positive, check_widths
-
-if TYPE_CHECKING:
-    import flax.linen as nn
 from lopt.per_param import (
     NUM_OUTPUTS,
     TensorControl,
@@ -22,6 +19,9 @@ from lopt.per_param import (
     init_mlp,
     per_parameter_transform,
 )
+
+if TYPE_CHECKING:  # flax is imported when a VeLO builds its LSTM (VeLO._cell)
+    import flax.linen as nn
 
 _MAX_RANK = 3  # rank one-hot: 0, 1, 2, >= 3 axes
 NUM_TENSOR_FEATURES = (
