@@ -38,7 +38,9 @@ class MLPLOpt(LearnedOptimizer):
     ``√max(1, fan_out / fan_in)``; ``per_param.STEP_MODES``).
     With ``schedule=True``, ``ρ = exp(clip(w · φ(t/T), ±SCHEDULE_BOUND))`` is a learned
     schedule over the 10 fraction-of-horizon features ``φ`` (``w`` starts at 0, so ``ρ``
-    starts at exactly 1); otherwise ``ρ = 1``.
+    starts at exactly 1); otherwise ``ρ = 1``. With ``no_growth=True`` the learned term
+    ``d · exp(magnitude_scale · m)`` of each tensor loses its component that would grow the
+    tensor's norm (``per_param.without_growth``) before it is combined with the nominal term.
 
     The output layer starts at ``out_init_scale`` × its usual size, so an untrained optimizer
     is close to a no-op (or, with ``nominal=True``, close to Adam at ``nominal_lr``); the
@@ -52,6 +54,7 @@ class MLPLOpt(LearnedOptimizer):
       out_init_scale: initial scale of the output layer.
       step_mode: what the learned step is tied to (see the formula).
       schedule: learn the schedule ``ρ`` of the whole step.
+      no_growth: the learned term may shrink a tensor's norm but never grow it.
     """
 
     hidden: tuple[int, ...] = (4, 4)
@@ -62,6 +65,7 @@ class MLPLOpt(LearnedOptimizer):
     out_init_scale: float = 0.01
     step_mode: str = "absolute"
     schedule: bool = False
+    no_growth: bool = False
 
     def __post_init__(self):
         check_step_mode("MLPLOpt", self.step_mode)
@@ -111,6 +115,7 @@ class MLPLOpt(LearnedOptimizer):
             magnitude_scale=self.magnitude_scale,
             uses_loss=False,
             step_mode=self.step_mode,
+            no_growth=self.no_growth,
         )
 
 

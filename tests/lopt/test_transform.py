@@ -353,3 +353,33 @@ def test_normalized_step_has_unit_rms_per_tensor_and_param_rms_follows_reparamet
     u2 = _one_update(lo, theta, big, small_g, count=3)
     for x, y in zip(jax.tree.leaves(u1), jax.tree.leaves(u2), strict=True):
         np.testing.assert_allclose(y, c * x, rtol=1e-3)
+
+
+def test_no_growth_removes_only_the_learned_terms_component_that_grows_the_norm():
+    k = jax.random.split(jax.random.key(6), 3)
+    p = jax.random.normal(k[0], (5, 7))
+    growing = -p + 0.3 * jax.random.normal(k[1], (5, 7))  # the step −u grows ‖p‖
+    kept = lopt.per_param.without_growth(growing, p)
+    assert float(jnp.sum(growing * p)) < -1.0
+    assert float(jnp.sum(kept * p)) == pytest.approx(0.0, abs=1e-4)
+    np.testing.assert_allclose(  # only the component along p changed
+        kept - growing, (kept - growing).ravel() @ p.ravel() / jnp.sum(p * p) * p, atol=1e-6
+    )
+    shrinking = 0.5 * p + jax.random.normal(k[2], (5, 7))
+    assert float(jnp.sum(shrinking * p)) > 0
+    np.testing.assert_array_equal(lopt.per_param.without_growth(shrinking, p), shrinking)
+    np.testing.assert_array_equal(lopt.per_param.without_growth(growing, 0 * p), growing)
+    # Through the transform: a large random learned term grows some tensor without the
+    # option and none with it (no nominal term: the whole step is learned).
+    params = {"w": p, "b": jnp.ones(6)}
+    grads = grads_like(params)
+    inner = {}
+    for no_growth in (False, True):
+        lo = lopt.MLPLOpt(out_init_scale=3.0, no_growth=no_growth)
+        u = _one_update(lo, lo.init(jax.random.key(3)), params, grads, count=3)
+        inner[no_growth] = [
+            float(jnp.sum(x * y))
+            for x, y in zip(jax.tree.leaves(u), jax.tree.leaves(params), strict=True)
+        ]
+    assert max(inner[False]) > 1e-3
+    assert max(inner[True]) <= 1e-6
