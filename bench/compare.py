@@ -168,7 +168,9 @@ def _run_one(opt, entry, task, space, select, seeds, budgets):
     if opt.baseline.schedule is None:  # one long run, read at every step
         curves = run(space, seeds, int(budgets[-1] * T), every)
         steps, values = protocols.metric(curves, select)
-        return _record(curves.head(T), space, select), _tuned_curve(steps, np.min(values, 0))
+        record = _record(curves.head(T), space, select)
+        record["seconds_per_step"] = _alone(run, record["chosen"], seeds, T, every)
+        return record, _tuned_curve(steps, np.min(values, 0))
     records = {}
     num = len(next(iter(space.values())))
     for budget in (int(f * T) for f in budgets):  # one tuned run per budget
@@ -176,11 +178,20 @@ def _run_one(opt, entry, task, space, select, seeds, budgets):
         curves = run(hparams, seeds, budget, every)
         records[budget] = _record(curves, space, select)
     record = records[T]
+    record["seconds_per_step"] = _alone(run, {**record["chosen"], "num_steps": T}, seeds, T, every)
     record["budgets"] = {
         str(b): {"loss": r["final_" + select], "chosen": r["chosen"]} for b, r in records.items()
     }
     best = [r["final_" + select] for r in records.values()]
     return record, _tuned_curve(list(records), best)
+
+
+def _alone(run, chosen, seeds, num_steps, every) -> float:
+    """Seconds per step of the ``chosen`` configuration run by itself, as a learned candidate
+    is: a sweep's time divided by its configurations would understate what one run costs,
+    since the configurations share each vectorized step."""
+    hparams = {k: np.full(1, v, np.float32) for k, v in chosen.items()}
+    return run(hparams, seeds, num_steps, every).seconds_per_step
 
 
 def _check_budgets(entries, budgets) -> None:

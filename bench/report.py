@@ -53,6 +53,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"- Won / lost: a final loss more than {100 * report['margin']:g}% below / above the "
         "tuned baseline's at the task's budget; otherwise tied.",
         f"- Speedup: {report['speedup_definition']}.",
+        "- Time/step ratio: the candidate's wall time per step ÷ the baseline's, each run "
+        "by itself (the baseline at its chosen configuration), compilation excluded.",
         "- Intervals: 95% percentile bootstrap over tasks. Normalized loss: final "
         f"{metric} loss ÷ the validation loss at initialization.",
         f"- {report['date']}, jax {report['versions']['jax']}, optax "

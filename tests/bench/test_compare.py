@@ -18,29 +18,38 @@ from bench.__main__ import main
 def smoke_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
     frozen = lopt.save(out / "init.lopt", lopt.MLPLOpt(), lopt.MLPLOpt().init(jax.random.key(0)))
-    code = main(
-        [
-            "compare",
-            "--optimizer",
-            str(frozen),
-            "--optimizer",
-            "adam",
-            "--suite",
-            "smoke",
-            "--baselines",
-            "adam,adam-cosine",
-            "--lr-range",
-            "1e-3",
-            "1",
-            "--seeds",
-            "2",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
-    )
+    runs = []  # (task, {hyperparameter: values}, num_steps) of every benchmark run
+
+    def recording_run(task, make_tx, hparams, num_seeds, num_steps, *args, **kwargs):
+        runs.append((task.name, {k: np.asarray(v).tolist() for k, v in hparams.items()}, num_steps))
+        return run(task, make_tx, hparams, num_seeds, num_steps, *args, **kwargs)
+
+    run = compare.runner.run
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compare.runner, "run", recording_run)
+        code = main(
+            [
+                "compare",
+                "--optimizer",
+                str(frozen),
+                "--optimizer",
+                "adam",
+                "--suite",
+                "smoke",
+                "--baselines",
+                "adam,adam-cosine",
+                "--lr-range",
+                "1e-3",
+                "1",
+                "--seeds",
+                "2",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
     assert code == 0
-    return out, json.loads((out / "results.json").read_text())
+    return out, json.loads((out / "results.json").read_text()), runs
 
 
 def _reject(token):
@@ -48,7 +57,7 @@ def _reject(token):
 
 
 def test_writes_report_json_and_plots(smoke_report):
-    out, report = smoke_report
+    out, report, _ = smoke_report
     json.loads((out / "results.json").read_text(), parse_constant=_reject)  # strict JSON
     for name in ("report.md", "results.json", "curves.png", "speedups.png"):
         assert (out / name).stat().st_size > 0, name
@@ -86,8 +95,19 @@ def test_writes_report_json_and_plots(smoke_report):
     assert "- `adam-cosine`: median speedup 1.00, range 1.00–1.00" in text  # calibration
 
 
+def test_a_baselines_time_per_step_is_its_chosen_configuration_run_alone(smoke_report):
+    _, report, runs = smoke_report
+    for task, t in report["tasks"].items():
+        for name in ("adam", "adam-cosine"):
+            chosen = t["optimizers"][name]["chosen"]
+            if name == "adam-cosine":
+                chosen = {**chosen, "num_steps": t["num_steps"]}
+            alone = {k: [pytest.approx(v)] for k, v in chosen.items()}
+            assert (task, alone, t["num_steps"]) in runs, (task, name)
+
+
 def test_each_task_names_its_best_hand_designed_baseline(smoke_report):
-    out, report = smoke_report
+    out, report, _ = smoke_report
     assert report["comparisons"] == ["adam", "adam-cosine", compare.BEST]
     for task in report["tasks"].values():
         at_budget = {
@@ -208,7 +228,7 @@ def test_clear_errors(tmp_path, capsys):
 
 
 def test_ship_keeps_the_recipe_and_adds_the_benchmark_summary(smoke_report, tmp_path):
-    out, report = smoke_report
+    out, report, _ = smoke_report
     shipped = ship.ship("tiny", out / "init.lopt", [out / "results.json"], folder=tmp_path)
     assert shipped == tmp_path / "tiny.lopt"
     meta = lopt.load(shipped).meta
@@ -225,7 +245,7 @@ def test_ship_keeps_the_recipe_and_adds_the_benchmark_summary(smoke_report, tmp_
 def test_demo_summary_has_a_row_per_candidate_and_comparison(smoke_report):
     from bench import demo
 
-    _, report = smoke_report
+    _, report, _ = smoke_report
     # The smoke report's candidates are "init" and "adam"; the demo's are "optimizer", "init".
     report = {
         **report,
