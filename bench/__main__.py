@@ -1,9 +1,10 @@
-"""``python -m bench compare|saturation|stability ...`` (also the ``lopt-bench`` command).
+"""``python -m bench compare|saturation|stability|trace ...`` (also the ``lopt-bench`` command).
 
     python -m bench compare --optimizer my.lopt [--optimizer adamw ...] --suite heldout \\
         --baselines adam,adam-cosine,muon-cosine,sf-adamw --protocol lr-grid --out reports/x
     python -m bench saturation --suite indist --suite heldout
     python -m bench stability reports/x/results.json reports/x-4x/results.json
+    python -m bench trace --optimizer mlplopt-mix --task deepmlp-mnist1d --steps 2000
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shlex
 import sys
 
 import lopt
+import tasks
 from bench import baselines, protocols, suites
 from bench.compare import compare
 from meta_train import compile_cache
@@ -98,9 +100,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     stab.add_argument("one", help="results.json of a suite (e.g. heldout)")
     stab.add_argument("four", help="results.json of its -4x suite")
+    tr = sub.add_parser(
+        "trace", help="one long run: loss and weight-matrix size at ten points (Markdown table)"
+    )
+    tr.add_argument(
+        "--optimizer", required=True, help="a .lopt file, pretrained name or import path"
+    )
+    tr.add_argument("--task", required=True, help="a task name or import path")
+    tr.add_argument("--steps", type=int, required=True, help="a multiple of 10")
+    tr.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command == "stability":
         return _stability(args)
+    if args.command == "trace":
+        return _trace(args)
     compile_cache.enable()  # $LOPT_COMPILATION_CACHE, default ~/.cache/lopt/jax; off: 'off'
     if args.command == "saturation":
         return _saturation(args)
@@ -174,6 +187,26 @@ def _stability(args) -> int:
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _trace(args) -> int:
+    from bench import compare, stability
+
+    try:
+        opt = compare.resolve(args.optimizer)
+        if opt.learned is None:
+            raise ValueError(
+                f"{args.optimizer!r} is a baseline, which has hyperparameters to tune: trace a "
+                "learned optimizer, or an import path to a function num_steps -> optax transform"
+            )
+        rows = stability.trace(
+            tasks.get(args.task), opt.learned(args.steps), args.steps, seed=args.seed
+        )
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(stability.trace_markdown(rows))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Does training longer help? Final losses at 4× a suite's budget against 1×.
+"""Does training longer help? Final losses at 4× a suite's budget against 1×, and why not.
 
     python -m bench stability docs/benchmarks/x-heldout/results.json \\
         docs/benchmarks/x-heldout-4x/results.json
@@ -7,13 +7,24 @@ reads two ``bench compare`` reports of the same tasks (``<suite>`` and ``<suite>
 prints, per task, each optimizer's final loss (the deciding metric) at both budgets and their
 ratio 4× ÷ 1×, each baseline tuned at its own budget. Below 1: the longer run ends lower, as
 it does for a stable optimizer; a final ÷ best of one noisy curve would not say that.
+
+    python -m bench trace --optimizer mlplopt-mix --task deepmlp-mnist1d --steps 2000
+
+follows one long run (:func:`trace`): the loss and the size of the weight matrices at ten
+points, the first thing to look at when an optimizer diverges late.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+
+import tasks
+from tasks.training import train_step
 
 
 def ratios(one: dict[str, Any], four: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -65,4 +76,45 @@ def markdown(one: dict[str, Any], four: dict[str, Any]) -> str:
         + " | ".join(f"{sum(v > 1 for v in r[n].values())}/{len(tasks)}" for n in names)
         + " |"
     )
+    return "\n".join(lines)
+
+
+class TracePoint(NamedTuple):
+    step: int  # steps taken
+    loss: float  # mean minibatch loss over the steps since the previous point
+    max_matrix_rms: float  # the largest RMS of a 2-D parameter (a weight matrix)
+
+
+def trace(
+    task: tasks.Task, tx: optax.GradientTransformation, num_steps: int, points: int = 10, seed=0
+) -> list[TracePoint]:
+    """Trains ``task`` with ``tx`` for ``num_steps`` steps (a multiple of ``points``) and
+    records ``points`` evenly spaced :class:`TracePoint` s, the first after
+    ``num_steps / points`` steps. Weight matrices that keep growing while the loss rises are
+    the signature of a step with a component along the parameters (see
+    ``lopt.per_param.without_growth``)."""
+    if num_steps % points:
+        raise ValueError(f"num_steps={num_steps} must be a multiple of points={points}")
+    key = jax.random.key(seed)
+    params = task.init(key)
+    step = train_step(task, tx)
+
+    @jax.jit
+    def chunk(carry, keys):
+        carry, losses = jax.lax.scan(step, carry, keys)
+        matrices = [p for p in jax.tree.leaves(carry[0]) if p.ndim == 2]
+        size = jnp.max(jnp.stack([jnp.sqrt(jnp.mean(p * p)) for p in matrices] or [jnp.zeros([])]))
+        return carry, jnp.mean(losses), size
+
+    carry, out = (params, tx.init(params)), []
+    keys = jax.random.split(jax.random.fold_in(key, 1), num_steps).reshape(points, -1)
+    for i in range(points):
+        carry, loss, size = chunk(carry, keys[i])
+        out.append(TracePoint((i + 1) * num_steps // points, float(loss), float(size)))
+    return out
+
+
+def trace_markdown(rows: list[TracePoint]) -> str:
+    lines = ["| step | mean loss | largest weight-matrix RMS |", "| --- | --- | --- |"]
+    lines += [f"| {r.step} | {r.loss:.4g} | {r.max_matrix_rms:.3f} |" for r in rows]
     return "\n".join(lines)

@@ -1,8 +1,11 @@
-"""The 4× ÷ 1× table from two compare reports."""
+"""The 4× ÷ 1× table from two compare reports; the trace of one long run."""
 
+import optax
 import pytest
 
+import tasks
 from bench import stability
+from bench.__main__ import main
 
 
 def _report(finals, select="train"):
@@ -32,3 +35,21 @@ def test_reports_that_cannot_be_compared():
         stability.ratios(_report({"a": {"x": 1.0}}), _report({"a": {"x": 1.0}}, "valid"))
     with pytest.raises(ValueError, match="no task in common"):
         stability.ratios(_report({"a": {"x": 1.0}}), _report({"b": {"x": 1.0}}))
+
+
+def test_trace_follows_the_weight_matrices_of_one_run():
+    task = tasks.get("mlp-digits")
+    sgd = optax.sgd(0.1)
+    growing = optax.chain(optax.add_decayed_weights(-0.5), sgd)  # a step along +p
+    plain, grown = (stability.trace(task, tx, 40, points=4) for tx in (sgd, growing))
+    assert [r.step for r in plain] == [10, 20, 30, 40]
+    assert plain[-1].loss < plain[0].loss  # SGD learns
+    sizes = [r.max_matrix_rms for r in grown]
+    assert sizes == sorted(sizes) and sizes[-1] > 1.5 * plain[-1].max_matrix_rms
+    with pytest.raises(ValueError, match="multiple of points"):
+        stability.trace(task, sgd, 45, points=4)
+
+
+def test_trace_cli_prints_the_table_and_rejects_a_baseline(capsys):
+    assert main(["trace", "--optimizer", "adam", "--task", "quadratic", "--steps", "10"]) == 2
+    assert "hyperparameters to tune" in capsys.readouterr().err
