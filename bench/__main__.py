@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import shlex
@@ -109,6 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--task", required=True, help="a task name or import path")
     tr.add_argument("--steps", type=int, required=True, help="a multiple of 10")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="run a .lopt file or pretrained optimizer with this architecture field changed "
+        "(e.g. no_growth=true): an ablation at deployment, same theta",
+    )
     args = parser.parse_args(argv)
     if args.command == "stability":
         return _stability(args)
@@ -200,6 +209,8 @@ def _trace(args) -> int:
                 f"{args.optimizer!r} is a baseline, which has hyperparameters to tune: trace a "
                 "learned optimizer, or an import path to a function num_steps -> optax transform"
             )
+        if args.set:
+            opt = compare.Optimizer(opt.name, learned=_changed(args.optimizer, args.set).as_optax)
         rows = stability.trace(
             tasks.get(args.task), opt.learned(args.steps), args.steps, seed=args.seed
         )
@@ -208,6 +219,30 @@ def _trace(args) -> int:
         return 2
     print(stability.trace_markdown(rows))
     return 0
+
+
+def _changed(spec: str, settings: list[str]) -> lopt.Frozen:
+    """The frozen optimizer ``spec`` (a pretrained name or a .lopt file) with its
+    architecture's fields changed by ``FIELD=VALUE`` settings (YAML values)."""
+    import yaml
+
+    if spec in lopt.list_pretrained():
+        frozen = lopt.load_pretrained(spec)
+    elif pathlib.Path(spec).exists():
+        frozen = lopt.load(spec)
+    else:
+        raise ValueError(f"--set needs a .lopt file or a pretrained optimizer, not {spec!r}")
+    fields = {f.name for f in dataclasses.fields(frozen.architecture)}
+    changes = {}
+    for setting in settings:
+        field, eq, value = setting.partition("=")
+        if not eq or field not in fields:
+            raise ValueError(
+                f"--set {setting!r}: expected FIELD=VALUE with FIELD one of {sorted(fields)}"
+            )
+        changes[field] = yaml.safe_load(value)
+    architecture = dataclasses.replace(frozen.architecture, **changes)
+    return dataclasses.replace(frozen, architecture=architecture)
 
 
 if __name__ == "__main__":

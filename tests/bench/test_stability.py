@@ -1,8 +1,10 @@
 """The 4× ÷ 1× table from two compare reports; the trace of one long run."""
 
+import jax
 import optax
 import pytest
 
+import lopt
 import tasks
 from bench import stability
 from bench.__main__ import main
@@ -50,6 +52,14 @@ def test_trace_follows_the_weight_matrices_of_one_run():
         stability.trace(task, sgd, 45, points=4)
 
 
-def test_trace_cli_prints_the_table_and_rejects_a_baseline(capsys):
-    assert main(["trace", "--optimizer", "adam", "--task", "quadratic", "--steps", "10"]) == 2
+def test_trace_cli_prints_the_table_with_fields_changed_and_rejects_a_baseline(tmp_path, capsys):
+    lo = lopt.MLPLOpt(hidden=(2,))
+    path = str(lopt.save(tmp_path / "o.lopt", lo, lo.init(jax.random.key(0))))
+    run = ["trace", "--task", "mlp-digits", "--steps", "10"]
+    assert main([*run, "--optimizer", path, "--set", "no_growth=true"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "| step | mean loss | largest weight-matrix RMS |" and len(table) == 12
+    assert main([*run, "--optimizer", path, "--set", "growth=off"]) == 2
+    assert "expected FIELD=VALUE with FIELD one of" in capsys.readouterr().err
+    assert main([*run, "--optimizer", "adam"]) == 2
     assert "hyperparameters to tune" in capsys.readouterr().err

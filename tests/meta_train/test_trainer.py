@@ -13,6 +13,7 @@ import pytest
 
 import lopt
 from meta_train import initial_theta, meta_train, plot, trainer
+from meta_train.__main__ import main as cli_main
 from meta_train.checkpoint import CheckpointError
 from meta_train.config import load_config
 from meta_train.validation import Validator, held_out_tasks
@@ -167,7 +168,7 @@ def test_resume_errors(full_run, tmp_path):
     assert (earlier / "metrics.jsonl").read_text() == '{"step": 1}\n'
 
 
-def test_cli_runs_the_smoke_config_and_reports_bad_configs(tmp_path):
+def test_cli_runs_the_smoke_config_and_reads_the_compilation_cache_back(tmp_path):
     cache = tmp_path / "cache"
     run = lambda *args: subprocess.run(
         [sys.executable, "-m", "meta_train", *args],
@@ -190,17 +191,26 @@ def test_cli_runs_the_smoke_config_and_reports_bad_configs(tmp_path):
     again = run("--config", "smoke", f"run_dir={tmp_path / 'again'}", "num_steps=2")
     assert again.returncode == 0
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir() if p.name in written} == written
-    bad = run("--config", "smoke", f"run_dir={tmp_path / 'bad'}", "estimator.window=0")
-    assert bad.returncode == 2 and "estimator.window: must be >= 1, got 0" in bad.stderr
-    missing = run("--resume", str(tmp_path / "nowhere"))
-    assert missing.returncode == 2 and "cannot read config file" in missing.stderr
-    crowded = run("--config", "smoke", f"run_dir={tmp_path / 'w'}", "--workers", "500")
-    assert crowded.returncode == 2 and "500 workers x 1.0 CPUs need 500" in crowded.stderr
+
+
+def test_cli_reports_bad_configs_and_run_dirs_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LOPT_COMPILATION_CACHE", "off")  # leave this process's JAX alone
+
+    def run(*args):
+        code = cli_main(list(args))
+        return code, capsys.readouterr().err
+
+    code, err = run("--config", "smoke", f"run_dir={tmp_path / 'bad'}", "estimator.window=0")
+    assert code == 2 and "estimator.window: must be >= 1, got 0" in err
+    code, err = run("--resume", str(tmp_path / "nowhere"))
+    assert code == 2 and "cannot read config file" in err
+    code, err = run("--config", "smoke", f"run_dir={tmp_path / 'w'}", "--workers", "500")
+    assert code == 2 and "500 workers x 1.0 CPUs need 500" in err
     assert not (tmp_path / "w").exists()  # rejected before anything is written
     (tmp_path / "a-file").write_text("")
-    unwritable = run("--config", "smoke", f"run_dir={tmp_path / 'a-file' / 'run'}")
-    assert unwritable.returncode == 2, unwritable.stderr
-    assert unwritable.stderr.strip().splitlines() == [
+    code, err = run("--config", "smoke", f"run_dir={tmp_path / 'a-file' / 'run'}")
+    assert code == 2, err
+    assert err.strip().splitlines() == [
         f"error: cannot write the run: Not a directory ({tmp_path / 'a-file' / 'run'})"
     ]
 
