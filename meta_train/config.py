@@ -93,12 +93,20 @@ class OptimizerConfig:
             raise ConfigError(f"optimizer.hparams: {e}") from None
 
 
-def _check_importable(field: str, name: str, build) -> None:
-    """An import path must name what ``build`` accepts (checked here, so that a typo fails
-    before any worker starts)."""
-    if isinstance(name, str) and tasks.is_import_path(name):
+def _check_task(field: str, spec, kind: type, build, built_in: list[str]) -> None:
+    """``spec`` is a ``kind`` object, the label of one in a saved config
+    (``tasks.label``), a built-in name, or an import path to what ``build`` accepts (built
+    here, so that a typo fails before any worker starts)."""
+    if isinstance(spec, kind) or tasks.is_object_label(spec):
+        return
+    _check(
+        isinstance(spec, str) and (spec in built_in or tasks.is_import_path(spec)),
+        field,
+        f"must be one of {built_in} or an import path package.module:attribute, got {spec!r}",
+    )
+    if tasks.is_import_path(spec):
         try:
-            build(name)
+            build(spec)
         except ValueError as e:
             raise ConfigError(f"{field}: {e}") from None
 
@@ -142,15 +150,17 @@ class TaskConfig:
 
     Attributes:
       name: a fixed task: a built-in name (``tasks.names()``) or an import path
-        ``package.module:factory``; ``null`` when ``family`` is set.
+        ``package.module:factory``; ``null`` when ``family`` is set. From Python, also a
+        ``tasks.Task`` (``MetaTrainConfig.with_task``).
       family: a family (``tasks.families()`` or an import path), or a list of them sampled
-        uniformly; ``null`` when ``name`` is set.
+        uniformly; ``null`` when ``name`` is set. From Python, also ``tasks.TaskFamily``
+        objects.
       resample_every: outer steps per task period (one structure, one augmentation draw).
       augment: the per-period augmentation.
     """
 
-    name: str | None = None
-    family: str | tuple[str, ...] | None = None
+    name: str | tasks.Task | None = None
+    family: str | tasks.TaskFamily | tuple[str | tasks.TaskFamily, ...] | None = None
     resample_every: int = 50
     augment: AugmentConfig = AugmentConfig()
 
@@ -161,23 +171,11 @@ class TaskConfig:
             "set exactly one of task.name (a fixed task) and task.family",
         )
         if self.name is not None:
-            _check_importable("task.name", self.name, tasks.get)
-            _check(
-                self.name in tasks.names() or tasks.is_import_path(self.name),
-                "task.name",
-                f"must be one of {tasks.names()} or an import path package.module:factory, "
-                f"got {self.name!r}",
-            )
+            _check_task("task.name", self.name, tasks.Task, tasks.get, tasks.names())
         else:
             _check(bool(self.families), "task.family", "must name at least one family")
             for f in self.families:
-                _check_importable("task.family", f, tasks.family)
-                _check(
-                    f in tasks.families() or tasks.is_import_path(f),
-                    "task.family",
-                    f"must be one of {tasks.families()} or an import path "
-                    f"package.module:attribute (or a list of them), got {f!r}",
-                )
+                _check_task("task.family", f, tasks.TaskFamily, tasks.family, tasks.families())
         _check(
             self.resample_every >= 1,
             "task.resample_every",
@@ -185,14 +183,29 @@ class TaskConfig:
         )
 
     @property
-    def families(self) -> tuple[str, ...]:
+    def families(self) -> tuple[str | tasks.TaskFamily, ...]:
         """The families sampled from (empty for a fixed task)."""
         if self.family is None:
             return ()
-        return (self.family,) if isinstance(self.family, str) else tuple(self.family)
+        return (self.family,) if not isinstance(self.family, tuple) else self.family
+
+    def check_buildable(self) -> None:
+        """Raises ``ConfigError`` if a task or family was a Python object when the config was
+        saved (``tasks.label``): nothing but that object can stand for it."""
+        specs = [("task.name", self.name)] if self.name is not None else []
+        for field, spec in [*specs, *(("task.family", f) for f in self.families)]:
+            if tasks.is_object_label(spec):
+                kind = "Task" if field == "task.name" else "TaskFamily"
+                raise ConfigError(
+                    f"{field}: {spec} was given as a {kind} object in Python, and a saved "
+                    "config cannot rebuild it: pass the same object again "
+                    "(MetaTrainConfig.with_task), or name it by an import path "
+                    "package.module:attribute so that any process can"
+                )
 
     def describe(self) -> str:
-        what = self.name or " + ".join(self.families)
+        specs = (self.name,) if self.name is not None else self.families
+        what = " + ".join(getattr(s, "name", s) for s in specs)  # an object by its name
         return f"{what} (augmented)" if self.augment.active else what
 
 
@@ -403,6 +416,17 @@ class MetaTrainConfig:
     checkpoint_every: int = 25
     log_every: int = 10
 
+    def with_task(self, task: str | tasks.Task | tasks.TaskFamily) -> MetaTrainConfig:
+        """This config meta-training on ``task``: a fixed task (a ``tasks.Task`` or a task
+        name or import path), or a ``tasks.TaskFamily``. The rest of ``self.task``
+        (resampling, augmentation) is kept. A run given an object resumes only from Python,
+        given the same object again."""
+        family = isinstance(task, tasks.TaskFamily)
+        section = dataclasses.replace(
+            self.task, name=None if family else task, family=task if family else None
+        )
+        return dataclasses.replace(self, task=section)
+
     def __post_init__(self):
         _check(self.num_steps >= 1, "num_steps", f"must be >= 1, got {self.num_steps}")
         _check(
@@ -429,8 +453,12 @@ def _convert(value: Any, hint: Any, path: str) -> Any:
         args = typing.get_args(hint)
         if value is None and type(None) in args:
             return None
+        python_only = (tasks.Task, tasks.TaskFamily)  # objects given in Python, as they are
+        if isinstance(value, python_only):
+            _check(any(isinstance(value, a) for a in args), path, f"cannot be {value!r}")
+            return value
         errors = []
-        for inner in [a for a in args if a is not type(None)]:  # the first option that fits
+        for inner in [a for a in args if a not in (type(None), *python_only)]:  # first that fits
             try:
                 return _convert(value, inner, path)
             except ConfigError as e:
@@ -493,9 +521,12 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain nested dicts/lists, ready for YAML or JSON."""
+    """Plain nested dicts/lists, ready for YAML or JSON (a task or family object as its
+    ``tasks.label``)."""
 
     def plain(v):
+        if isinstance(v, tasks.Task | tasks.TaskFamily):
+            return tasks.label(v)
         if dataclasses.is_dataclass(v):
             return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
         if isinstance(v, Mapping):

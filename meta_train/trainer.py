@@ -317,6 +317,7 @@ def meta_train(
     ``distributed.address``; a resumed run continues the step count and each worker's task
     sequence with fresh particle populations.
     """
+    cfg.task.check_buildable()
     run_dir = pathlib.Path(cfg.run_dir)
     ckpt_dir = (run_dir / "checkpoints").absolute()
     metrics_path = run_dir / "metrics.jsonl"

@@ -46,6 +46,17 @@ def from_import_path(path: str, what: str):
         raise ValueError(f"{what} {path!r}: cannot import it ({e})") from None
 
 
+def label(spec: str | Task | TaskFamily) -> str:
+    """How a task or family is written in a saved config: its name or import path, or for
+    an object given in Python its ``repr`` (``Task('name')``), which no process can rebuild."""
+    return spec if isinstance(spec, str) else repr(spec)
+
+
+def is_object_label(spec: str) -> bool:
+    """Whether ``spec`` is the ``label`` of a ``Task`` or ``TaskFamily`` object."""
+    return isinstance(spec, str) and spec.startswith(("Task(", "TaskFamily("))
+
+
 def _imported(path: str, kind: type, what: str):
     """The ``kind`` at an import path: the attribute itself, or what calling it with no
     arguments returns."""
@@ -59,10 +70,13 @@ def _imported(path: str, kind: type, what: str):
     return obj
 
 
-def get(name: str) -> Task:
+def get(name: str | Task) -> Task:
     """A fixed task: a built-in name (``names()``) or an import path
     ``package.module:factory`` to a ``Task`` or a function of no arguments returning one,
-    so that every process (a Ray worker, a resumed run) rebuilds it from the name alone."""
+    so that every process (a Ray worker, a resumed run) rebuilds it from the name alone. A
+    ``Task`` is returned as it is."""
+    if isinstance(name, Task):
+        return name
     if is_import_path(name):
         return _imported(name, Task, "task")
     try:
@@ -80,10 +94,12 @@ def families() -> list[str]:
     return sorted(FAMILIES)
 
 
-def family(name: str) -> TaskFamily:
+def family(name: str | TaskFamily) -> TaskFamily:
     """A task family: a built-in name (``families()``) or an import path
     ``package.module:attribute`` to a ``TaskFamily`` or a function of no arguments
-    returning one."""
+    returning one. A ``TaskFamily`` is returned as it is."""
+    if isinstance(name, TaskFamily):
+        return name
     if is_import_path(name):
         return _imported(name, TaskFamily, "task family")
     try:
@@ -110,6 +126,8 @@ __all__ = [
     "from_import_path",
     "get",
     "is_import_path",
+    "is_object_label",
+    "label",
     "language_model_task",
     "models",
     "names",

@@ -17,7 +17,7 @@ Params = Any  # a pytree of float arrays
 Batch = Any  # a pytree of arrays
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Task:
     """An inner optimization problem.
 
@@ -44,6 +44,9 @@ class Task:
     batch_size: int
     init_loss: float
     num_steps: int
+
+    def __repr__(self) -> str:  # not the dataset its functions close over
+        return f"Task({self.name!r})"
 
     def __post_init__(self):
         if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
@@ -84,7 +87,7 @@ def numpy_rng(key: jax.Array) -> np.random.Generator:
     return np.random.default_rng(np.asarray(key, np.uint32).reshape(-1).tolist())
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class TaskFamily:
     """A distribution over tasks.
 
@@ -107,3 +110,6 @@ class TaskFamily:
 
     def task(self, cfg: Any) -> Task:
         return self.task_fn(cfg)
+
+    def __repr__(self) -> str:
+        return f"TaskFamily({self.name!r})"

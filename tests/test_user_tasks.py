@@ -1,7 +1,8 @@
 """A user's own task, family, suite and optimizer (docs/examples/my_tasks.py), named by import
 path: resolved, meta-trained in-process, resumed and benchmarked (on 2 Ray workers:
-tests/meta_train/test_distributed.py)."""
+tests/meta_train/test_distributed.py); given as objects from Python."""
 
+import dataclasses
 import pathlib
 
 import pytest
@@ -73,3 +74,26 @@ def test_meta_trains_resumes_and_benchmarks(tmp_path):
     assert report["candidates"] == ["optimizer", "sgd_cosine"]
     record = report["tasks"]["blobs8-mlp32"]["optimizers"]["sgd_cosine"]
     assert record["final_train"] < 0.9 * record["initial_loss"]  # it trained the user's model
+
+
+def test_task_and_family_objects_meta_train_from_python_and_resume_only_from_python(tmp_path):
+    import my_tasks
+
+    task, family = tasks.get("my_tasks:blobs"), my_tasks.widths
+    assert repr(task) == "Task('blobs8-mlp32')"  # not the data its functions hold
+    base = load_config(None, [*HYPER, f"run_dir={tmp_path / 'fixed'}", "num_steps=2"])
+    fixed = base.with_task(task)
+    assert fixed.task.name is task and fixed.task.family is None
+    assert fixed.task.describe() == "blobs8-mlp32"
+    result = meta_train(fixed, verbose=False)
+    assert {r["task"] for r in result.history} == {"blobs8-mlp32"}
+    saved = load_config(tmp_path / "fixed" / "config.yaml")  # what a new process would read
+    assert saved.task.name == "Task('blobs8-mlp32')"
+    with pytest.raises(ConfigError, match=r"task.name: Task\('blobs8-mlp32'\) was given as a Task"):
+        meta_train(dataclasses.replace(saved, num_steps=4), resume=True, verbose=False)
+    resumed = meta_train(dataclasses.replace(fixed, num_steps=4), resume=True, verbose=False)
+    assert [r["step"] for r in resumed.history] == [3, 4]
+    mixed = base.with_task(family)
+    assert mixed.task.family is family and mixed.task.name is None
+    result = meta_train(dataclasses.replace(mixed, run_dir=str(tmp_path / "fam")), verbose=False)
+    assert all(r["task"].startswith("blobs8-mlp") for r in result.history)
