@@ -6,6 +6,10 @@ by the next (a re-run of ``make demo``, a resumed run, a second benchmark). The 
 ``$LOPT_COMPILATION_CACHE``, else ``$XDG_CACHE_HOME/lopt/jax`` (``~/.cache/lopt/jax``);
 ``LOPT_COMPILATION_CACHE=off`` turns it off. Library calls (``meta_train.meta_train``,
 ``bench.compare.compare``) leave JAX's configuration alone: call :func:`enable` to opt in.
+
+:func:`seconds_compiling` is how long this process has spent obtaining compiled programs
+(tracing, lowering, and compiling or reading the cache), from JAX's monitoring events: the
+trainer records its share of each outer step as ``compile_seconds``.
 """
 
 from __future__ import annotations
@@ -46,3 +50,28 @@ def enable(path: str | os.PathLike | None = None) -> pathlib.Path | None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     os.environ[ENV] = str(path)  # Ray workers started from here inherit it
     return path
+
+
+# JAX's duration events of the three stages between a Python function and an executable.
+_COMPILE_EVENTS = frozenset(
+    {
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    }
+)
+_compiling = [0.0]  # seconds, this process, since this module was imported
+
+
+def _on_duration(event: str, duration: float, **_) -> None:
+    if event in _COMPILE_EVENTS:
+        _compiling[0] += duration
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_duration)
+
+
+def seconds_compiling() -> float:
+    """Seconds this process has spent tracing, lowering and compiling programs (or reading
+    them from the persistent cache) since ``meta_train`` was imported."""
+    return _compiling[0]

@@ -20,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import lopt
 import tasks
+from meta_train import compile_cache
 from meta_train.config import MetaTrainConfig
 from meta_train.estimators import ESTIMATORS, ESState
 from meta_train.unroll import Unroller
@@ -87,7 +88,7 @@ class TaskSource:
 class Estimate:
     """One meta-gradient estimate: ``grad`` (shaped like theta) computed at theta ``version``,
     and its scalar ``metrics`` (meta_loss, grad_norm, inner_steps, diverged, ended, resets, seconds,
-    task, ...)."""
+    compile_seconds, task, ...)."""
 
     grad: Any
     version: int
@@ -162,7 +163,7 @@ class EstimateStream:
         Entering a new period (or the first window this stream runs, e.g. after a restart)
         builds that period's estimator and starts a fresh population.
         """
-        began = time.perf_counter()
+        began, compiled = time.perf_counter(), compile_cache.seconds_compiling()
         theta = jax.device_put(theta, self.replicated)
         period = self.source.period(window)
         if period != self.period or self.state is None:
@@ -180,6 +181,7 @@ class EstimateStream:
             "resets": int(m["resets"]),
             "ended": int(m["ended"]),
             "seconds": time.perf_counter() - began,
+            "compile_seconds": compile_cache.seconds_compiling() - compiled,
             "task": self.estimator.unroller.task.name,
             "devices": len(self.devices),
         }

@@ -129,13 +129,14 @@ def _clock(seconds: float) -> str:
 
 class _Progress:
     """A tqdm bar on a terminal; otherwise a line every ``every`` steps with the mean
-    meta-loss of those steps (one step's value jumps with its task), the time elapsed and
-    the time left at the rate so far."""
+    meta-loss of those steps (one step's value jumps with its task), the time elapsed, the
+    time left at the rate so far, and the seconds those steps' estimates spent compiling."""
 
     def __init__(self, total: int, start: int, every: int, enabled: bool):
         self.enabled, self.every, self.total, self.start = enabled, every, total, start
         self.began = time.monotonic()
         self.recent: collections.deque = collections.deque(maxlen=every)
+        self.compiling: collections.deque = collections.deque(maxlen=every)
         self.bar = None
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
@@ -146,6 +147,7 @@ class _Progress:
         if not self.enabled:
             return
         self.recent.append(record["meta_loss"])
+        self.compiling.append(record["compile_seconds"])
         mean = float(np.mean(self.recent))
         if self.bar is not None:
             self.bar.update(1)
@@ -155,11 +157,13 @@ class _Progress:
         elif record["step"] % self.every == 0 or record["step"] == self.total:
             elapsed = time.monotonic() - self.began
             left = elapsed / (record["step"] - self.start) * (self.total - record["step"])
+            compiled = sum(self.compiling)
             print(
                 f"step {record['step']:>6}/{self.total}  meta_loss {mean:.4f} (mean of "
                 f"{len(self.recent)})  grad_norm {record['grad_norm']:.3g}  inner steps/s "
                 f"{record['inner_steps_per_s']:.0f}  {_clock(elapsed)} elapsed, "
-                f"{_clock(left)} left  task {record['task']}",
+                f"{_clock(left)} left  task {record['task']}"
+                + (f"  (compiling: {compiled:.0f} s)" if compiled >= 0.5 else ""),
                 flush=True,
             )
         if "valid" in record:
@@ -274,6 +278,8 @@ def _record(step: int, estimates: list[Estimate], seconds: float, **extra: Any) 
         "inner_steps": inner,
         "inner_steps_per_s": inner / seconds,
         "seconds": seconds,
+        # compiling done for this step's estimates, summed over the processes computing them
+        "compile_seconds": sum(m["compile_seconds"] for m in ms),
         "estimates": len(ms),
         "diverged": sum(m["diverged"] for m in ms),
         "resets": sum(m["resets"] for m in ms),

@@ -54,6 +54,9 @@ def test_outputs(full_run):
     for key in ("meta_loss", "grad_norm", "inner_steps_per_s", "staleness", "diverged", "task"):
         assert key in records[0]
     assert all(np.isfinite(r["meta_loss"]) for r in records)
+    # The first step compiles the task's estimator; the later ones (same task) reuse it.
+    compiling = [r["compile_seconds"] for r in records]
+    assert compiling[0] > 0.1 and max(compiling[1:]) < 0.05 * compiling[0], compiling
     frozen = lopt.load(result.export_path)
     assert frozen.meta["recipe"]["task"]["name"] == "quadratic"
     schedule = full_run[0].estimator.schedule
