@@ -23,11 +23,13 @@ from bench.compare import compare
 from meta_train import compile_cache
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m bench`` (``lopt-bench``)."""
     # Run as the installed `lopt-bench` command, or as `python -m bench`.
     prog = "lopt-bench" if pathlib.Path(sys.argv[0]).name == "lopt-bench" else "python -m bench"
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Benchmark optimizers against baselines tuned per task."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "compare",
@@ -118,7 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         help="run a .lopt file or pretrained optimizer with this architecture field changed "
         "(e.g. no_growth=true): an ablation at deployment, same theta",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    cli = parser()
+    args = cli.parse_args(argv)
     if args.command == "stability":
         return _stability(args)
     if args.command == "trace":
@@ -128,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         return _saturation(args)
 
     if args.seeds < 1 or args.trials < 1:
-        parser.error("--seeds and --trials must be >= 1")
+        cli.error("--seeds and --trials must be >= 1")
     if (pathlib.Path(args.out) / "results.json").exists():
         print(f"note: replacing the report in {args.out}", file=sys.stderr)
     try:

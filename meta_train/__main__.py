@@ -12,7 +12,8 @@ from meta_train.config import CONFIGS, ConfigError, load_config
 from meta_train.trainer import meta_train
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m meta_train``."""
     parser = argparse.ArgumentParser(
         prog="python -m meta_train",
         description="Meta-train a learned optimizer. Overrides look like estimator.sigma=0.03.",
@@ -39,7 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("overrides", nargs="*", help="section.field=value")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     compile_cache.enable()  # $LOPT_COMPILATION_CACHE, default ~/.cache/lopt/jax; off: 'off'
 
     config_path = args.config

@@ -1,0 +1,63 @@
+"""Every ``python -m meta_train`` and ``python -m bench`` / ``lopt-bench`` command shown in the
+README and docs parses with the real command line, and the configs, overrides, suites and
+baselines it names exist (the commands are not run: most take minutes)."""
+
+import pathlib
+import re
+import shlex
+
+import pytest
+
+from bench import baselines, suites
+from bench.__main__ import parser as bench_parser
+from meta_train import load_config
+from meta_train.__main__ import parser as meta_train_parser
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+PROGRAMS = {"python -m meta_train": "meta_train", "python -m bench": "bench", "lopt-bench": "bench"}
+
+
+def _commands() -> list[tuple[str, str, list[str]]]:
+    """``(where, program, argv)`` of each documented command: inside fenced code blocks,
+    continuation lines joined, comments and ``[optional parts]`` dropped, and inside
+    backticks in the text."""
+    found = []
+    for doc in DOCS:
+        text = doc.read_text()
+        blocks = re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S)
+        lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+        lines += re.findall(r"`((?:python -m (?:meta_train|bench)|lopt-bench) [^`]+)`", text)
+        for line in lines:
+            line = re.sub(r"\[[^\]]*\]", "", line.split("  #")[0]).strip()
+            for prefix, program in PROGRAMS.items():
+                if line.startswith(prefix + " "):
+                    argv = shlex.split(line[len(prefix) :], comments=True)
+                    if len(argv) > 1:  # not a mention of a subcommand by name
+                        found.append((f"{doc.relative_to(REPO)}: {line}", program, argv))
+    return found
+
+
+COMMANDS = _commands()
+
+
+def test_the_docs_show_commands_of_both_programs():
+    programs = {program for _, program, _ in COMMANDS}
+    assert programs == {"meta_train", "bench"} and len(COMMANDS) > 20
+
+
+@pytest.mark.parametrize(("where", "program", "argv"), COMMANDS, ids=[c[0] for c in COMMANDS])
+def test_documented_command_parses_and_names_what_exists(where, program, argv, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "docs" / "examples"))  # my_tasks
+    if program == "meta_train":
+        args = meta_train_parser().parse_args(argv)
+        if args.config is not None:  # its overrides apply to the named config
+            load_config(args.config, args.overrides)
+        return
+    args = bench_parser().parse_args(argv)
+    if args.command in ("compare", "saturation"):
+        for suite in args.suite if isinstance(args.suite, list) else [args.suite]:
+            suites.get(suite)
+    if args.command == "compare":
+        for name in (b for b in args.baselines.split(",") if b):
+            baselines.get(name)
