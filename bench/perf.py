@@ -4,6 +4,7 @@
     python -m bench.perf unroll [--tasks mlp-digits,...] [--out perf-unroll.json]
     python -m bench.perf sweep [--task mlp-digits] [--steps 200] [--out perf-sweep.json]
     python -m bench.perf scaling [--workers 1,2] [--rounds 3] [--out perf-scaling.json] [overrides]
+    python -m bench.perf compile [--tasks mlp-digits,conv-digits] [--out perf-compile.json]
 
 ``update``: the jitted update step of each learned-optimizer architecture (randomly
 initialized; cost does not depend on theta's values) on MLP-shaped parameter trees, as a
@@ -20,6 +21,11 @@ the wall time (its update and publishing theta, while the workers wait).
 ``unroll``: inner steps per second of a meta-training window (an antithetic population of
 8 pairs, 20 steps, one compiled ``lax.scan``) with an untrained ``MLPLOpt`` as the inner
 optimizer, relative to the same population trained by plain SGD through the same code.
+
+``compile``: seconds to lower and to compile that window's program (the unit meta-training
+compiles once per task structure) for MLPLOpt, plain and in the shipped matrix-aware
+configuration, relative to the same program with plain SGD (median over rounds, each
+compiling a fresh program; the persistent compilation cache is not used).
 """
 
 from __future__ import annotations
@@ -176,6 +182,54 @@ def bench_unroll(
             f"{row['mlplopt_steps_per_s']:9.0f} steps/s  cost {ratio:5.2f}x SGD",
             flush=True,
         )
+    return rows
+
+
+# The shipped optimizer's architecture (lopt.pretrained("mlplopt-mix")): orthogonalized
+# matrix steps, a nominal Adam term and a learned schedule.
+MATRIX_AWARE = lopt.MLPLOpt(
+    nominal=True, nominal_lr=0.01, schedule=True, step_mode="orthogonal", step_scale=0.02
+)
+
+
+def bench_compile(task_names: list[str], rounds: int = 3, pairs: int = 8, window: int = 20):
+    schedule = TruncationSchedule("constant", 10_000, 10_000)
+    optimizers = {"sgd": _SGD(), "MLPLOpt": lopt.MLPLOpt(), "MLPLOpt-orthogonal": MATRIX_AWARE}
+    rows = []
+    for name in task_names:
+        task = tasks.get(name)
+        seconds = {label: {"lower": [], "compile": []} for label in optimizers}
+        for _ in range(rounds):
+            for label, lo in optimizers.items():
+                unroller = Unroller(task, lo, schedule, MetaLoss(), window=window)  # fresh
+                theta = lo.init(jax.random.key(0))
+                thetas = jax.tree.map(lambda x: jnp.broadcast_to(x, (2, pairs, *x.shape)), theta)
+                pop = jax.eval_shape(unroller.init, jax.random.PRNGKey(0), thetas)
+                began = time.perf_counter()
+                lowered = jax.jit(unroller.unroll).lower(thetas, pop)
+                lowered_at = time.perf_counter()
+                lowered.compile()
+                seconds[label]["lower"].append(lowered_at - began)
+                seconds[label]["compile"].append(time.perf_counter() - lowered_at)
+        median = {k: {s: statistics.median(v) for s, v in d.items()} for k, d in seconds.items()}
+        for label in ("MLPLOpt", "MLPLOpt-orthogonal"):
+            m, ref = median[label], median["sgd"]
+            row = {
+                "task": name,
+                "optimizer": label,
+                "lower_s": m["lower"],
+                "compile_s": m["compile"],
+                "sgd_lower_s": ref["lower"],
+                "sgd_compile_s": ref["compile"],
+                "total_ratio_to_sgd": (m["lower"] + m["compile"]) / (ref["lower"] + ref["compile"]),
+            }
+            rows.append(row)
+            print(
+                f"{name:<20} {label:<19} lower {m['lower']:5.2f} s  compile {m['compile']:6.2f} s"
+                f"  (SGD {ref['lower']:.2f} + {ref['compile']:.2f} s)  "
+                f"{row['total_ratio_to_sgd']:5.2f}x SGD",
+                flush=True,
+            )
     return rows
 
 
@@ -337,6 +391,10 @@ def main(argv: list[str] | None = None) -> None:
     p_scaling.add_argument("--warmup", type=int, default=20, help="untimed first steps")
     p_scaling.add_argument("--out", default="perf-scaling.json")
     p_scaling.add_argument("overrides", nargs="*", help="meta_train config overrides")
+    p_compile = sub.add_parser("compile", help="seconds to compile a meta-training window")
+    p_compile.add_argument("--tasks", default="mlp-digits,conv-digits")
+    p_compile.add_argument("--rounds", type=int, default=3)
+    p_compile.add_argument("--out", default="perf-compile.json")
     args = parser.parse_args(argv)
 
     if args.command == "update":
@@ -362,7 +420,8 @@ def main(argv: list[str] | None = None) -> None:
         unknown = [n for n in names if n not in tasks.names()]
         if unknown:
             parser.error(f"unknown --tasks {unknown}; choose from {tasks.names()}")
-        rows = bench_unroll(names, rounds=args.rounds)
+        run = bench_unroll if args.command == "unroll" else bench_compile
+        rows = run(names, rounds=args.rounds)
     report = {
         "benchmark": args.command,
         "command": " ".join(
