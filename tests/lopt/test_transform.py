@@ -306,7 +306,7 @@ def test_orthogonal_step_is_muons_orthogonalization_of_each_weight_matrix_step()
     # VeLO's step (no nominal term) is orthogonalized the same way, at step_scale · exp(ℓ).
     velo = lopt.VeLO(lstm_hidden=8, bank_size=3, step_scale=0.02, step_mode="orthogonal")
     tx = velo.as_optax(velo.init(jax.random.key(0)), 100)
-    u, _ = tx.update(grads, tx.init(params), params, value=jnp.float32(1.0))
+    u, _ = jax.jit(tx.update)(grads, tx.init(params), params, value=jnp.float32(1.0))
     sv = jnp.linalg.svd(u["tall"] / 0.02, compute_uv=False)
     assert 0.4 < float(sv.min()) and float(sv.max()) < 1.6
     # A zero step stays exactly zero (no 0/0).

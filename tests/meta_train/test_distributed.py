@@ -3,10 +3,12 @@
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -97,7 +99,11 @@ def _driver(head, *args, **popen):
 
 @pytest.fixture(scope="module")
 def head():
-    """A Ray head on 127.0.0.1 with 2 CPUs; its address."""
+    """A Ray head on 127.0.0.1 with 2 CPUs; its address.
+
+    Its processes are stopped by their temp directory, not by ``ray stop``, which would stop
+    every Ray instance on the machine (a meta-training run beside the tests, say)."""
+    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths hold it
     port = _free_port()
     subprocess.run(
         [
@@ -109,6 +115,7 @@ def head():
             "--num-cpus=2",
             "--include-dashboard=false",
             "--disable-usage-stats",
+            f"--temp-dir={temp}",
         ],
         check=True,
         capture_output=True,
@@ -116,7 +123,16 @@ def head():
         env=NO_AUTH,
     )
     yield f"127.0.0.1:{port}"
-    subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)
+    for sig, wait in (("TERM", 3), ("KILL", 0)):
+        subprocess.run(["pkill", f"-{sig}", "-f", temp], check=False)
+        deadline = time.time() + wait
+        while time.time() < deadline and _running(temp):
+            time.sleep(0.2)
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def _running(pattern: str) -> bool:
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0
 
 
 def _wait_for(condition, driver, what, timeout=300):
