@@ -50,11 +50,13 @@ def test_the_docs_show_commands_of_both_programs():
 def test_documented_command_parses_and_names_what_exists(where, program, argv, monkeypatch):
     monkeypatch.syspath_prepend(str(REPO / "docs" / "examples"))  # my_tasks
     if program == "meta_train":
-        args = meta_train_parser().parse_args(argv)
-        if args.config is not None:  # its overrides apply to the named config
-            load_config(args.config, args.overrides)
+        args = meta_train_parser().parse_args(argv)  # SystemExit on an unknown flag
+        assert all("=" in o for o in args.overrides), where
+        if args.config is not None:  # ConfigError on a field or value the config lacks
+            assert load_config(args.config, args.overrides).num_steps >= 1
         return
     args = bench_parser().parse_args(argv)
+    assert args.command in ("compare", "saturation", "stability", "trace"), where
     if args.command in ("compare", "saturation"):
         for suite in args.suite if isinstance(args.suite, list) else [args.suite]:
             suites.get(suite)
