@@ -208,19 +208,22 @@ def _stability(args) -> int:
 
 
 def _trace(args) -> int:
-    from bench import compare, stability
+    from bench import stability
+    from bench.compare import resolve
 
     try:
-        opt = compare.resolve(args.optimizer)
-        if opt.learned is None:
-            raise ValueError(
-                f"{args.optimizer!r} is a baseline, which has hyperparameters to tune: trace a "
-                "learned optimizer, or an import path to a function num_steps -> optax transform"
-            )
         if args.set:
-            opt = compare.Optimizer(opt.name, learned=_changed(args.optimizer, args.set).as_optax)
+            learned = _changed(args.optimizer, args.set).as_optax
+        else:
+            learned = resolve(args.optimizer).learned
+            if learned is None:
+                raise ValueError(
+                    f"{args.optimizer!r} is a baseline, which has hyperparameters to tune: "
+                    "trace a learned optimizer, or an import path to a function "
+                    "num_steps -> optax transform"
+                )
         rows = stability.trace(
-            tasks.get(args.task), opt.learned(args.steps), args.steps, seed=args.seed
+            tasks.get(args.task), learned(args.steps), args.steps, seed=args.seed
         )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -139,10 +139,8 @@ def without_growth(learned: jax.Array, p: jax.Array) -> jax.Array:
     network does not survive on long runs. This removes the growth from the learned term
     only: the nominal term still moves ``‖p‖`` wherever the gradient does.
     """
-    inner = jnp.sum(learned * p)
-    norm2 = jnp.sum(p * p)
-    coef = jnp.where(norm2 > 0, jnp.minimum(inner, 0.0) / jnp.where(norm2 > 0, norm2, 1.0), 0.0)
-    return learned - coef * p
+    inner = jnp.minimum(jnp.sum(learned * p), 0.0)  # 0 where p = 0
+    return learned - inner / jnp.maximum(jnp.sum(p * p), jnp.finfo(p.dtype).tiny) * p
 
 
 def tensor_step(
