@@ -25,13 +25,16 @@ optimizer, relative to the same population trained by plain SGD through the same
 ``compile``: seconds to lower and to compile that window's program (the unit meta-training
 compiles once per task structure) for MLPLOpt, plain and in the shipped matrix-aware
 configuration, relative to the same program with plain SGD (median over rounds, each
-compiling a fresh program; the persistent compilation cache is not used).
+compiling a fresh program; the persistent compilation cache is not used); and, for each,
+the compile seconds and the window's run time with the project's XLA options
+(``meta_train.compile_cache.COMPILER_OPTIONS``) relative to XLA's defaults.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -46,6 +49,7 @@ import optax
 import lopt
 import tasks
 from meta_train import MetaLoss, TruncationSchedule, Unroller
+from meta_train.compile_cache import COMPILER_OPTIONS
 
 SIZES = {"270k": 260, "1M": 500, "4M": 1000, "16M": 2000}  # name -> width of 4 square layers
 
@@ -151,16 +155,10 @@ def bench_unroll(
             unroller = Unroller(task, lo, schedule, MetaLoss(), window=window)
             theta = lo.init(jax.random.key(0))
             thetas = jax.tree.map(lambda x: jnp.broadcast_to(x, (2, pairs, *x.shape)), theta)
-            unroll = jax.jit(unroller.unroll)
+            unroll = jax.jit(unroller.unroll, compiler_options=COMPILER_OPTIONS)
             pop = jax.jit(unroller.init)(jax.random.PRNGKey(0), thetas)
             jax.block_until_ready(unroll(thetas, pop))  # compile
-
-            def run(unroll=unroll, thetas=thetas, pop=pop):
-                start = time.perf_counter()
-                jax.block_until_ready(unroll(thetas, pop))
-                return time.perf_counter() - start
-
-            runners[label] = run
+            runners[label] = functools.partial(_seconds, unroll, thetas, pop)
         samples = {label: [] for label in runners}
         for _ in range(rounds):
             for label, run in runners.items():
@@ -195,42 +193,66 @@ MATRIX_AWARE = lopt.MLPLOpt(
 def bench_compile(task_names: list[str], rounds: int = 3, pairs: int = 8, window: int = 20):
     schedule = TruncationSchedule("constant", 10_000, 10_000)
     optimizers = {"sgd": _SGD(), "MLPLOpt": lopt.MLPLOpt(), "MLPLOpt-orthogonal": MATRIX_AWARE}
+    levels = {"xla-default": None, "lopt": COMPILER_OPTIONS}
     rows = []
     for name in task_names:
         task = tasks.get(name)
-        seconds = {label: {"lower": [], "compile": []} for label in optimizers}
+        runs = {
+            (o, lv): {"lower": [], "compile": [], "run": []} for o in optimizers for lv in levels
+        }
         for _ in range(rounds):
-            for label, lo in optimizers.items():
+            for (label, level), seconds in runs.items():
+                lo = optimizers[label]
                 unroller = Unroller(task, lo, schedule, MetaLoss(), window=window)  # fresh
                 theta = lo.init(jax.random.key(0))
                 thetas = jax.tree.map(lambda x: jnp.broadcast_to(x, (2, pairs, *x.shape)), theta)
-                pop = jax.eval_shape(unroller.init, jax.random.PRNGKey(0), thetas)
+                pop = jax.jit(unroller.init)(jax.random.PRNGKey(0), thetas)
                 began = time.perf_counter()
                 lowered = jax.jit(unroller.unroll).lower(thetas, pop)
                 lowered_at = time.perf_counter()
-                lowered.compile()
-                seconds[label]["lower"].append(lowered_at - began)
-                seconds[label]["compile"].append(time.perf_counter() - lowered_at)
-        median = {k: {s: statistics.median(v) for s, v in d.items()} for k, d in seconds.items()}
-        for label in ("MLPLOpt", "MLPLOpt-orthogonal"):
-            m, ref = median[label], median["sgd"]
+                unroll = lowered.compile(compiler_options=levels[level])
+                seconds["lower"].append(lowered_at - began)
+                seconds["compile"].append(time.perf_counter() - lowered_at)
+                jax.block_until_ready(unroll(thetas, pop))
+                seconds["run"].append(min(_seconds(unroll, thetas, pop) for _ in range(5)))
+        for label in optimizers:
+            m, d = runs[(label, "lopt")], runs[(label, "xla-default")]
+            ref = runs[("sgd", "lopt")]
             row = {
                 "task": name,
                 "optimizer": label,
-                "lower_s": m["lower"],
-                "compile_s": m["compile"],
-                "sgd_lower_s": ref["lower"],
-                "sgd_compile_s": ref["compile"],
-                "total_ratio_to_sgd": (m["lower"] + m["compile"]) / (ref["lower"] + ref["compile"]),
+                "lower_s": statistics.median(m["lower"]),
+                "compile_s": statistics.median(m["compile"]),
+                "window_ms": 1e3 * statistics.median(m["run"]),
+                "xla_default_compile_s": statistics.median(d["compile"]),
+                "xla_default_window_ms": 1e3 * statistics.median(d["run"]),
+                "compile_ratio_to_xla_default": _per_round(m["compile"], d["compile"]),
+                "run_ratio_to_xla_default": _per_round(m["run"], d["run"]),
+                "total_ratio_to_sgd": _per_round(
+                    [a + b for a, b in zip(m["lower"], m["compile"], strict=True)],
+                    [a + b for a, b in zip(ref["lower"], ref["compile"], strict=True)],
+                ),
             }
             rows.append(row)
             print(
-                f"{name:<20} {label:<19} lower {m['lower']:5.2f} s  compile {m['compile']:6.2f} s"
-                f"  (SGD {ref['lower']:.2f} + {ref['compile']:.2f} s)  "
-                f"{row['total_ratio_to_sgd']:5.2f}x SGD",
+                f"{name:<14} {label:<19} lower {row['lower_s']:5.2f} s  compile "
+                f"{row['compile_s']:6.2f} s ({row['compile_ratio_to_xla_default']:4.2f}x XLA's "
+                f"default level)  window {row['window_ms']:6.1f} ms "
+                f"({row['run_ratio_to_xla_default']:4.2f}x)  {row['total_ratio_to_sgd']:5.2f}x SGD",
                 flush=True,
             )
     return rows
+
+
+def _per_round(a: list[float], b: list[float]) -> float:
+    """Median over rounds of the per-round ratio ``a / b``."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+
+def _seconds(f, *args) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(f(*args))
+    return time.perf_counter() - start
 
 
 def _throughput(cfg, warmup: int) -> dict:

@@ -30,10 +30,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from meta_train.compile_cache import COMPILER_OPTIONS
 from meta_train.unroll import Population, Unroller, UnrollOutput
 
 Theta = Any
 DIFFERENCES = ("value", "sign")
+# Each estimator's init and estimate: one compiled program per estimator (its `self`).
+_jit_method = functools.partial(jax.jit, static_argnums=0, compiler_options=COMPILER_OPTIONS)
 
 
 def tree_normal(key: jax.Array, tree: Theta, scale: float) -> Theta:
@@ -169,13 +172,13 @@ class NRES(_Estimator):
     every window of that episode. The state keeps each particle's noise *key* and regenerates
     ε every window, so its memory is two integers per particle, not a copy of theta."""
 
-    @functools.partial(jax.jit, static_argnums=0)
+    @_jit_method
     def init(self, key: jax.Array, theta: Theta) -> ESState:
         pop_key, noise_key = jax.random.split(key)
         keys = jax.random.split(noise_key, self.num_particles)
         return ESState(self._init_population(pop_key, theta, 2), keys)
 
-    @functools.partial(jax.jit, static_argnums=0)
+    @_jit_method
     def estimate(self, theta: Theta, state: ESState, key: jax.Array):
         # Particles whose episode ended start a new one in this window, with new noise.
         fresh = jax.random.split(key, self.num_particles)
@@ -191,12 +194,12 @@ class PES(_Estimator):
     """Persistent ES (Vicol et al. 2021): a fresh ε each window; ξ accumulates the
     perturbations since the episode started and weights the window's loss difference."""
 
-    @functools.partial(jax.jit, static_argnums=0)
+    @_jit_method
     def init(self, key: jax.Array, theta: Theta) -> ESState:
         xi = _broadcast(jax.tree.map(jnp.zeros_like, theta), self.num_particles)
         return ESState(self._init_population(key, theta, 2), xi)
 
-    @functools.partial(jax.jit, static_argnums=0)
+    @_jit_method
     def estimate(self, theta: Theta, state: ESState, key: jax.Array):
         eps = self._noise(theta, key)
         zeros = jax.tree.map(jnp.zeros_like, state.noise)
@@ -211,11 +214,11 @@ class TruncatedES(_Estimator):
     """Truncated ES: each window, θ ± ε (fresh ε) are unrolled from copies of one shared
     unperturbed state, which then advances under θ (three runs per particle)."""
 
-    @functools.partial(jax.jit, static_argnums=0)
+    @_jit_method
     def init(self, key: jax.Array, theta: Theta) -> ESState:
         return ESState(self._init_population(key, theta, 1), ())
 
-    @functools.partial(jax.jit, static_argnums=0)
+    @_jit_method
     def estimate(self, theta: Theta, state: ESState, key: jax.Array):
         eps = self._noise(theta, key)
         thetas = jax.tree.map(
@@ -241,12 +244,12 @@ class FullES(_Estimator):
     runs them to the end (``unroller.window`` is ignored; the scan is the longest possible
     episode, with steps past each particle's length masked)."""
 
-    @functools.partial(jax.jit, static_argnums=0)
+    @_jit_method
     def init(self, key: jax.Array, theta: Theta) -> ESState:
         del key, theta
         return ESState((), ())
 
-    @functools.partial(jax.jit, static_argnums=0)
+    @_jit_method
     def estimate(self, theta: Theta, state: ESState, key: jax.Array):
         pop_key, noise_key = jax.random.split(key)
         eps = self._noise(theta, noise_key)
@@ -265,11 +268,11 @@ class TruncatedBPTT(_Estimator):
     the window's mean meta-loss. Needs a differentiable task; ``sigma`` is unused. A
     non-finite gradient (a diverging run) is replaced by zeros and counted in ``metrics``."""
 
-    @functools.partial(jax.jit, static_argnums=0)
+    @_jit_method
     def init(self, key: jax.Array, theta: Theta) -> ESState:
         return ESState(self._init_population(key, theta, 1), ())
 
-    @functools.partial(jax.jit, static_argnums=0)
+    @_jit_method
     def estimate(self, theta: Theta, state: ESState, key: jax.Array):
         del key
         pop0 = jax.lax.stop_gradient(state.pop)

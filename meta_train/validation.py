@@ -20,6 +20,7 @@ import numpy as np
 
 import lopt
 import tasks
+from meta_train.compile_cache import COMPILER_OPTIONS
 from meta_train.unroll import MetaLoss, TruncationSchedule, Unroller
 
 _MEMBER_KEY = 20_000  # member i of a family is family.sample(key(20000 + i))
@@ -93,7 +94,8 @@ class Validator:
                 functools.partial(
                     Unroller(t, lo, schedule, meta_loss, window=cfg.horizon).episode_loss,
                     num_particles=cfg.particles,
-                )
+                ),
+                compiler_options=COMPILER_OPTIONS,
             )
             for name, t in zip(names, held_out, strict=True)
         }
