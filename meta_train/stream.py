@@ -149,7 +149,9 @@ class EstimateStream:
         """The shapes of the state after ``window`` (for restoring a checkpoint)."""
         est = self._estimator_for(self.source.period(window))
         key = jax.random.key_data(self._init_key)
-        return jax.eval_shape(est.init, key, theta)
+        # init is a jitted method with compiler options, which a nested jit (jax.eval_shape)
+        # rejects; its own eval_shape takes `self` explicitly.
+        return type(est).init.eval_shape(est, key, theta)
 
     def restore(self, window: int, state: ESState) -> None:
         """Continues from ``state``, the state after window ``window`` ran."""
