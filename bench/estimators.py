@@ -39,7 +39,7 @@ def run(
     seed: int = 0,
 ) -> dict:
     task = tasks.get(task_name)
-    lo = lopt.MLPLOpt(nominal=True)
+    lo = lopt.MLPLOpt.bare(nominal=True, nominal_lr=1e-3)  # as when its figures were measured
     schedule = TruncationSchedule("loguniform", 50, 200)
     unroller = Unroller(task, lo, schedule, MetaLoss(), window=window)
     evaluate = jax.jit(unroller.episode_loss, static_argnums=2)

@@ -51,6 +51,9 @@ import tasks
 from meta_train import MetaLoss, TruncationSchedule, Unroller
 from meta_train.compile_cache import COMPILER_OPTIONS
 
+# MLPLOpt's defaults, the shipped optimizer's architecture (lopt.pretrained("mlplopt-mix")):
+# orthogonalized matrix steps, a nominal Adam term, a learned schedule, no growth.
+MATRIX_AWARE = lopt.MLPLOpt()
 SIZES = {"270k": 260, "1M": 500, "4M": 1000, "16M": 2000}  # name -> width of 4 square layers
 
 
@@ -85,8 +88,8 @@ def _timer(tx: optax.GradientTransformation, params, grads):
 
 def bench_update(sizes: list[str], rounds: int = 7, min_seconds: float = 0.05) -> list[dict]:
     learned = {
-        "MLPLOpt": lopt.MLPLOpt(),
-        "MLPLOpt-orth": lopt.MLPLOpt(nominal=True, step_mode="orthogonal"),
+        "MLPLOpt": lopt.MLPLOpt.bare(),
+        "MLPLOpt-orth": MATRIX_AWARE,
         "VeLO": lopt.VeLO(),
         "sched-muon": lopt.LearnedSchedule(base="muon"),
     }
@@ -151,7 +154,7 @@ def bench_unroll(
     for name in task_names:
         task = tasks.get(name)
         runners = {}
-        for label, lo in (("sgd", _SGD()), ("MLPLOpt", lopt.MLPLOpt())):
+        for label, lo in (("sgd", _SGD()), ("MLPLOpt", lopt.MLPLOpt.bare())):
             unroller = Unroller(task, lo, schedule, MetaLoss(), window=window)
             theta = lo.init(jax.random.key(0))
             thetas = jax.tree.map(lambda x: jnp.broadcast_to(x, (2, pairs, *x.shape)), theta)
@@ -183,16 +186,9 @@ def bench_unroll(
     return rows
 
 
-# The shipped optimizer's architecture (lopt.pretrained("mlplopt-mix")): orthogonalized
-# matrix steps, a nominal Adam term and a learned schedule.
-MATRIX_AWARE = lopt.MLPLOpt(
-    nominal=True, nominal_lr=0.01, schedule=True, step_mode="orthogonal", step_scale=0.02
-)
-
-
 def bench_compile(task_names: list[str], rounds: int = 3, pairs: int = 8, window: int = 20):
     schedule = TruncationSchedule("constant", 10_000, 10_000)
-    optimizers = {"sgd": _SGD(), "MLPLOpt": lopt.MLPLOpt(), "MLPLOpt-orthogonal": MATRIX_AWARE}
+    optimizers = {"sgd": _SGD(), "MLPLOpt": lopt.MLPLOpt.bare(), "MLPLOpt-orthogonal": MATRIX_AWARE}
     levels = {"xla-default": None, "lopt": COMPILER_OPTIONS}
     rows = []
     for name in task_names:

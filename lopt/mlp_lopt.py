@@ -25,26 +25,33 @@ class MLPLOpt(LearnedOptimizer):
 
     For each parameter, the ``NUM_FEATURES`` features of :mod:`lopt.features` go through an
     MLP ``F → hidden… → 2`` whose first-layer bias is shifted by a learned linear function
-    of the time features (so time costs nothing per parameter). With outputs ``(d, m)``::
+    of the time features (so time costs nothing per parameter). With outputs ``(d, m)``, the
+    learned term ``u = d · exp(magnitude_scale · m)`` and the nominal Adam direction
+    ``a = m̂₀.₉ / √v̂``, each tensor's step is (``step_mode``, ``per_param.STEP_MODES``)::
 
-        update = −ρ(t/T) · (step_scale · d · exp(magnitude_scale · m)
-                            + nominal_lr · 2σ(ν) · m̂₀.₉ / √v̂)      # only if nominal=True
+        absolute:   −ρ(t/T) · (step_scale · u + nominal_lr · 2σ(ν) · a)
+        param_rms:  as absolute, with u multiplied by the tensor's parameter RMS
+        normalized: the absolute step rescaled to RMS ρ · step_scale over the tensor
+        orthogonal: for a weight matrix (``per_param.is_weight_matrix``: 2-D, not an
+                    embedding), the absolute step replaced by its Newton-Schulz
+                    orthogonalization with singular values near
+                    ρ · step_scale · √max(1, fan_out / fan_in) (Muon's width factor);
+                    every other tensor as absolute
 
-    in the default ``step_mode="absolute"``; ``param_rms`` multiplies the learned term by the
-    tensor's parameter RMS, ``normalized`` rescales the tensor's whole step to RMS
-    ``ρ · step_scale``, ``orthogonal`` replaces each weight matrix's whole step
-    (``per_param.is_weight_matrix``: 2-D, not an embedding) by its Newton-Schulz
-    orthogonalization with singular values near ``ρ · step_scale`` (times Muon's width factor
-    ``√max(1, fan_out / fan_in)``; ``per_param.STEP_MODES``).
-    With ``schedule=True``, ``ρ = exp(clip(w · φ(t/T), ±SCHEDULE_BOUND))`` is a learned
-    schedule over the 10 fraction-of-horizon features ``φ`` (``w`` starts at 0, so ``ρ``
-    starts at exactly 1); otherwise ``ρ = 1``. With ``no_growth=True`` the learned term
-    ``d · exp(magnitude_scale · m)`` of each tensor loses its component that would grow the
-    tensor's norm (``per_param.without_growth``) before it is combined with the nominal term.
+    (the ``nominal_lr`` term only with ``nominal=True``). With ``schedule=True``,
+    ``ρ = exp(clip(w · φ(t/T), ±SCHEDULE_BOUND))`` is a learned schedule over the 10
+    fraction-of-horizon features ``φ`` (``w`` starts at 0, so ``ρ`` starts at exactly 1);
+    otherwise ``ρ = 1``. With ``no_growth=True``, ``u`` loses its component that would grow
+    the tensor's norm (``per_param.without_growth``) before the terms are combined.
 
-    The output layer starts at ``out_init_scale`` × its usual size, so an untrained optimizer
-    is close to a no-op (or, with ``nominal=True``, close to Adam at ``nominal_lr``); the
-    nominal multiplier ``2σ(ν)`` is bounded in (0, 2) and starts at 1.
+    The output layer starts at ``out_init_scale`` × its usual size, so the learned term starts
+    near zero; the nominal multiplier ``2σ(ν)`` is bounded in (0, 2) and starts at 1.
+
+    The defaults are the recipe that won the measured ablations (the shipped ``mlplopt-mix``
+    architecture): untrained, it is Adam's direction orthogonalized per weight matrix at
+    0.02 and Adam at 1e-2 elsewhere. :meth:`bare` is the per-parameter MLP alone
+    (learned_optimization's AdafacMLP-style rule: absolute step, no nominal term, no
+    schedule), which starts near a no-op.
 
     Attributes:
       hidden: hidden layer widths of the per-parameter MLP.
@@ -52,20 +59,29 @@ class MLPLOpt(LearnedOptimizer):
       nominal: add the Adam-like nominal term.
       nominal_lr: its learning rate.
       out_init_scale: initial scale of the output layer.
-      step_mode: what the learned step is tied to (see the formula).
+      step_mode: what the step is tied to (see the formula).
       schedule: learn the schedule ``ρ`` of the whole step.
       no_growth: the learned term may shrink a tensor's norm but never grow it.
     """
 
     hidden: tuple[int, ...] = (4, 4)
-    step_scale: float = 0.01
+    step_scale: float = 0.02
     magnitude_scale: float = 1.0
-    nominal: bool = False
-    nominal_lr: float = 1e-3
+    nominal: bool = True
+    nominal_lr: float = 1e-2
     out_init_scale: float = 0.01
-    step_mode: str = "absolute"
-    schedule: bool = False
-    no_growth: bool = False
+    step_mode: str = "orthogonal"
+    schedule: bool = True
+    no_growth: bool = True
+
+    @classmethod
+    def bare(cls, **overrides) -> MLPLOpt:
+        """The per-parameter MLP alone: ``step_scale · u`` in absolute units, no nominal term,
+        no schedule, no growth bound (``overrides`` change any field)."""
+        bare = dict(
+            step_scale=0.01, nominal=False, step_mode="absolute", schedule=False, no_growth=False
+        )
+        return cls(**(bare | overrides))
 
     def __post_init__(self):
         check_step_mode("MLPLOpt", self.step_mode)

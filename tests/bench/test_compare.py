@@ -17,7 +17,8 @@ from bench.__main__ import main
 @pytest.fixture(scope="module")
 def smoke_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
-    frozen = lopt.save(out / "init.lopt", lopt.MLPLOpt(), lopt.MLPLOpt().init(jax.random.key(0)))
+    lo = lopt.MLPLOpt.bare()
+    frozen = lopt.save(out / "init.lopt", lo, lo.init(jax.random.key(0)))
     runs = []  # (task, {hyperparameter: values}, num_steps) of every benchmark run
 
     def recording_run(task, make_tx, hparams, num_seeds, num_steps, *args, **kwargs):

@@ -53,7 +53,7 @@ def test_trace_follows_the_weight_matrices_of_one_run():
 
 
 def test_trace_cli_prints_the_table_with_fields_changed_and_rejects_a_baseline(tmp_path, capsys):
-    lo = lopt.MLPLOpt(hidden=(2,))
+    lo = lopt.MLPLOpt.bare(hidden=(2,))
     path = str(lopt.save(tmp_path / "o.lopt", lo, lo.init(jax.random.key(0))))
     run = ["trace", "--task", "mlp-digits", "--steps", "10"]
     assert main([*run, "--optimizer", path, "--set", "no_growth=true"]) == 0

@@ -5,8 +5,8 @@ import pytest
 import lopt
 
 ARCHITECTURES = {
-    "mlp": lopt.MLPLOpt(hidden=(4, 4)),
-    "mlp-nominal-orthogonal": lopt.MLPLOpt(hidden=(4, 4), nominal=True, step_mode="orthogonal"),
+    "mlp": lopt.MLPLOpt(hidden=(4, 4)),  # the defaults: matrix-aware, nominal, scheduled
+    "mlp-bare": lopt.MLPLOpt.bare(hidden=(4, 4)),
     "mlp-normalized-scheduled": lopt.MLPLOpt(
         hidden=(4, 4), nominal=True, step_mode="normalized", schedule=True
     ),

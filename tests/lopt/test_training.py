@@ -38,12 +38,12 @@ def _train(tx, steps=150):
 @pytest.mark.parametrize(
     "lo",
     [
+        lopt.MLPLOpt.bare(),
+        lopt.MLPLOpt.bare(nominal=True),
         lopt.MLPLOpt(),
-        lopt.MLPLOpt(nominal=True),
-        lopt.MLPLOpt(nominal=True, step_mode="orthogonal"),
         lopt.VeLO(),
     ],
-    ids=["mlp", "mlp-nominal", "mlp-nominal-orthogonal", "velo"],
+    ids=["mlp-bare", "mlp-bare-nominal", "mlp", "velo"],
 )
 def test_random_learned_optimizer_trains_without_nan(lo):
     tx = lo.as_optax(lo.init(jax.random.key(0)), num_steps=150)

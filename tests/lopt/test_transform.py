@@ -264,8 +264,8 @@ def test_learned_schedule_starts_as_the_identity_and_scales_the_whole_step():
         {"w": jnp.linspace(-1, 1, 6).reshape(2, 3)},
         {"w": jnp.arange(6.0).reshape(2, 3)},
     )
-    plain = lopt.MLPLOpt(nominal=True)
-    scheduled = lopt.MLPLOpt(nominal=True, schedule=True)
+    plain = lopt.MLPLOpt.bare(nominal=True)
+    scheduled = lopt.MLPLOpt.bare(nominal=True, schedule=True)
     theta = scheduled.init(jax.random.key(0))
     assert set(theta) == {*plain.init(jax.random.key(0)), "schedule"}
     base = {k: v for k, v in theta.items() if k != "schedule"}
@@ -288,10 +288,10 @@ def test_orthogonal_step_is_muons_orthogonalization_of_each_weight_matrix_step()
         "Embed_0": {"embedding": jax.random.normal(k[3], (7, 4))},  # flax nn.Embed's name
     }
     grads = grads_like(params)
-    absolute = lopt.MLPLOpt(nominal=True, step_scale=0.02)
+    absolute = lopt.MLPLOpt(step_mode="absolute")
     theta = absolute.init(jax.random.key(0))
     u_abs = _one_update(absolute, theta, params, grads, count=3)
-    lo = lopt.MLPLOpt(nominal=True, step_scale=0.02, step_mode="orthogonal")
+    lo = lopt.MLPLOpt()  # the default step mode: orthogonal, step_scale 0.02
     u = _one_update(lo, theta, params, grads, count=3)
     # Not weight matrices: a bias and an embedding table take the absolute step.
     np.testing.assert_allclose(u["bias"], u_abs["bias"])
@@ -320,7 +320,7 @@ def test_a_label_function_sends_chosen_leaves_to_adamw_through_optax_partition()
     k = jax.random.split(jax.random.key(5), 2)
     params = {"w": jax.random.normal(k[0], (6, 4)), "b": jax.random.normal(k[1], (4,))}
     grads = grads_like(params)
-    lo = lopt.MLPLOpt(nominal=True, step_scale=0.02, step_mode="orthogonal")
+    lo = lopt.MLPLOpt()
     learned = lo.as_optax(lo.init(jax.random.key(0)), 100)
     adamw = optax.adamw(1e-3, weight_decay=0.1)
     tx = optax.partition(
@@ -330,7 +330,7 @@ def test_a_label_function_sends_chosen_leaves_to_adamw_through_optax_partition()
     u, _ = jax.jit(tx.update)(grads, tx.init(params), params)
     u_w, _ = learned.update({"w": grads["w"]}, learned.init({"w": params["w"]}), {"w": params["w"]})
     u_b, _ = adamw.update({"b": grads["b"]}, adamw.init({"b": params["b"]}), {"b": params["b"]})
-    np.testing.assert_allclose(u["w"], u_w["w"], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(u["w"], u_w["w"], rtol=1e-5, atol=1e-7)  # jit vs eager
     np.testing.assert_allclose(u["b"], u_b["b"], rtol=1e-6)
 
 
@@ -338,13 +338,13 @@ def test_normalized_step_has_unit_rms_per_tensor_and_param_rms_follows_reparamet
     k = jax.random.split(jax.random.key(3), 2)
     params = {"a": jax.random.normal(k[0], (8, 4)), "b": 0.01 * jax.random.normal(k[1], (5,))}
     grads = grads_like(params)
-    lo = lopt.MLPLOpt(step_mode="normalized", step_scale=0.01)
+    lo = lopt.MLPLOpt.bare(step_mode="normalized")
     u = _one_update(lo, lo.init(jax.random.key(0)), params, grads, count=3)
     for x in jax.tree.leaves(u):
         assert float(jnp.sqrt(jnp.mean(x * x))) == pytest.approx(0.01, rel=1e-4)
     # The same loss written in p' = c·p: parameters c times larger, gradients c times
     # smaller. Every feature is unchanged, and a param_rms step is c times larger.
-    lo = lopt.MLPLOpt(step_mode="param_rms")
+    lo = lopt.MLPLOpt.bare(step_mode="param_rms")
     theta = lo.init(jax.random.key(0))
     c = 100.0
     big = jax.tree.map(lambda p: c * p, params)
@@ -375,7 +375,7 @@ def test_no_growth_removes_only_the_learned_terms_component_that_grows_the_norm(
     grads = grads_like(params)
     inner = {}
     for no_growth in (False, True):
-        lo = lopt.MLPLOpt(out_init_scale=3.0, no_growth=no_growth)
+        lo = lopt.MLPLOpt.bare(out_init_scale=3.0, no_growth=no_growth)
         u = _one_update(lo, lo.init(jax.random.key(3)), params, grads, count=3)
         inner[no_growth] = [
             float(jnp.sum(x * y))

@@ -81,7 +81,7 @@ def test_a_diverging_episode_scores_the_clipped_value_for_the_steps_it_did_not_r
 def test_diverging_inner_runs_never_poison_meta_training():
     """A perturbation scale that makes many inner runs blow up: every estimate stays finite,
     divergences are counted, and theta stays finite."""
-    lo = lopt.MLPLOpt(hidden=(4,), step_scale=1.0)
+    lo = lopt.MLPLOpt.bare(hidden=(4,), step_scale=1.0)
     unroller = Unroller(
         tasks.get("mlp-digits"), lo, TruncationSchedule("loguniform", 10, 30), MetaLoss(), window=10
     )
@@ -101,7 +101,7 @@ def test_nres_meta_training_improves_mlplopt_on_an_image_mlp_member():
     measured on fixed evaluation episodes, below that of its initialization."""
     fam = tasks.family("image-mlp")
     task = fam.task(fam.sample(jax.random.key(0)))
-    lo = lopt.MLPLOpt(hidden=(4, 4), nominal=True)
+    lo = lopt.MLPLOpt.bare(hidden=(4, 4), nominal=True, nominal_lr=1e-3)
     unroller = Unroller(task, lo, TruncationSchedule("loguniform", 20, 60), MetaLoss(), window=10)
     theta0 = lo.init(jax.random.key(0))
     theta, _ = _train(

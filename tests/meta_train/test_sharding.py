@@ -11,7 +11,7 @@ SCRIPT = textwrap.dedent(
     import lopt, tasks
     from meta_train import NRES, PES, MetaLoss, TruncationSchedule, Unroller
 
-    lo = lopt.MLPLOpt(hidden=(2,))
+    lo = lopt.MLPLOpt.bare(hidden=(2,))
     unroller = Unroller(tasks.get("quadratic"), lo, TruncationSchedule("loguniform", 5, 15), MetaLoss(), window=4)
     theta = lo.init(jax.random.key(0))
     for cls in (NRES, PES):
