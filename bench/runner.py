@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 import tasks
+from meta_train.compile_cache import COMPILER_OPTIONS
 from tasks.training import train_step
 
 
@@ -105,10 +106,12 @@ def _compile(task, make_tx, names, num_configs, num_seeds, eval_every, num_valid
             jax.random.split(jax.random.key(0), num_valid)
         )
     )
-    start_c = start_all.lower(hparams, keys, valid).compile()
+    start_c = start_all.lower(hparams, keys, valid).compile(compiler_options=COMPILER_OPTIONS)
     carry = jax.eval_shape(start_all, hparams, keys, valid)[0]
     step = jax.ShapeDtypeStruct((), jnp.int32)
-    chunk_c = chunk_all.lower(hparams, keys, carry, step, valid).compile()
+    chunk_c = chunk_all.lower(hparams, keys, carry, step, valid).compile(
+        compiler_options=COMPILER_OPTIONS
+    )
     return start_c, chunk_c
 
 
