@@ -10,11 +10,24 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
+
+# Room for orbax's metadata files beside the arrays (a few kB per checkpoint, measured).
+_METADATA_BYTES = 64 * 1024
 
 
 class CheckpointError(RuntimeError):
     """No checkpoint of a run can be restored."""
+
+
+def _no_space(step: int, directory: pathlib.Path, why: str) -> OSError:
+    return OSError(
+        errno.ENOSPC,
+        f"no space left on the device to write checkpoint {step} ({why}); the earlier ones "
+        "are intact: free space, then --resume",
+        str(directory),
+    )
 
 
 class Checkpointer:
@@ -32,7 +45,15 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
         """Saves checkpoint ``step``; a full disk raises ``OSError(ENOSPC)`` saying where (the
-        earlier checkpoints stay intact)."""
+        earlier checkpoints stay intact).
+
+        The free space is checked first against the state's raw size: a write that orbax
+        starts and the disk cannot hold fails in its background threads, which print
+        tracebacks of their own while the process exits."""
+        needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state)) + _METADATA_BYTES
+        free = shutil.disk_usage(self.directory).free
+        if free < needed:
+            raise _no_space(step, self.directory, f"{needed} bytes needed, {free} free")
         # orbax logs each failing background thread's traceback before raising; the
         # exception raised here says the same once.
         absl = logging.getLogger("absl")
@@ -49,12 +70,7 @@ class Checkpointer:
         except (OSError, ValueError) as e:  # tensorstore reports a full disk as ValueError
             if "No space left on device" not in str(e) and getattr(e, "errno", None) != 28:
                 raise
-            raise OSError(
-                errno.ENOSPC,
-                f"no space left on the device to write checkpoint {step}; the earlier ones "
-                "are intact: free space, then --resume",
-                str(self.directory),
-            ) from None
+            raise _no_space(step, self.directory, "the disk filled while writing") from None
         finally:
             absl.setLevel(level)
 
