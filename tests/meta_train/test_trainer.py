@@ -16,7 +16,7 @@ import pytest
 import lopt
 from meta_train import initial_theta, meta_train, plot, trainer
 from meta_train.__main__ import main as cli_main
-from meta_train.checkpoint import CheckpointError, Checkpointer
+from meta_train.checkpoint import Checkpointer, CheckpointError
 from meta_train.config import load_config
 from meta_train.validation import Validator, held_out_tasks
 
