@@ -1,6 +1,6 @@
 """What the shipped optimizer gains from a schedule or a rate chosen at deployment.
 
-    python -m bench.deployment [--suite heldout] [--reference RESULTS] [--out DIR]
+    python -m bench.deployment [--suite heldout] [--reference RESULTS | none] [--out DIR]
 
 Runs the shipped ``mlplopt-mix`` (2 seeds, the suite's budget) as shipped and with the whole
 update multiplied at deployment by
@@ -11,8 +11,9 @@ update multiplied at deployment by
   lowest final loss — the shipped optimizer given the per-task rate tuning the baselines get;
 
 and prints each one's final smoothed train loss and won / tied / lost (1% margin) against the
-tuned baselines recorded in ``--reference`` (a ``bench compare`` ``results.json`` of the same
-suite, seeds and selection; the benchmark is deterministic, so they need not run again).
+shipped optimizer and the tuned baselines recorded in ``--reference`` (a ``bench compare``
+``results.json`` of the same suite, seeds and selection; the benchmark is deterministic, so
+they need not run again).
 ``bench compare`` needs a baseline of its own: it runs Adam at one rate, which is not used.
 """
 
@@ -59,39 +60,43 @@ def variants(name: str = "mlplopt-mix") -> dict[str, Callable[[int], optax.Gradi
     return out
 
 
-def table(reference: dict, results: dict) -> str:
-    """Markdown: final losses of the recorded baselines and of each variant, then each
-    variant's won / tied / lost against each baseline and against the best of them."""
-    baselines = reference["baselines"]
-    names = list(next(iter(results["tasks"].values()))["optimizers"])
-    names = [n for n in names if n not in baselines and n != "adam"]
+def table(reference: dict | None, results: dict) -> str:
+    """Markdown: the final losses of the recorded baselines (none without ``reference``) and of
+    each variant, then each variant's won / tied / lost against the shipped optimizer, each
+    baseline and the best baseline of each task."""
+    baselines = reference["baselines"] if reference else []
+    margin = reference["margin"] if reference else 0.01
+    tasks = list(results["tasks"])
+    names = [
+        n
+        for n in next(iter(results["tasks"].values()))["optimizers"]
+        if n not in baselines and n != "adam"
+    ]
     finals = {
-        task: {n: v["optimizers"][n]["final_train"] for n in names}
-        for task, v in results["tasks"].items()
+        t: {n: results["tasks"][t]["optimizers"][n]["final_train"] for n in names} for t in tasks
     }
     for row in finals.values():
         row["per-task best"] = min(row[n] for n in names if n == "shipped" or n.startswith("x"))
     names.append("per-task best")
-    lines = [
-        "| task | " + " | ".join(baselines + names) + " |",
-        "| --- " * (1 + len(baselines) + len(names)) + "|",
+    for t in tasks:
+        for b in baselines:
+            finals[t][b] = reference["tasks"][t]["optimizers"][b]["final_train"]
+        if baselines:
+            finals[t]["best"] = min(finals[t][b] for b in baselines)
+    columns = [*baselines, *names]
+    lines = ["| task | " + " | ".join(columns) + " |", "| --- " * (1 + len(columns)) + "|"]
+    lines += [
+        f"| {t} | " + " | ".join(f"{finals[t][c]:.4g}" for c in columns) + " |" for t in tasks
     ]
-    tuned = {}
-    for task, v in reference["tasks"].items():
-        tuned[task] = {b: v["optimizers"][b]["final_train"] for b in baselines}
-        cells = [f"{tuned[task][b]:.4g}" for b in baselines]
-        cells += [f"{finals[task][n]:.4g}" for n in names]
-        lines.append(f"| {task} | " + " | ".join(cells) + " |")
-    margin = reference["margin"]
-    lines += ["", "| variant | " + " | ".join(f"vs {b}" for b in baselines) + " | vs best |"]
-    lines.append("| --- " * (2 + len(baselines)) + "|")
+    against = ["shipped", *baselines, *(["best"] if baselines else [])]
+    lines += ["", "| variant | " + " | ".join(f"vs {a}" for a in against) + " |"]
+    lines.append("| --- " * (1 + len(against)) + "|")
     for n in names:
         cells = []
-        for b in [*baselines, None]:
+        for a in against:
             wtl = [0, 0, 0]
-            for task, row in tuned.items():
-                ref = min(row.values()) if b is None else row[b]
-                ratio = finals[task][n] / ref
+            for t in tasks:
+                ratio = finals[t][n] / finals[t][a]
                 wtl[0 if ratio < 1 - margin else 2 if ratio > 1 + margin else 1] += 1
             cells.append(" / ".join(map(str, wtl)))
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
@@ -102,25 +107,30 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.deployment", description=__doc__)
     parser.add_argument("--suite", default="heldout")
     parser.add_argument(
-        "--reference", default="docs/benchmarks/mlplopt-mix-heldout/results.json"
+        "--reference",
+        default="docs/benchmarks/mlplopt-mix-heldout/results.json",
+        help="a results.json of the same suite, or 'none' to compare the variants only",
     )
     parser.add_argument("--out", default="runs/deployment")
     args = parser.parse_args(argv)
-    reference = json.loads(pathlib.Path(args.reference).read_text())
-    if reference["suite"] != args.suite:
-        parser.error(f"--reference is a {reference['suite']!r} comparison, not {args.suite!r}")
-    optimizers = [
-        compare_lib.Optimizer(name, learned=make) for name, make in variants().items()
-    ]
+    reference = None
+    if args.reference != "none":
+        try:
+            reference = json.loads(pathlib.Path(args.reference).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            parser.error(f"--reference {args.reference}: {e}")
+        if reference["suite"] != args.suite:
+            parser.error(f"--reference is a {reference['suite']!r} comparison, not {args.suite!r}")
+    optimizers = [compare_lib.Optimizer(name, learned=make) for name, make in variants().items()]
     results = compare_lib.compare(
         optimizers,
         args.suite,
         baselines=("adam",),
         lr_range=(1e-2, 1e-2),
         max_speedup=1,
-        seeds=reference["seeds"],
-        select=reference["selection"],
-        margin=reference["margin"],
+        seeds=reference["seeds"] if reference else 2,
+        select=reference["selection"] if reference else "train",
+        margin=reference["margin"] if reference else 0.01,
         out=args.out,
     )
     print(table(reference, results))

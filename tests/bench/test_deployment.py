@@ -55,7 +55,11 @@ def test_table_counts_against_each_recorded_baseline_and_the_best():
     lines = deployment.table(reference, results).splitlines()
     rows = {line.split(" | ")[0].removeprefix("| "): line for line in lines}
     # Per task the best baseline is 0.5 and 1.0; the best factor (shipped or x2) 0.4 and 1.5.
-    assert rows["shipped"].endswith("| 1 / 0 / 1 | 1 / 0 / 1 | 0 / 0 / 2 |")
-    assert rows["tail"].endswith("| 1 / 1 / 0 | 1 / 1 / 0 | 0 / 2 / 0 |")  # 0.502: a tie
-    assert rows["per-task best"].endswith("| 1 / 0 / 1 | 2 / 0 / 0 | 1 / 0 / 1 |")
+    # Columns: vs shipped, vs adam, vs muon, vs best.
+    assert rows["shipped"].endswith("| 0 / 2 / 0 | 1 / 0 / 1 | 1 / 0 / 1 | 0 / 0 / 2 |")
+    assert rows["tail"].endswith("| 2 / 0 / 0 | 1 / 1 / 0 | 1 / 1 / 0 | 0 / 2 / 0 |")  # 0.502
+    assert rows["per-task best"].endswith("| 1 / 1 / 0 | 1 / 0 / 1 | 2 / 0 / 0 | 1 / 0 / 1 |")
     assert "| a | 1 | 0.5 | 0.9 | 0.4 | 0.502 | 0.4 |" in lines
+    alone = deployment.table(None, results).splitlines()  # the variants against the shipped one
+    assert alone[0] == "| task | shipped | x2 | tail | per-task best |"
+    assert "| x2 | 1 / 0 / 1 |" in alone
