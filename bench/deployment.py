@@ -1,9 +1,10 @@
 """What the shipped optimizer gains from a schedule or a rate chosen at deployment.
 
-    python -m bench.deployment [--suite heldout] [--reference RESULTS | none] [--out DIR]
+    python -m bench.deployment [--optimizer mlplopt-mix | FILE] [--variants shipped,tail,...]
+        [--suite heldout] [--reference RESULTS | none] [--out DIR]
 
-Runs the shipped ``mlplopt-mix`` (2 seeds, the suite's budget) as shipped and with the whole
-update multiplied at deployment by
+Runs a learned optimizer (the shipped ``mlplopt-mix`` by default; 2 seeds, the suite's
+budget) as it is (``shipped``) and with the whole update multiplied at deployment by
 
 - ``tail``: 1, then linear to 0 over the last quarter of the run (a warmup-stable-decay tail);
 - ``cosine``: cosine decay from 1 to 0 over the run;
@@ -41,9 +42,15 @@ def _tail(num_steps: int, fraction: float = 0.25) -> optax.Schedule:
     )
 
 
-def variants(name: str = "mlplopt-mix") -> dict[str, Callable[[int], optax.GradientTransformation]]:
-    """``{variant: num_steps -> optax transform}`` for the shipped optimizer ``name``."""
-    frozen = lopt.load_pretrained(name)
+def variants(
+    optimizer: str = "mlplopt-mix",
+) -> dict[str, Callable[[int], optax.GradientTransformation]]:
+    """``{variant: num_steps -> optax transform}`` for a pretrained name or a ``.lopt`` file."""
+    frozen = (
+        lopt.load_pretrained(optimizer)
+        if optimizer in lopt.list_pretrained()
+        else lopt.load(optimizer)
+    )
 
     def scaled(schedule: Callable[[int], optax.Schedule | float], num_steps: int):
         factor = schedule(num_steps)
@@ -105,6 +112,10 @@ def table(reference: dict | None, results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.deployment", description=__doc__)
+    parser.add_argument(
+        "--optimizer", default="mlplopt-mix", help="a pretrained name or .lopt file"
+    )
+    parser.add_argument("--variants", help=f"comma-separated, of {list(variants())} (default: all)")
     parser.add_argument("--suite", default="heldout")
     parser.add_argument(
         "--reference",
@@ -121,7 +132,13 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--reference {args.reference}: {e}")
         if reference["suite"] != args.suite:
             parser.error(f"--reference is a {reference['suite']!r} comparison, not {args.suite!r}")
-    optimizers = [compare_lib.Optimizer(name, learned=make) for name, make in variants().items()]
+    made = variants(args.optimizer)
+    chosen = args.variants.split(",") if args.variants else list(made)
+    if unknown := set(chosen) - set(made):
+        parser.error(f"--variants: unknown {sorted(unknown)}; choose from {list(made)}")
+    if "shipped" not in chosen:
+        parser.error("--variants must include 'shipped', the reference of every other variant")
+    optimizers = [compare_lib.Optimizer(name, learned=made[name]) for name in chosen]
     results = compare_lib.compare(
         optimizers,
         args.suite,
