@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         help="a results.json of the same suite, or 'none' to compare the variants only",
     )
     parser.add_argument("--out", default="runs/deployment")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     reference = None
     if args.reference != "none":
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         select=reference["selection"] if reference else "train",
         margin=reference["margin"] if reference else 0.01,
         out=args.out,
+        progress=not args.quiet,
     )
     print(table(reference, results))
 
