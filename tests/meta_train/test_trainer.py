@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 
 import jax
 import numpy as np
@@ -263,7 +264,7 @@ def test_a_disk_that_fills_while_writing_keeps_the_earlier_checkpoints(tiny_disk
     noise = np.random.default_rng(0).standard_normal(100_000).astype(np.float32)
     small, large = {"x": noise[:1000]}, {"x": noise}  # incompressible: orbax compresses
     ckpt.save(1, small, {"step": 1})
-    monkeypatch.setattr(shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(1, 0, 1 << 40))
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: types.SimpleNamespace(free=1 << 40))
     with pytest.raises(OSError, match="checkpoint 2 .the disk filled while writing.") as e:
         ckpt.save(2, large, {"step": 2})
     assert e.value.errno == errno.ENOSPC
