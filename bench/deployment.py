@@ -28,10 +28,12 @@ from collections.abc import Callable
 
 import optax
 
-import lopt
 from bench import compare as compare_lib
 
 FACTORS = (0.25, 0.5, 2.0, 4.0)
+NAMES = ("shipped", "tail", "cosine", *(f"x{f:g}" for f in FACTORS))
+# bench compare's protocol when no reference results.json gives it.
+PROTOCOL = {"seeds": 2, "selection": "train", "margin": 0.01}
 
 
 def _tail(num_steps: int, fraction: float = 0.25) -> optax.Schedule:
@@ -45,20 +47,19 @@ def _tail(num_steps: int, fraction: float = 0.25) -> optax.Schedule:
 def variants(
     optimizer: str = "mlplopt-mix",
 ) -> dict[str, Callable[[int], optax.GradientTransformation]]:
-    """``{variant: num_steps -> optax transform}`` for a pretrained name or a ``.lopt`` file."""
-    frozen = (
-        lopt.load_pretrained(optimizer)
-        if optimizer in lopt.list_pretrained()
-        else lopt.load(optimizer)
-    )
+    """``{variant: num_steps -> optax transform}`` (keys ``NAMES``) for an optimizer as
+    ``bench compare --optimizer`` names it: a pretrained name, a ``.lopt`` file, ..."""
+    base = compare_lib.resolve(optimizer).learned
+    if base is None:
+        raise ValueError(f"{optimizer!r} is a baseline; give a learned optimizer")
 
     def scaled(schedule: Callable[[int], optax.Schedule | float], num_steps: int):
         factor = schedule(num_steps)
         scale = optax.scale_by_schedule(factor) if callable(factor) else optax.scale(factor)
-        return optax.chain(frozen.as_optax(num_steps), scale)
+        return optax.chain(base(num_steps), scale)
 
     out = {
-        "shipped": frozen.as_optax,
+        "shipped": base,
         "tail": functools.partial(scaled, _tail),
         "cosine": functools.partial(scaled, lambda n: optax.cosine_decay_schedule(1.0, n)),
     }
@@ -72,7 +73,7 @@ def table(reference: dict | None, results: dict) -> str:
     each variant, then each variant's won / tied / lost against the shipped optimizer, each
     baseline and the best baseline of each task."""
     baselines = reference["baselines"] if reference else []
-    margin = reference["margin"] if reference else 0.01
+    margin = (reference or PROTOCOL)["margin"]
     tasks = list(results["tasks"])
     names = [
         n
@@ -113,9 +114,11 @@ def table(reference: dict | None, results: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.deployment", description=__doc__)
     parser.add_argument(
-        "--optimizer", default="mlplopt-mix", help="a pretrained name or .lopt file"
+        "--optimizer",
+        default="mlplopt-mix",
+        help="a learned optimizer as bench compare names it: a pretrained name, a .lopt file, an import path",
     )
-    parser.add_argument("--variants", help=f"comma-separated, of {list(variants())} (default: all)")
+    parser.add_argument("--variants", help=f"comma-separated, of {list(NAMES)} (default: all)")
     parser.add_argument("--suite", default="heldout")
     parser.add_argument(
         "--reference",
@@ -133,12 +136,15 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--reference {args.reference}: {e}")
         if reference["suite"] != args.suite:
             parser.error(f"--reference is a {reference['suite']!r} comparison, not {args.suite!r}")
-    made = variants(args.optimizer)
-    chosen = args.variants.split(",") if args.variants else list(made)
-    if unknown := set(chosen) - set(made):
-        parser.error(f"--variants: unknown {sorted(unknown)}; choose from {list(made)}")
+    chosen = args.variants.split(",") if args.variants else list(NAMES)
+    if unknown := set(chosen) - set(NAMES):
+        parser.error(f"--variants: unknown {sorted(unknown)}; choose from {list(NAMES)}")
     if "shipped" not in chosen:
         parser.error("--variants must include 'shipped', the reference of every other variant")
+    try:
+        made = variants(args.optimizer)
+    except ValueError as e:  # an unknown optimizer, a baseline, a damaged file
+        parser.error(f"--optimizer: {e}")
     optimizers = [compare_lib.Optimizer(name, learned=made[name]) for name in chosen]
     results = compare_lib.compare(
         optimizers,
@@ -146,9 +152,9 @@ def main(argv: list[str] | None = None) -> None:
         baselines=("adam",),
         lr_range=(1e-2, 1e-2),
         max_speedup=1,
-        seeds=reference["seeds"] if reference else 2,
-        select=reference["selection"] if reference else "train",
-        margin=reference["margin"] if reference else 0.01,
+        seeds=(reference or PROTOCOL)["seeds"],
+        select=(reference or PROTOCOL)["selection"],
+        margin=(reference or PROTOCOL)["margin"],
         out=args.out,
         progress=not args.quiet,
     )
