@@ -112,7 +112,11 @@ def table(reference: dict | None, results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.deployment", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.deployment",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--optimizer",
         default="mlplopt-mix",
