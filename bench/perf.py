@@ -8,8 +8,12 @@
 
 ``update``: the jitted update step of each learned-optimizer architecture (randomly
 initialized; cost does not depend on theta's values) on MLP-shaped parameter trees, as a
-ratio to ``optax.adam``'s (median over rounds of the per-round ratio; each round times every
-optimizer back to back), the fastest time per step, and optimizer-state floats per parameter.
+ratio to ``optax.adam``'s (median over rounds of the ratio to an Adam sample taken just
+before), the fastest time per step, and optimizer-state floats per parameter; and, from
+XLA's cost analysis of each compiled step, its flops and bytes of memory traffic per
+parameter and the floor they set: the step's flops at this machine's matrix-product rate
+(measured in the same run) or its bytes at the rate Adam's step moves memory, whichever
+takes longer, as a ratio to Adam's time.
 
 ``sweep``: a 14-point × 3-seed Adam learning-rate sweep as one vmapped run (``bench.runner``)
 relative to its 42 configurations run one at a time.
@@ -20,7 +24,9 @@ the wall time (its update and publishing theta, while the workers wait).
 
 ``unroll``: inner steps per second of a meta-training window (an antithetic population of
 8 pairs, 20 steps, one compiled ``lax.scan``) with an untrained ``MLPLOpt`` as the inner
-optimizer, relative to the same population trained by plain SGD through the same code.
+optimizer (the per-parameter MLP alone, and the default matrix-aware configuration),
+relative to the same population trained by plain SGD through the same code; and the
+flops of one inner step (XLA's cost analysis) relative to SGD's.
 
 ``compile``: seconds to lower and to compile that window's program (the unit meta-training
 compiles once per task structure) for MLPLOpt, plain and in the shipped matrix-aware
@@ -41,6 +47,8 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -69,10 +77,25 @@ def num_floats(tree) -> int:
     return sum(x.size for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating))
 
 
-def _timer(tx: optax.GradientTransformation, params, grads):
-    """A function that times one update step (state carried over, buffers donated)."""
+def _xla_cost(compiled) -> tuple[float, float]:
+    """``(flops, bytes accessed)`` of one call of a compiled program, by XLA's cost analysis."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost  # a list of one on older jax
+    return cost.get("flops", 0.0), cost.get("bytes accessed", 0.0)
+
+
+class _Timer(NamedTuple):
+    run: Callable[[int], float]  # n -> seconds per step, over n steps
+    state: optax.OptState  # a fresh state, for its size
+    flops: float  # per step, by XLA's cost analysis
+    bytes: float  # memory read and written per step, likewise
+
+
+def _timer(tx: optax.GradientTransformation, params, grads) -> _Timer:
+    """Times one update step (state carried over, buffers donated)."""
     update = jax.jit(lambda g, s, p: tx.update(g, s, p, value=jnp.float32(1.0)), donate_argnums=1)
     state = jax.tree.map(jnp.copy, tx.init(params))  # distinct buffers, donatable
+    flops, nbytes = _xla_cost(update.lower(grads, state, params).compile())
 
     def run(n: int) -> float:
         nonlocal state
@@ -83,7 +106,16 @@ def _timer(tx: optax.GradientTransformation, params, grads):
         return (time.perf_counter() - start) / n
 
     run(3)  # compile and warm up
-    return run, tx.init(params)
+    return _Timer(run, tx.init(params), flops, nbytes)
+
+
+def matmul_gflops(size: int = 1024, rounds: int = 5) -> float:
+    """This machine's float32 matrix-product rate in GFLOP/s (the fastest of ``rounds``
+    products of two ``size × size`` matrices): no computation here runs faster."""
+    x = jax.random.normal(jax.random.key(0), (size, size))
+    product = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(product(x))
+    return 2 * size**3 / min(_seconds(product, x) for _ in range(rounds)) / 1e9
 
 
 def bench_update(sizes: list[str], rounds: int = 7, min_seconds: float = 0.05) -> list[dict]:
@@ -98,38 +130,53 @@ def bench_update(sizes: list[str], rounds: int = 7, min_seconds: float = 0.05) -
         "muon": lopt.scheduled.BASES["muon"](),  # optax Muon on 2-D weights, Adam elsewhere
         **{name: lo.as_optax(lo.init(jax.random.key(0)), 10_000) for name, lo in learned.items()},
     }
+    peak = matmul_gflops()
+    print(f"matrix products: {peak:.0f} GFLOP/s (this machine's measured peak)", flush=True)
     rows = []
     for size in sizes:
         params = mlp_params(SIZES[size])
         grads = jax.tree.map(lambda p: 0.01 * jnp.ones_like(p), params)
-        n_params = num_floats(params)
+        n = num_floats(params)
         timers = {name: _timer(tx, params, grads) for name, tx in optimizers.items()}
-        # Steps per round so that Adam's round takes about min_seconds.
-        steps = max(3, int(min_seconds / timers["adam"][0](3)))
+        adam = timers["adam"]
+        steps = max(3, int(min_seconds / adam.run(3)))  # so that Adam's sample takes min_seconds
         samples = {name: [] for name in optimizers}
-        for _ in range(rounds):  # interleaved, so drifts in machine load hit all alike
-            for name, (run, _) in timers.items():
-                samples[name].append(run(steps))
-        for name, (_, state) in timers.items():
+        ratios = {name: [] for name in optimizers}
+        for _ in range(rounds):
+            # Adam samples between all the others; each optimizer's time is a ratio to the
+            # faster of the Adam samples on either side. Adam's step is short and
+            # memory-bound, and what ran just before it (another optimizer's matrix
+            # products) can slow it by tens of percent.
+            before = adam.run(steps)
+            for name, timer in timers.items():
+                samples[name].append(timer.run(steps))
+                after = adam.run(steps)
+                ratios[name].append(samples[name][-1] / min(before, after))
+                before = after
+        t_adam = min(samples["adam"])
+        for name, timer in timers.items():
             t = min(samples[name])
-            # Each round times every optimizer back to back: the median of per-round ratios
-            # is far steadier than a ratio of separately aggregated times.
-            ratio = statistics.median(
-                a / b for a, b in zip(samples[name], samples["adam"], strict=True)
-            )
-            rows.append(
-                {
-                    "size": size,
-                    "params": n_params,
-                    "optimizer": name,
-                    "ms": 1e3 * t,
-                    "ratio_to_adam": ratio,
-                    "state_floats_per_param": num_floats(state) / n_params,
-                }
-            )
+            # The shortest the step could take: its arithmetic at the matrix-product rate, or
+            # its memory traffic at the rate Adam's step moves memory, whichever is longer.
+            floor = max(timer.flops / (peak * 1e9), timer.bytes / adam.bytes * t_adam)
+            row = {
+                "size": size,
+                "params": n,
+                "optimizer": name,
+                "ms": 1e3 * t,
+                "ratio_to_adam": statistics.median(ratios[name]),
+                "floor_ratio_to_adam": floor / t_adam,
+                "flops_per_param": timer.flops / n,
+                "bytes_per_param": timer.bytes / n,
+                "gflops": timer.flops / t / 1e9,
+                "state_floats_per_param": num_floats(timer.state) / n,
+            }
+            rows.append(row)
             print(
-                f"{size:>5} {name:>12}  {1e3 * t:8.3f} ms  {ratio:6.2f}x adam  "
-                f"{num_floats(state) / n_params:5.2f} state floats/param",
+                f"{size:>5} {name:>12}  {row['ms']:8.3f} ms  {row['ratio_to_adam']:6.2f}x adam "
+                f"(floor {row['floor_ratio_to_adam']:5.2f}x)  {row['flops_per_param']:6.0f} "
+                f"flops/param at {row['gflops']:5.1f} GFLOP/s  {row['bytes_per_param']:4.0f} "
+                f"bytes/param  {row['state_floats_per_param']:4.2f} state floats/param",
                 flush=True,
             )
     return rows
@@ -150,39 +197,46 @@ def bench_unroll(
     task_names: list[str], rounds: int = 7, pairs: int = 8, window: int = 20
 ) -> list[dict]:
     schedule = TruncationSchedule("constant", 10_000, 10_000)  # no resets inside the timing
+    optimizers = {"sgd": _SGD(), "MLPLOpt": lopt.MLPLOpt.bare(), "MLPLOpt-orth": MATRIX_AWARE}
+    steps = 2 * pairs * window
     rows = []
     for name in task_names:
         task = tasks.get(name)
-        runners = {}
-        for label, lo in (("sgd", _SGD()), ("MLPLOpt", lopt.MLPLOpt.bare())):
+        runners, flops = {}, {}
+        for label, lo in optimizers.items():
             unroller = Unroller(task, lo, schedule, MetaLoss(), window=window)
             theta = lo.init(jax.random.key(0))
             thetas = jax.tree.map(lambda x: jnp.broadcast_to(x, (2, pairs, *x.shape)), theta)
-            unroll = jax.jit(unroller.unroll, compiler_options=COMPILER_OPTIONS)
             pop = jax.jit(unroller.init)(jax.random.PRNGKey(0), thetas)
-            jax.block_until_ready(unroll(thetas, pop))  # compile
+            unroll = (
+                jax.jit(unroller.unroll)
+                .lower(thetas, pop)
+                .compile(compiler_options=COMPILER_OPTIONS)
+            )
+            flops[label] = _xla_cost(unroll)[0]
+            jax.block_until_ready(unroll(thetas, pop))
             runners[label] = functools.partial(_seconds, unroll, thetas, pop)
         samples = {label: [] for label in runners}
         for _ in range(rounds):
             for label, run in runners.items():
                 samples[label].append(run())
-        steps = 2 * pairs * window
-        ratio = statistics.median(
-            a / b for a, b in zip(samples["MLPLOpt"], samples["sgd"], strict=True)
-        )
-        row = {
-            "task": name,
-            "inner_steps_per_window": steps,
-            "sgd_steps_per_s": steps / min(samples["sgd"]),
-            "mlplopt_steps_per_s": steps / min(samples["MLPLOpt"]),
-            "cost_ratio_to_sgd": ratio,
-        }
-        rows.append(row)
-        print(
-            f"{name:<20} SGD {row['sgd_steps_per_s']:9.0f} steps/s  MLPLOpt "
-            f"{row['mlplopt_steps_per_s']:9.0f} steps/s  cost {ratio:5.2f}x SGD",
-            flush=True,
-        )
+        for label in optimizers:
+            row = {
+                "task": name,
+                "optimizer": label,
+                "inner_steps_per_window": steps,
+                "steps_per_s": steps / min(samples[label]),
+                "cost_ratio_to_sgd": _per_round(samples[label], samples["sgd"]),
+                # XLA's cost analysis counts a loop's body once: a ratio of one step's work.
+                "flops_ratio_to_sgd": flops[label] / flops["sgd"],
+            }
+            rows.append(row)
+            print(
+                f"{name:<20} {label:<13} {row['steps_per_s']:9.0f} steps/s  cost "
+                f"{row['cost_ratio_to_sgd']:5.2f}x SGD  flops per step "
+                f"{row['flops_ratio_to_sgd']:5.2f}x SGD's",
+                flush=True,
+            )
     return rows
 
 
