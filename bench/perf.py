@@ -8,8 +8,8 @@
 
 ``update``: the jitted update step of each learned-optimizer architecture (randomly
 initialized; cost does not depend on theta's values) on MLP-shaped parameter trees, as a
-ratio to ``optax.adam``'s (median over rounds of the ratio to an Adam sample taken just
-before), the fastest time per step, and optimizer-state floats per parameter; and, from
+ratio to ``optax.adam``'s (median over rounds of the ratio to the faster of the Adam
+samples taken just before and just after it), the fastest time per step, and optimizer-state floats per parameter; and, from
 XLA's cost analysis of each compiled step, its flops and bytes of memory traffic per
 parameter and the floor they set: the step's flops at this machine's matrix-product rate
 (measured in the same run) or its bytes at the rate Adam's step moves memory, whichever
