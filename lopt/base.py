@@ -47,6 +47,13 @@ def check_positive(owner: str, **values) -> None:
             raise ValueError(f"{owner}.{field} must be > 0, got {v!r}")
 
 
+def check_counts(owner: str, **values) -> None:
+    """Each value must be an integer >= 1 (not a bool)."""
+    for field, v in values.items():
+        if isinstance(v, bool) or not (isinstance(v, int) and v >= 1):
+            raise ValueError(f"{owner}.{field} must be an integer >= 1, got {v!r}")
+
+
 def check_widths(owner: str, **values) -> tuple[int, ...]:
     """Each value must be a sequence of positive integers; returns the (single) one as a tuple."""
     ((field, widths),) = values.items()

@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import optax
 
 from lopt import features as F
-from lopt.base import LearnedOptimizer, Theta, check_positive, check_widths
+from lopt.base import LearnedOptimizer, Theta, check_counts, check_positive, check_widths
 from lopt.per_param import (
+    NS_STEPS,
     NUM_OUTPUTS,
     TensorControl,
     check_step_mode,
@@ -62,6 +63,8 @@ class MLPLOpt(LearnedOptimizer):
       step_mode: what the step is tied to (see the formula).
       schedule: learn the schedule ``ρ`` of the whole step.
       no_growth: the learned term may shrink a tensor's norm but never grow it.
+      ns_steps: Newton-Schulz iterations of the orthogonal step (Muon's 5; fewer cost less
+        and orthogonalize less: small singular values stay below 1).
     """
 
     hidden: tuple[int, ...] = (4, 4)
@@ -73,6 +76,7 @@ class MLPLOpt(LearnedOptimizer):
     step_mode: str = "orthogonal"
     schedule: bool = True
     no_growth: bool = True
+    ns_steps: int = NS_STEPS
 
     @classmethod
     def bare(cls, **overrides) -> MLPLOpt:
@@ -85,6 +89,7 @@ class MLPLOpt(LearnedOptimizer):
 
     def __post_init__(self):
         check_step_mode("MLPLOpt", self.step_mode)
+        check_counts("MLPLOpt", ns_steps=self.ns_steps)
         object.__setattr__(self, "hidden", check_widths("MLPLOpt", hidden=self.hidden))
         check_positive(
             "MLPLOpt",
@@ -132,6 +137,7 @@ class MLPLOpt(LearnedOptimizer):
             uses_loss=False,
             step_mode=self.step_mode,
             no_growth=self.no_growth,
+            ns_steps=self.ns_steps,
         )
 
 

@@ -95,7 +95,7 @@ _MAX_LOG_STEP = 10.0  # exp() of the magnitude output is clipped here, so steps 
 #               normalized direction; with a nominal term it starts as per-tensor normalized
 #               Adam, the learned term a correction of the direction);
 #   orthogonal: a 2-D tensor's absolute step [fan_in, fan_out] replaced by its Newton-Schulz
-#               orthogonalization (optax's Muon: 5 quintic iterations) times
+#               orthogonalization (optax's Muon: NS_STEPS quintic iterations) times
 #               step_scale · √max(1, fan_out / fan_in), Muon's width scaling: its singular
 #               values are all near that factor (Celo2's matrix-aware update; with a nominal
 #               term it starts as orthogonalized Adam); tensors that are not weight
@@ -103,6 +103,7 @@ _MAX_LOG_STEP = 10.0  # exp() of the magnitude output is clipped here, so steps 
 STEP_MODES = ("absolute", "param_rms", "normalized", "orthogonal")
 PARAM_RMS_FLOOR = 1e-3
 NS_COEFFS = (3.4445, -4.7750, 2.0315)  # Muon's quintic Newton-Schulz coefficients
+NS_STEPS = 5  # Muon's number of iterations
 
 
 def check_step_mode(owner: str, mode: str) -> None:
@@ -149,8 +150,10 @@ def tensor_step(
     control: TensorControl,
     mode: str,
     stats: F.TensorStats,
+    ns_steps: int = NS_STEPS,
 ) -> jax.Array:
-    """One tensor's step (to be subtracted) from the learned ``u`` and the nominal ``a``."""
+    """One tensor's step (to be subtracted) from the learned ``u`` and the nominal ``a``
+    (``ns_steps``: Newton-Schulz iterations of the orthogonal mode)."""
     if mode == "param_rms":
         learned = learned * jnp.maximum(jnp.sqrt(stats.mean_p2), PARAM_RMS_FLOOR)
     step = control.step_scale * learned + control.nominal_scale * nominal
@@ -159,7 +162,7 @@ def tensor_step(
         step = control.step_scale * step / jnp.where(rms > 0, rms, 1.0)
     elif mode == "orthogonal":  # ``step`` is a weight matrix (``is_weight_matrix``)
         fan_in, fan_out = step.shape
-        step = orthogonalize_via_newton_schulz(step, jnp.asarray(NS_COEFFS))  # 0 stays 0
+        step = orthogonalize_via_newton_schulz(step, jnp.asarray(NS_COEFFS), ns_steps)  # 0 stays 0
         step = control.step_scale * max(1.0, fan_out / fan_in) ** 0.5 * step
     return step
 
@@ -173,6 +176,7 @@ def per_parameter_transform(
     uses_loss: bool,
     step_mode: str = "absolute",
     no_growth: bool = False,
+    ns_steps: int = NS_STEPS,
 ) -> optax.GradientTransformationExtraArgs:
     """Builds the optax transform of a per-parameter learned optimizer.
 
@@ -183,7 +187,8 @@ def per_parameter_transform(
     ``state.nonfinite``, which counts such steps. (Detection is one cheap reduction over the
     gradients, done first so that the memory can be updated in place.) A non-finite ``value`` is
     ignored. Updates have the parameters' dtype; the memory is float32. With ``no_growth`` the
-    learned term ``u`` of every tensor goes through :func:`without_growth` first.
+    learned term ``u`` of every tensor goes through :func:`without_growth` first; the orthogonal
+    step mode runs ``ns_steps`` Newton-Schulz iterations.
     """
     check_num_steps(num_steps)
     check_step_mode(owner, step_mode)
@@ -250,7 +255,7 @@ def per_parameter_transform(
             learned = d * jnp.exp(jnp.minimum(magnitude_scale * m, _MAX_LOG_STEP))
             if no_growth:
                 learned = without_growth(learned, p)
-            step = tensor_step(learned, feats[_ADAM_FEATURE], c, mode, s)
+            step = tensor_step(learned, feats[_ADAM_FEATURE], c, mode, s, ns_steps)
             updates.append(jnp.where(bad, 0.0, -step))
         updates = [u.astype(p.dtype) for u, p in zip(updates, ps, strict=True)]
         new_state = PerParamState(

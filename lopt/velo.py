@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from lopt import features as F
-from lopt.base import LearnedOptimizer, Theta, check_positive, check_widths
+from lopt.base import LearnedOptimizer, Theta, check_counts, check_positive, check_widths
 from lopt.per_param import (
     NUM_OUTPUTS,
     TensorControl,
@@ -91,10 +91,7 @@ class VeLO(LearnedOptimizer):
     def __post_init__(self):
         check_step_mode("VeLO", self.step_mode)
         object.__setattr__(self, "mlp_hidden", check_widths("VeLO", mlp_hidden=self.mlp_hidden))
-        for field in ("lstm_hidden", "bank_size"):
-            v = getattr(self, field)
-            if not (isinstance(v, int) and v >= 1):
-                raise ValueError(f"VeLO.{field} must be an integer >= 1, got {v!r}")
+        check_counts("VeLO", lstm_hidden=self.lstm_hidden, bank_size=self.bank_size)
         check_positive(
             "VeLO",
             step_scale=self.step_scale,

@@ -186,6 +186,7 @@ def test_non_float_leaves_are_named(arch):
         (lambda: lopt.MLPLOpt(step_mode="rms"), "MLPLOpt.step_mode must be one of"),
         (lambda: lopt.VeLO(step_mode="rms"), "VeLO.step_mode must be one of"),
         (lambda: lopt.VeLO(bank_size=0), "VeLO.bank_size must be an integer >= 1"),
+        (lambda: lopt.MLPLOpt(ns_steps=0), "MLPLOpt.ns_steps must be an integer >= 1"),
         (lambda: lopt.HyperAdam(b1=1.5), r"HyperAdam.b1 must be in \(0, 1\)"),
         (lambda: lopt.HyperAdam(lr=0.0), "HyperAdam.lr must be > 0"),
     ],
@@ -303,6 +304,9 @@ def test_orthogonal_step_is_muons_orthogonalization_of_each_weight_matrix_step()
         # Newton-Schulz leaves every singular value within about [0.5, 1.5].
         sv = jnp.linalg.svd(u[name] / (0.02 * width), compute_uv=False)
         assert 0.4 < float(sv.min()) and float(sv.max()) < 1.6
+    # Fewer iterations: optax's orthogonalization with as many.
+    u3 = _one_update(lopt.MLPLOpt(ns_steps=3), theta, params, grads, count=3)
+    np.testing.assert_allclose(u3["tall"], 0.02 * ns(u_abs["tall"], coeffs, 3), atol=1e-7)
     # VeLO's step (no nominal term) is orthogonalized the same way, at step_scale · exp(ℓ).
     velo = lopt.VeLO(lstm_hidden=8, bank_size=3, step_scale=0.02, step_mode="orthogonal")
     tx = velo.as_optax(velo.init(jax.random.key(0)), 100)
