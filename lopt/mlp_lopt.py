@@ -63,8 +63,8 @@ class MLPLOpt(LearnedOptimizer):
       step_mode: what the step is tied to (see the formula).
       schedule: learn the schedule ``ρ`` of the whole step.
       no_growth: the learned term may shrink a tensor's norm but never grow it.
-      ns_steps: Newton-Schulz iterations of the orthogonal step (Muon's 5; fewer cost less
-        and orthogonalize less: small singular values stay below 1).
+      ns_steps: Newton-Schulz iterations of the orthogonal step (Muon's 5). Fewer cost less
+        and orthogonalize less: each multiplies a small singular value by about 3.4.
     """
 
     hidden: tuple[int, ...] = (4, 4)
