@@ -5,7 +5,7 @@
    ``runs/demo/optimizer.lopt``; its starting point is exported as ``runs/demo/init.lopt``.
 2. Benchmarks both against per-task learning-rate-tuned Adam, at a constant rate and with
    cosine decay (``bench.compare``), on the ``indist`` suite (ten image-mlp members the run
-   never sampled; about 4 minutes), writing ``runs/demo/indist/`` (``report.md``,
+   never sampled; about 4-6 minutes), writing ``runs/demo/indist/`` (``report.md``,
    ``results.json``, ``curves.png``, ``speedups.png``). ``--suites indist,heldout`` adds the
    ``heldout`` suite (other architectures and losses; about 30 more minutes).
 3. Prints a summary table and the paths it wrote.
