@@ -19,9 +19,9 @@ from meta_train.config import (
     load_config,
 )
 from meta_train.estimators import ESTIMATORS, NRES, PES, FullES, TruncatedBPTT, TruncatedES
-from meta_train.learner import Learner, LearnerState
+from meta_train.learner import Learner, LearnerState, initial_theta
 from meta_train.stream import EstimateStream, build_estimator
-from meta_train.trainer import MetaTrainResult, initial_theta, meta_train
+from meta_train.trainer import MetaTrainResult, meta_train
 from meta_train.unroll import MetaLoss, Population, TruncationSchedule, Unroller
 from meta_train.validation import ValidationConfig, Validator
 

@@ -32,8 +32,8 @@ import jax
 import ray
 
 from meta_train import compile_cache
-from meta_train.config import ConfigError, DistributedConfig, MetaTrainConfig
-from meta_train.stream import Estimate, EstimateStream
+from meta_train.config import ConfigError, DistributedConfig
+from meta_train.stream import Estimate, EstimateStream, StreamSpec
 
 
 def pin_to_free_cores(
@@ -76,8 +76,7 @@ class Worker:
     in-process trainer's). CPU-only workers are pinned to ``cpus_per_worker`` free cores of
     their host when ``distributed.pin_cpus`` (see :func:`pin_to_free_cores`)."""
 
-    def __init__(self, cfg: MetaTrainConfig, index: int):
-        d = cfg.distributed
+    def __init__(self, spec: StreamSpec, d: DistributedConfig, index: int):
         cpu_only = d.gpus_per_worker == 0 and not d.resources_per_worker
         whole = d.cpus_per_worker >= 1 and float(d.cpus_per_worker).is_integer()
         self.pinned = None
@@ -86,7 +85,7 @@ class Worker:
         if os.environ.get(compile_cache.ENV):  # set by a driver that turned it on
             compile_cache.enable()
         self.index = index
-        self.stream = EstimateStream(cfg, stream=index + 1)
+        self.stream = EstimateStream(spec, stream=index + 1)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -169,12 +168,16 @@ def ray_session(dist: DistributedConfig, verbose: bool = True) -> Iterator[None]
 
 
 class WorkerPool:
-    """The driver's side: starts ``cfg.distributed.workers`` actors and gathers estimates."""
+    """The driver's side: starts ``d.workers`` actors computing ``spec``'s estimates and
+    gathers them, each step until ``d.estimates_per_step`` (default: one per worker) of them
+    are at most ``max_staleness`` theta versions old; the checkpoint holds each worker's
+    count of completed windows. Implements :class:`~meta_train.stream.EstimateSource`."""
 
-    def __init__(self, cfg: MetaTrainConfig, verbose: bool = True):
-        d = cfg.distributed
+    def __init__(
+        self, spec: StreamSpec, d: DistributedConfig, max_staleness: int, verbose: bool = True
+    ):
         self.per_step = d.estimates_per_step or d.workers
-        self.max_staleness = cfg.outer.max_staleness
+        self.max_staleness = max_staleness
         self.max_failures = d.max_worker_failures
         self.startup_timeout = d.startup_timeout
         env = dict(d.worker_env)
@@ -188,7 +191,7 @@ class WorkerPool:
             max_task_retries=0,
             runtime_env={"env_vars": env} if env else None,
         )
-        self.workers = [actor.remote(cfg, i) for i in range(d.workers)]
+        self.workers = [actor.remote(spec, d, i) for i in range(d.workers)]
         if verbose:
             print(f"starting {d.workers} Ray workers ...", flush=True)
         try:
@@ -215,11 +218,23 @@ class WorkerPool:
         self._inflight: dict[ray.ObjectRef, tuple[int, int]] = {}  # -> (worker, version)
         self._theta, self._version = None, 0
 
-    def restore(self, windows: list[int]) -> None:
-        """Continues each worker's stream after ``windows[i]`` completed windows (workers
-        beyond the saved list start at 0)."""
+    def place(self, tree: Any) -> Any:
+        return tree  # published to the workers by value or through the object store
+
+    def template(self, step: int, theta: Any) -> dict[str, Any]:
+        return {}  # a restored run starts each worker's population afresh
+
+    def checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {}, {"windows": list(self.windows)}
+
+    def restore(self, step: int, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
+        """Continues each worker's stream after ``meta["windows"][i]`` completed windows
+        (workers beyond the saved list start at 0)."""
         n = len(self.workers)
-        self.windows = (list(windows) + [0] * n)[:n]
+        self.windows = (list(meta["windows"]) + [0] * n)[:n]
+
+    def info(self) -> dict[str, Any]:
+        return {"worker_restarts": self.restarts, "lost_requests": self.lost}
 
     def publish(self, theta: Any, version: int) -> None:
         """Makes ``theta`` the one new requests are computed at: through the object store

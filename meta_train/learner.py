@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+import lopt
 from meta_train.config import OuterConfig
 
 
@@ -65,3 +66,8 @@ class Learner:
         state, finite = self._update(state, grad)
         metrics["skipped_nonfinite"] = int(not finite)
         return state, metrics
+
+
+def initial_theta(lo: lopt.LearnedOptimizer, seed: int) -> Any:
+    """The meta-parameters a run with ``seed`` starts ``lo`` from."""
+    return lo.init(jax.random.fold_in(jax.random.key(seed), 0))

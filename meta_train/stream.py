@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Hashable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import numpy as np
@@ -21,16 +21,34 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import lopt
 import tasks
 from meta_train import compile_cache
-from meta_train.config import MetaTrainConfig
+from meta_train.config import EstimatorConfig, MetaTrainConfig, OptimizerConfig, TaskConfig
 from meta_train.estimators import ESTIMATORS, ESState
-from meta_train.unroll import Unroller
+from meta_train.unroll import MetaLoss, Unroller
 
 _MAX_ESTIMATORS = 8  # compiled estimators kept per stream (one per task structure)
 
 
-def build_estimator(cfg: MetaTrainConfig, task: tasks.Task, lo: lopt.LearnedOptimizer):
-    e = cfg.estimator
-    unroller = Unroller(task, lo, e.schedule, cfg.meta_loss, window=e.window, stagger=e.stagger)
+@dataclasses.dataclass(frozen=True)
+class StreamSpec:
+    """The sections of a run's config that its estimate streams compute from; a Ray worker
+    builds its stream from one."""
+
+    optimizer: OptimizerConfig
+    task: TaskConfig
+    estimator: EstimatorConfig
+    meta_loss: MetaLoss
+    seed: int
+
+    @classmethod
+    def of(cls, cfg: MetaTrainConfig) -> StreamSpec:
+        return cls(cfg.optimizer, cfg.task, cfg.estimator, cfg.meta_loss, cfg.seed)
+
+
+def build_estimator(
+    e: EstimatorConfig, meta_loss: MetaLoss, task: tasks.Task, lo: lopt.LearnedOptimizer
+):
+    """The estimator ``e`` names, over truncated unrolls of ``lo`` on ``task``."""
+    unroller = Unroller(task, lo, e.schedule, meta_loss, window=e.window, stagger=e.stagger)
     return ESTIMATORS[e.name](
         unroller,
         num_particles=e.num_particles,
@@ -46,9 +64,9 @@ class TaskSource:
     windows, then augmented per ``task.augment``; every draw is a function of the seed, the
     stream and the period."""
 
-    def __init__(self, cfg: MetaTrainConfig, stream: int = 0):
-        self.cfg = cfg.task
-        self._key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), 1), stream)
+    def __init__(self, cfg: TaskConfig, seed: int, stream: int = 0):
+        self.cfg = cfg
+        self._key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 1), stream)
 
     def period(self, window: int) -> int:
         if self.cfg.name is not None and not self.cfg.augment.active:
@@ -106,18 +124,18 @@ class EstimateStream:
 
     def __init__(
         self,
-        cfg: MetaTrainConfig,
+        spec: StreamSpec,
         stream: int = 0,
         devices: Sequence[jax.Device] | None = None,
     ):
-        self.cfg = cfg
-        self.lo = cfg.optimizer.build()
-        self.source = TaskSource(cfg, stream)
-        root = jax.random.key(cfg.seed)
+        self.spec = spec
+        self.lo = spec.optimizer.build()
+        self.source = TaskSource(spec.task, spec.seed, stream)
+        root = jax.random.key(spec.seed)
         self._init_key = jax.random.fold_in(jax.random.fold_in(root, 2), stream)
         self._step_key = jax.random.fold_in(jax.random.fold_in(root, 3), stream)
         devices = list(devices or jax.local_devices())
-        self.devices = devices if cfg.estimator.num_particles % len(devices) == 0 else devices[:1]
+        self.devices = devices if spec.estimator.num_particles % len(devices) == 0 else devices[:1]
         self.replicated = NamedSharding(Mesh(np.asarray(self.devices), ("d",)), PartitionSpec())
         self._estimators: dict[Any, Any] = {}
         self.period: int | None = None
@@ -130,7 +148,7 @@ class EstimateStream:
             if len(self._estimators) >= _MAX_ESTIMATORS:  # augmented ones never repeat
                 del self._estimators[next(iter(self._estimators))]  # the oldest
             self._estimators[structure] = build_estimator(
-                self.cfg, self.source.task(structure), self.lo
+                self.spec.estimator, self.spec.meta_loss, self.source.task(structure), self.lo
             )
         return self._estimators[structure]
 
@@ -188,3 +206,85 @@ class EstimateStream:
             "devices": len(self.devices),
         }
         return grad, metrics
+
+
+class EstimateSource(Protocol):
+    """Where the trainer's estimates come from: :class:`InProcessSource` (here, one per
+    step) or :class:`~meta_train.distributed.WorkerPool` (Ray workers).
+
+    A step is ``publish(theta, version)`` then ``collect()``; a checkpoint holds the
+    learner's state and the source's ``checkpoint()`` (arrays, JSON metadata), restored by
+    ``restore(step, arrays, metadata)`` into arrays shaped like ``template(step, theta)``.
+    """
+
+    def place(self, tree: Any) -> Any:
+        """``tree`` (the learner's state) on the devices the estimates are computed on."""
+
+    def template(self, step: int, theta: Any) -> dict[str, Any]:
+        """The shapes of the arrays ``checkpoint()`` saved after outer step ``step``."""
+
+    def restore(self, step: int, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
+        """Continues after outer step ``step`` from what ``checkpoint()`` returned then."""
+
+    def checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(arrays, metadata)`` to save with the learner's state."""
+
+    def publish(self, theta: Any, version: int) -> None:
+        """Makes ``theta`` (the learner's ``version``) the one new estimates are computed at."""
+
+    def collect(self) -> list[Estimate]:
+        """The estimates of one outer step."""
+
+    def info(self) -> dict[str, Any]:
+        """Counters for the step's metrics record."""
+
+    def close(self) -> None:
+        """Releases what the source holds (workers, devices)."""
+
+
+class InProcessSource:
+    """One estimate per outer step, computed in this process at the published theta
+    (synchronous), so a run is deterministic and its checkpoint holds the estimator state
+    for an exact resume. Implements :class:`EstimateSource`."""
+
+    def __init__(
+        self, spec: StreamSpec, devices: Sequence[jax.Device] | None, verbose: bool = True
+    ):
+        self.stream = EstimateStream(spec, stream=0, devices=devices)
+        self.window = 0
+        local = len(devices or jax.local_devices())
+        if local > 1 and len(self.stream.devices) == 1 and verbose:
+            print(
+                f"note: {spec.estimator.num_particles} particles do not split over {local} "
+                "devices; using one"
+            )
+        self._theta, self._version = None, 0
+
+    def place(self, tree: Any) -> Any:
+        return jax.device_put(tree, self.stream.replicated)
+
+    def template(self, step: int, theta: Any) -> dict[str, Any]:
+        return {"estimator": self.stream.state_template(step - 1, theta)}
+
+    def restore(self, step: int, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
+        # The state of the last window run; if that ended a period, the next estimate starts
+        # the next structure exactly as an uninterrupted run would.
+        self.stream.restore(step - 1, ESState(*arrays["estimator"]))
+        self.window = step
+
+    def checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {"estimator": self.stream.state}, {}
+
+    def publish(self, theta: Any, version: int) -> None:
+        self._theta, self._version = theta, version
+
+    def collect(self) -> list[Estimate]:
+        grad, metrics = self.stream.estimate(self._theta, self.window)
+        self.window += 1
+        return [Estimate(grad, self._version, metrics)]
+
+    def info(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        pass

@@ -104,3 +104,19 @@ class Validator:
     def __call__(self, theta: Any) -> Score:
         scores = {name: float(ep(theta, self._key)) for name, ep in self._episodes.items()}
         return Score(float(np.mean(list(scores.values()))), scores)
+
+
+@dataclasses.dataclass
+class Best:
+    """The best theta by meta-validation so far: found at outer ``step`` (0: the initial
+    theta) with ``score``."""
+
+    step: int
+    score: Score
+    theta: Any
+
+    def meta(self) -> dict[str, Any]:
+        return {"step": self.step, "score": self.score.mean, "tasks": self.score.tasks}
+
+    def offer(self, step: int, score: Score, theta: Any) -> Best:
+        return Best(step, score, theta) if score.mean < self.score.mean else self

@@ -68,7 +68,9 @@ def test_two_local_workers_learn(tmp_path):
     assert all(r["used"] >= 2 for r in records)
     assert np.isfinite(result.theta["log_lr"])
     evaluate = jax.jit(
-        build_estimator(cfg, tasks.get("quadratic"), lopt.HyperAdam()).unroller.episode_loss,
+        build_estimator(
+            cfg.estimator, cfg.meta_loss, tasks.get("quadratic"), lopt.HyperAdam()
+        ).unroller.episode_loss,
         static_argnums=2,
     )
     before = evaluate(lopt.HyperAdam(lr=1e-3).init(None), jax.random.PRNGKey(0), 16)

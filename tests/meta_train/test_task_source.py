@@ -7,7 +7,8 @@ from meta_train.stream import TaskSource
 
 
 def _source(overrides, stream=0):
-    return TaskSource(load_config(None, overrides), stream)
+    cfg = load_config(None, overrides)
+    return TaskSource(cfg.task, cfg.seed, stream)
 
 
 def test_a_mixture_draws_every_family_reproducibly_per_stream():

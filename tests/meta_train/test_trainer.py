@@ -1,6 +1,7 @@
 """The trainer end to end: determinism, exact resume, outputs, errors, and the CLI."""
 
 import errno
+import inspect
 import json
 import os
 import pathlib
@@ -15,10 +16,12 @@ import numpy as np
 import pytest
 
 import lopt
-from meta_train import initial_theta, meta_train, plot, trainer
+from meta_train import initial_theta, meta_train, monitor, plot
 from meta_train.__main__ import main as cli_main
 from meta_train.checkpoint import Checkpointer, CheckpointError
 from meta_train.config import load_config
+from meta_train.distributed import WorkerPool
+from meta_train.stream import EstimateSource, InProcessSource
 from meta_train.validation import Validator, held_out_tasks
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -67,6 +70,16 @@ def test_outputs(full_run):
     for a, b in zip(_leaves(frozen.theta), _leaves(result.theta), strict=True):
         np.testing.assert_array_equal(a, b)
     assert (result.run_dir / "config.yaml").exists()
+
+
+def test_both_estimate_sources_implement_the_protocol():
+    for source in (InProcessSource, WorkerPool):
+        for name, method in vars(EstimateSource).items():
+            if callable(method) and not name.startswith("_"):
+                assert inspect.signature(getattr(source, name)) == inspect.signature(method), (
+                    source.__name__,
+                    name,
+                )
 
 
 def test_same_seed_same_theta(full_run, tmp_path):
@@ -145,13 +158,13 @@ def test_the_watch_ignores_rare_divergence_and_fresh_populations():
     """FullES ends every episode in every window (ended = N, resets = 0): one divergence in
     20 steps is no trend there, nor two of two episodes ended at long horizons."""
     record = lambda step, **kw: {"step": step, "grad_norm": 1.0, "resets": 0, **kw}
-    watch = trainer._Watch()
+    watch = monitor.Watch()
     healthy = [record(t, diverged=int(t == 5), ended=16) for t in range(1, 41)]
     assert all(watch.check(r) is None for r in healthy)
-    watch = trainer._Watch()
+    watch = monitor.Watch()
     rare = [record(t, diverged=int(t in (3, 9)), ended=int(t in (3, 9))) for t in range(1, 41)]
     assert all(watch.check(r) is None for r in rare)
-    watch = trainer._Watch()
+    watch = monitor.Watch()
     most = [record(t, diverged=3, ended=4) for t in range(1, 21)]
     assert [watch.check(r) is not None for r in most] == [False] * 19 + [True]
 
