@@ -8,7 +8,7 @@ import pathlib
 import sys
 
 from meta_train import compile_cache
-from meta_train.config import CONFIGS, ConfigError, load_config
+from meta_train.config import CONFIGS, load_config
 from meta_train.trainer import meta_train
 
 
@@ -61,10 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(config_path, overrides)
         result = meta_train(cfg, resume=bool(args.resume), verbose=not args.quiet)
-    except (ConfigError, FileExistsError, FileNotFoundError, ConnectionError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:  # e.g. resuming with a different config
+    # A bad config (ConfigError is a ValueError) or resume (e.g. with a different config), a
+    # run_dir in use or missing, a cluster out of reach.
+    except (ValueError, FileExistsError, FileNotFoundError, ConnectionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a run_dir that cannot be written: read-only, under a file, full

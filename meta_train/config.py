@@ -20,11 +20,9 @@ import yaml
 
 import lopt
 import tasks
-from meta_train.estimators import DIFFERENCES
+from meta_train.estimators import DIFFERENCES, ESTIMATORS
 from meta_train.unroll import MetaLoss, TruncationSchedule
 from meta_train.validation import ValidationConfig
-
-ESTIMATOR_NAMES = ("NRES", "PES", "TruncatedES", "FullES", "TruncatedBPTT")
 
 
 class ConfigError(ValueError):
@@ -238,9 +236,9 @@ class EstimatorConfig:
 
     def __post_init__(self):
         _check(
-            self.name in ESTIMATOR_NAMES,
+            self.name in ESTIMATORS,
             "estimator.name",
-            f"must be one of {list(ESTIMATOR_NAMES)}, got {self.name!r}",
+            f"must be one of {list(ESTIMATORS)}, got {self.name!r}",
         )
         _check(
             self.num_particles >= 1,
