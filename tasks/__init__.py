@@ -20,9 +20,10 @@ from tasks.builders import (
     quadratic_task,
     regression_task,
 )
+from tasks.data import dataset
 from tasks.families import FAMILIES
 from tasks.training import FitResult, fit
-from tasks.zoo import TASKS, dataset
+from tasks.zoo import TASKS
 
 
 def names() -> list[str]:

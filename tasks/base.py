@@ -11,10 +11,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tasks.data import check_split
-
 Params = Any  # a pytree of float arrays
 Batch = Any  # a pytree of arrays
+SPLITS = ("train", "valid", "test")
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)

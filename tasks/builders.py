@@ -30,6 +30,20 @@ def _xent_and_accuracy(logits: jax.Array, labels: jax.Array):
     return loss, {"accuracy": accuracy}
 
 
+def _array_task(name, dataset, model, loss_fn, init_loss, batch_size, num_steps) -> Task:
+    """The task of ``model`` on an array dataset, its parameters initialized on one zero
+    input: the shared assembly of the classification, regression and autoencoder tasks."""
+    return Task(
+        name=name,
+        init_fn=_flax_init(model, jnp.zeros((1, *dataset.input_shape))),
+        batch_fn=dataset.sample,
+        loss_fn=loss_fn,
+        batch_size=batch_size,
+        init_loss=init_loss,
+        num_steps=num_steps,
+    )
+
+
 def classification_task(
     name: str,
     dataset: ArrayDataset,
@@ -50,14 +64,8 @@ def classification_task(
     def loss_fn(params, batch):
         return _xent_and_accuracy(model.apply({"params": params}, batch["x"]), batch["y"])
 
-    return Task(
-        name=name,
-        init_fn=_flax_init(model, jnp.zeros((1, *dataset.input_shape))),
-        batch_fn=dataset.sample,
-        loss_fn=loss_fn,
-        batch_size=batch_size,
-        init_loss=math.log(dataset.num_classes),
-        num_steps=num_steps,
+    return _array_task(
+        name, dataset, model, loss_fn, math.log(dataset.num_classes), batch_size, num_steps
     )
 
 
@@ -80,15 +88,7 @@ def regression_task(
         return jnp.mean((pred - batch["y"]) ** 2), {}
 
     y = np.asarray(dataset.splits["train"][1])
-    return Task(
-        name=name,
-        init_fn=_flax_init(model, jnp.zeros((1, *dataset.input_shape))),
-        batch_fn=dataset.sample,
-        loss_fn=loss_fn,
-        batch_size=batch_size,
-        init_loss=float(np.mean(y**2)),
-        num_steps=num_steps,
-    )
+    return _array_task(name, dataset, model, loss_fn, float(np.mean(y**2)), batch_size, num_steps)
 
 
 def autoencoder_task(
@@ -108,14 +108,8 @@ def autoencoder_task(
         return jnp.mean((model.apply({"params": params}, batch["x"]) - batch["x"]) ** 2), {}
 
     x = np.asarray(dataset.splits["train"][0])
-    return Task(
-        name=name,
-        init_fn=_flax_init(model, jnp.zeros((1, *dataset.input_shape))),
-        batch_fn=dataset.sample,
-        loss_fn=loss_fn,
-        batch_size=batch_size,
-        init_loss=float(np.mean((x - 0.5) ** 2)),
-        num_steps=num_steps,
+    return _array_task(
+        name, dataset, model, loss_fn, float(np.mean((x - 0.5) ** 2)), batch_size, num_steps
     )
 
 

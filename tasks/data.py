@@ -17,23 +17,20 @@ arrays, so it runs under ``jit`` and ``vmap`` with no host round-trip.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pathlib
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-SPLITS = ("train", "valid", "test")
+from tasks.base import SPLITS, check_split
+
 _VALID_FRACTION = 0.1  # carved from train when a source has no validation split
-
-
-def check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -381,3 +378,23 @@ def from_tfds(name: str, x_key: str = "image", y_key: str = "label", **load_kwar
             data = tfds.as_numpy(builder.as_dataset(split=t, batch_size=-1))
             splits[s] = (data[x_key], data[y_key])
     return from_arrays(name, splits)
+
+
+# Datasets are immutable, so each is built once per process.
+DATASETS: dict[str, Callable[[], ArrayDataset | TextDataset]] = {
+    "digits": functools.cache(digits),
+    "mnist1d": functools.cache(mnist1d),
+    "pydoc": functools.cache(pydoc_text),
+    "regression": functools.cache(synthetic_regression),
+    "blobs": functools.cache(synthetic_classification),
+    "regression-noisy": functools.cache(lambda: synthetic_regression(num_examples=8192, noise=0.5)),
+    "digits-noisy": functools.cache(lambda: with_label_noise(digits(), 0.3)),
+}
+
+
+def dataset(name: str) -> ArrayDataset | TextDataset:
+    """A built-in dataset by name (see ``DATASETS``)."""
+    try:
+        return DATASETS[name]()
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}") from None

@@ -12,8 +12,8 @@ import numpy as np
 
 from tasks.base import Task, TaskFamily
 from tasks.builders import classification_task, language_model_task, quadratic_task
+from tasks.data import dataset
 from tasks.models import ACTIVATIONS, MLP, CharLSTM, ConvNet, Transformer
-from tasks.zoo import dataset
 
 _ACTS = ("relu", "tanh", "gelu", "silu")
 assert set(_ACTS) <= set(ACTIVATIONS)

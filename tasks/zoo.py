@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
-from tasks import data
 from tasks.base import Task
 from tasks.builders import (
     autoencoder_task,
@@ -14,28 +12,8 @@ from tasks.builders import (
     quadratic_task,
     regression_task,
 )
+from tasks.data import dataset
 from tasks.models import MLP, Autoencoder, CharLSTM, ConvNet, Transformer
-
-# Datasets are immutable, so each is built once per process.
-DATASETS: dict[str, Callable[[], data.ArrayDataset | data.TextDataset]] = {
-    "digits": functools.cache(data.digits),
-    "mnist1d": functools.cache(data.mnist1d),
-    "pydoc": functools.cache(data.pydoc_text),
-    "regression": functools.cache(data.synthetic_regression),
-    "blobs": functools.cache(data.synthetic_classification),
-    "regression-noisy": functools.cache(
-        lambda: data.synthetic_regression(num_examples=8192, noise=0.5)
-    ),
-    "digits-noisy": functools.cache(lambda: data.with_label_noise(data.digits(), 0.3)),
-}
-
-
-def dataset(name: str) -> data.ArrayDataset | data.TextDataset:
-    """A built-in dataset by name (see ``DATASETS``)."""
-    try:
-        return DATASETS[name]()
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}") from None
 
 
 def _pydoc_lm(name, model_fn):
