@@ -10,7 +10,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lopt.base import LearnedOptimizer, Theta, check_float_params, check_num_steps
+from lopt.base import (
+    LearnedOptimizer,
+    Theta,
+    check_float_params,
+    check_num_steps,
+    check_positive,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,8 +38,7 @@ class HyperAdam(LearnedOptimizer):
     learn_betas: bool = False
 
     def __post_init__(self):
-        if not self.lr > 0:
-            raise ValueError(f"HyperAdam.lr must be > 0, got {self.lr!r}")
+        check_positive("HyperAdam", lr=self.lr)
         for field in ("b1", "b2"):
             if not 0 < getattr(self, field) < 1:
                 raise ValueError(

@@ -82,7 +82,7 @@ class PerParamState(NamedTuple):
     rms: Any  # pytree like params: float32 second moment, the leaf's shape
     loss: F.LossState
     nonfinite: jax.Array  # int32: steps whose gradient had a NaN/inf entry (zeroed)
-    controller: Any  # the controller's own state (e.g. VeLO's LSTM carry)
+    controller_state: Any  # the controller's own state (e.g. VeLO's LSTM carry)
 
 
 _ADAM_FEATURE = F.FEATURE_NAMES.index(f"m{F.MOMENTUM_DECAYS[0]}/sqrt(v)")
@@ -205,7 +205,7 @@ def per_parameter_transform(
             rms=jax.tree.map(lambda p: F.init_accumulators(p).rms, params),
             loss=F.init_loss_state(),
             nonfinite=jnp.zeros([], jnp.int32),
-            controller=init_controller(shapes),
+            controller_state=init_controller(shapes),
         )
 
     def update_fn(grads, state, params=None, *, value=None, **extra_args):
@@ -246,7 +246,7 @@ def per_parameter_transform(
         inputs = ControlInputs(
             stats, [p.shape for p in ps], F.global_features(count, num_steps), loss_feats, bad
         )
-        controls, controller_state = controller(inputs, state.controller)
+        controls, controller_state = controller(inputs, state.controller_state)
 
         updates = []
         for a, g, p, s, c, mode in zip(accs, gs, pf, stats, controls, modes, strict=True):
@@ -264,7 +264,7 @@ def per_parameter_transform(
             rms=treedef.unflatten([a.rms for a in accs]),
             loss=loss,
             nonfinite=state.nonfinite + bad.astype(jnp.int32),
-            controller=controller_state,
+            controller_state=controller_state,
         )
         return treedef.unflatten(updates), new_state
 
