@@ -16,8 +16,8 @@ from meta_train.config import (
     OptimizerConfig,
     OuterConfig,
     TaskConfig,
-    load_config,
 )
+from meta_train.config_io import load_config
 from meta_train.estimators import ESTIMATORS, NRES, PES, FullES, TruncatedBPTT, TruncatedES
 from meta_train.learner import Learner, LearnerState, initial_theta
 from meta_train.stream import EstimateStream, build_estimator

@@ -8,7 +8,7 @@ import pathlib
 import sys
 
 from meta_train import compile_cache
-from meta_train.config import CONFIGS, load_config
+from meta_train.config_io import CONFIGS, load_config
 from meta_train.trainer import meta_train
 
 

@@ -1,22 +1,14 @@
-"""Meta-training configuration: frozen dataclasses, validated on construction.
+"""The meta-training configuration's schema: one frozen dataclass per section, validated on
+construction; a bad value raises :class:`ConfigError` naming the field and what is allowed.
 
-Configs load from YAML/JSON (:func:`load_config`), take command-line overrides such as
-``estimator.sigma=0.03`` (:func:`apply_overrides`), and serialize back (:func:`to_dict`).
-An unknown key or a bad value raises :class:`ConfigError` naming the field and what is allowed.
+Files and command-line overrides become these dataclasses in ``meta_train.config_io``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import pathlib
-import re
-import types
-import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
-
-import yaml
 
 import lopt
 import tasks
@@ -29,36 +21,8 @@ class ConfigError(ValueError):
     """An invalid configuration; the message names the field."""
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe YAML that reads ``3e-2`` and ``1.0e2`` as numbers, as YAML 1.2 and a user do
-    (PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent)."""
-
-
-class _Dumper(yaml.SafeDumper):
-    """Safe YAML that quotes a string such as ``"1e5"``, which :class:`_Loader` would read
-    back as a number."""
-
-
-for _cls in (_Loader, _Dumper):
-    _cls.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-        list("-+0123456789"),
-    )
-
-
-def _finite(x: float) -> bool:
-    try:
-        return math.isfinite(x)
-    except OverflowError:  # an int beyond float range
-        return False
-
-
-def _yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
-
-
-def _check(cond: bool, field: str, message: str) -> None:
+def check(cond: bool, field: str, message: str) -> None:
+    """Raises :class:`ConfigError` ``field: message`` unless ``cond``."""
     if not cond:
         raise ConfigError(f"{field}: {message}")
 
@@ -77,7 +41,7 @@ class OptimizerConfig:
     hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        _check(
+        check(
             self.architecture in lopt.ARCHITECTURES,
             "optimizer.architecture",
             f"must be one of {sorted(lopt.ARCHITECTURES)}, got {self.architecture!r}",
@@ -97,7 +61,7 @@ def _check_task(field: str, spec, kind: type, build, built_in: list[str]) -> Non
     here, so that a typo fails before any worker starts)."""
     if isinstance(spec, kind) or tasks.is_object_label(spec):
         return
-    _check(
+    check(
         isinstance(spec, str) and (spec in built_in or tasks.is_import_path(spec)),
         field,
         f"must be one of {built_in} or an import path package.module:attribute, got {spec!r}",
@@ -110,7 +74,7 @@ def _check_task(field: str, spec, kind: type, build, built_in: list[str]) -> Non
 
 
 def _check_range(field: str, value: tuple[float, float]) -> None:
-    _check(
+    check(
         len(value) == 2 and 0 < value[0] <= value[1],
         field,
         f"must be [low, high] with 0 < low <= high, got {list(value)}",
@@ -163,7 +127,7 @@ class TaskConfig:
     augment: AugmentConfig = AugmentConfig()
 
     def __post_init__(self):
-        _check(
+        check(
             (self.name is None) != (self.family is None),
             "task",
             "set exactly one of task.name (a fixed task) and task.family",
@@ -171,10 +135,10 @@ class TaskConfig:
         if self.name is not None:
             _check_task("task.name", self.name, tasks.Task, tasks.get, tasks.names())
         else:
-            _check(bool(self.families), "task.family", "must name at least one family")
+            check(bool(self.families), "task.family", "must name at least one family")
             for f in self.families:
                 _check_task("task.family", f, tasks.TaskFamily, tasks.family, tasks.families())
-        _check(
+        check(
             self.resample_every >= 1,
             "task.resample_every",
             f"must be >= 1, got {self.resample_every}",
@@ -235,20 +199,20 @@ class EstimatorConfig:
     difference: str = "value"
 
     def __post_init__(self):
-        _check(
+        check(
             self.name in ESTIMATORS,
             "estimator.name",
             f"must be one of {list(ESTIMATORS)}, got {self.name!r}",
         )
-        _check(
+        check(
             self.num_particles >= 1,
             "estimator.num_particles",
             f"must be >= 1, got {self.num_particles}",
         )
-        _check(self.sigma > 0, "estimator.sigma", f"must be > 0, got {self.sigma}")
-        _check(self.window >= 1, "estimator.window", f"must be >= 1, got {self.window}")
-        _check(self.burn_in >= 0, "estimator.burn_in", f"must be >= 0, got {self.burn_in}")
-        _check(
+        check(self.sigma > 0, "estimator.sigma", f"must be > 0, got {self.sigma}")
+        check(self.window >= 1, "estimator.window", f"must be >= 1, got {self.window}")
+        check(self.burn_in >= 0, "estimator.burn_in", f"must be >= 0, got {self.burn_in}")
+        check(
             self.difference in DIFFERENCES,
             "estimator.difference",
             f"must be one of {list(DIFFERENCES)}, got {self.difference!r}",
@@ -275,13 +239,13 @@ class OuterConfig:
     max_staleness: int = 0
 
     def __post_init__(self):
-        _check(
+        check(
             self.learning_rate > 0, "outer.learning_rate", f"must be > 0, got {self.learning_rate}"
         )
-        _check(self.clip_norm > 0, "outer.clip_norm", f"must be > 0, got {self.clip_norm}")
-        _check(0 <= self.b1 < 1, "outer.b1", f"must be in [0, 1), got {self.b1}")
-        _check(0 <= self.b2 < 1, "outer.b2", f"must be in [0, 1), got {self.b2}")
-        _check(
+        check(self.clip_norm > 0, "outer.clip_norm", f"must be > 0, got {self.clip_norm}")
+        check(0 <= self.b1 < 1, "outer.b1", f"must be in [0, 1), got {self.b1}")
+        check(0 <= self.b2 < 1, "outer.b2", f"must be in [0, 1), got {self.b2}")
+        check(
             self.max_staleness >= 0,
             "outer.max_staleness",
             f"must be >= 0, got {self.max_staleness}",
@@ -327,55 +291,55 @@ class DistributedConfig:
 
     def __post_init__(self):
         if self.workers is None:
-            _check(
+            check(
                 self.address is None,
                 "distributed.address",
                 "needs distributed.workers (>= 1); null workers computes estimates in this process",
             )
         else:
-            _check(
+            check(
                 self.workers >= 1,
                 "distributed.workers",
                 f"must be >= 1 (or null to compute estimates in this process), got {self.workers}",
             )
-        _check(
+        check(
             self.address is None or bool(self.address.strip()),
             "distributed.address",
             "must be null (a local Ray instance), 'auto' or host:port, got an empty string",
         )
-        _check(
+        check(
             self.cpus_per_worker > 0,
             "distributed.cpus_per_worker",
             f"must be > 0, got {self.cpus_per_worker}",
         )
-        _check(
+        check(
             self.gpus_per_worker >= 0,
             "distributed.gpus_per_worker",
             f"must be >= 0, got {self.gpus_per_worker}",
         )
         for name, amount in self.resources_per_worker.items():
-            _check(
+            check(
                 isinstance(amount, int | float) and amount > 0,
                 f"distributed.resources_per_worker.{name}",
                 f"must be a number > 0, got {amount!r}",
             )
         for name, value in self.worker_env.items():
-            _check(
+            check(
                 isinstance(value, str),
                 f"distributed.worker_env.{name}",
                 f"must be a string, got {value!r}",
             )
-        _check(
+        check(
             self.estimates_per_step is None or self.estimates_per_step >= 1,
             "distributed.estimates_per_step",
             f"must be >= 1 (or null for one per worker), got {self.estimates_per_step}",
         )
-        _check(
+        check(
             self.max_worker_failures >= 1,
             "distributed.max_worker_failures",
             f"must be >= 1, got {self.max_worker_failures}",
         )
-        _check(
+        check(
             self.startup_timeout > 0,
             "distributed.startup_timeout",
             f"must be > 0, got {self.startup_timeout}",
@@ -426,170 +390,15 @@ class MetaTrainConfig:
         return dataclasses.replace(self, task=section)
 
     def __post_init__(self):
-        _check(self.num_steps >= 1, "num_steps", f"must be >= 1, got {self.num_steps}")
-        _check(
+        check(self.num_steps >= 1, "num_steps", f"must be >= 1, got {self.num_steps}")
+        check(
             self.checkpoint_every >= 1,
             "checkpoint_every",
             f"must be >= 1, got {self.checkpoint_every}",
         )
-        _check(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
-        _check(
+        check(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
+        check(
             self.outer.max_staleness < self.num_steps,
             "outer.max_staleness",
             f"must be < num_steps ({self.num_steps}), got {self.outer.max_staleness}",
         )
-
-
-# ------------------------------------------------------------------ dict <-> dataclass
-
-
-def _convert(value: Any, hint: Any, path: str) -> Any:
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, path)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        python_only = (tasks.Task, tasks.TaskFamily)  # objects given in Python, as they are
-        if isinstance(value, python_only):
-            _check(any(isinstance(value, a) for a in args), path, f"cannot be {value!r}")
-            return value
-        errors = []
-        for inner in [a for a in args if a not in (type(None), *python_only)]:  # first that fits
-            try:
-                return _convert(value, inner, path)
-            except ConfigError as e:
-                errors.append(str(e).removeprefix(f"{path}: "))
-        raise ConfigError(f"{path}: {' or '.join(errors)}")
-    if origin is tuple:
-        _check(
-            isinstance(value, Sequence) and not isinstance(value, str),
-            path,
-            f"must be a list, got {value!r}",
-        )
-        args = typing.get_args(hint)
-        items = args[:1] * len(value) if args[-1] is Ellipsis else args
-        _check(len(value) == len(items), path, f"must have {len(items)} items, got {value!r}")
-        pairs = enumerate(zip(value, items, strict=True))
-        return tuple(_convert(v, h, f"{path}[{i}]") for i, (v, h) in pairs)
-    if origin in (Mapping, dict) or hint is dict:
-        _check(isinstance(value, Mapping), path, f"must be a mapping, got {value!r}")
-        return dict(value)
-    if hint is bool:
-        _check(isinstance(value, bool), path, f"must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        _check(
-            isinstance(value, int) and not isinstance(value, bool),
-            path,
-            f"must be an integer, got {value!r}",
-        )
-        return value
-    if hint is float:
-        _check(
-            isinstance(value, int | float) and not isinstance(value, bool),
-            path,
-            f"must be a number, got {value!r}",
-        )
-        _check(_finite(value), path, f"must be a finite number, got {value!r}")
-        return float(value)
-    if hint is str:
-        _check(isinstance(value, str), path, f"must be a string, got {value!r}")
-        return value
-    raise TypeError(f"{path}: unsupported config type {hint!r}")
-
-
-def from_dict(cls: type, data: Any, path: str = "") -> Any:
-    """Builds dataclass ``cls`` from nested mappings; unknown keys and bad values raise
-    :class:`ConfigError` with the dotted field path."""
-    where = path or "config"
-    _check(isinstance(data, Mapping), where, f"must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    _check(not unknown, where, f"unknown field(s) {unknown}; allowed: {names}")
-    kwargs = {k: _convert(v, hints[k], f"{path}.{k}" if path else k) for k, v in data.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except ValueError as e:  # validation inside a reused dataclass (e.g. MetaLoss)
-        raise ConfigError(f"{where}: {e}") from None
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain nested dicts/lists, ready for YAML or JSON (a task or family object as its
-    ``tasks.label``)."""
-
-    def plain(v):
-        if isinstance(v, tasks.Task | tasks.TaskFamily):
-            return tasks.label(v)
-        if dataclasses.is_dataclass(v):
-            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
-        if isinstance(v, Mapping):
-            return {k: plain(x) for k, x in v.items()}
-        if isinstance(v, Sequence) and not isinstance(v, str):
-            return [plain(x) for x in v]
-        return v
-
-    return plain(cfg)
-
-
-def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """``["estimator.sigma=0.03", "task.name=mlp-digits"]`` applied to nested dict ``data``;
-    values are parsed as YAML (so ``null``, numbers, lists work)."""
-    _check(isinstance(data, Mapping), "config", f"must be a mapping, got {data!r}")
-    data = to_dict(data)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        _check(bool(sep) and bool(key), item, "an override must look like section.field=value")
-        *parents, leaf = key.split(".")
-        node = data
-        for p in parents:
-            node = node.setdefault(p, {})
-            _check(isinstance(node, dict), key, f"{p!r} is not a section")
-        node[leaf] = _yaml(raw)
-    return data
-
-
-CONFIG_DIR = pathlib.Path(__file__).parent / "configs"
-CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-
-
-def _shipped(path: str | pathlib.Path) -> str | pathlib.Path:
-    """A shipped config's file for a bare name such as ``demo``; any other ``path`` as is."""
-    name = str(path)
-    if pathlib.Path(name).exists() or "/" in name or "." in name:
-        return path
-    if name not in CONFIGS:
-        raise ConfigError(f"no config file {name!r} and no shipped config of that name: {CONFIGS}")
-    return CONFIG_DIR / f"{name}.yaml"
-
-
-def load_config(
-    path: str | pathlib.Path | None = None, overrides: Sequence[str] = ()
-) -> MetaTrainConfig:
-    """A config from a YAML/JSON file (defaults for anything it omits) plus overrides.
-
-    ``path`` is a file, or the name of a config that ships with the package (``CONFIGS``:
-    ``demo``, ``smoke``, ...; the files in ``meta_train/configs``)."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = _shipped(path)
-        try:
-            text = pathlib.Path(path).read_text()
-        except OSError as e:
-            raise ConfigError(f"cannot read config file {path}: {e}") from None
-        try:
-            data = _yaml(text) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ConfigError(f"{path}: not valid YAML/JSON{where}: {problem}") from None
-    return from_dict(MetaTrainConfig, apply_overrides(data, overrides))
-
-
-def dump_config(cfg: MetaTrainConfig, path: str | pathlib.Path) -> None:
-    pathlib.Path(path).write_text(yaml.dump(to_dict(cfg), Dumper=_Dumper, sort_keys=False))

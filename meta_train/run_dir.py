@@ -18,7 +18,8 @@ import numpy as np
 
 import lopt
 from meta_train.checkpoint import Checkpointer
-from meta_train.config import MetaTrainConfig, load_config, to_dict
+from meta_train.config import MetaTrainConfig
+from meta_train.config_io import load_config, to_dict
 from meta_train.validation import Best
 
 # What a resumed run may change: how long it runs, where it writes and logs, and where its

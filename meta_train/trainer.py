@@ -20,7 +20,8 @@ import jax
 
 from meta_train import run_dir as run_dir_lib
 from meta_train.checkpoint import Checkpointer
-from meta_train.config import MetaTrainConfig, dump_config
+from meta_train.config import MetaTrainConfig
+from meta_train.config_io import dump_config
 from meta_train.distributed import WorkerPool, ray_session
 from meta_train.learner import Learner, LearnerState, initial_theta
 from meta_train.monitor import Progress, Watch, step_record

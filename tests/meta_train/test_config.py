@@ -4,15 +4,8 @@ import pathlib
 import pytest
 
 from meta_train import reference
-from meta_train.config import (
-    ConfigError,
-    MetaTrainConfig,
-    apply_overrides,
-    dump_config,
-    from_dict,
-    load_config,
-    to_dict,
-)
+from meta_train.config import ConfigError, MetaTrainConfig
+from meta_train.config_io import apply_overrides, dump_config, from_dict, load_config, to_dict
 
 
 def test_defaults_round_trip_through_a_dict():
@@ -158,7 +151,7 @@ def test_the_config_reference_documents_every_field_and_is_current():
 
 
 def test_shipped_configs_load_by_name():
-    from meta_train.config import CONFIGS
+    from meta_train.config_io import CONFIGS
 
     assert {"demo", "smoke", "pretrained-mlplopt-mix"} <= set(CONFIGS)
     demo = load_config("demo")

@@ -19,7 +19,7 @@ import lopt
 from meta_train import initial_theta, meta_train, monitor, plot
 from meta_train.__main__ import main as cli_main
 from meta_train.checkpoint import Checkpointer, CheckpointError
-from meta_train.config import load_config
+from meta_train.config_io import load_config
 from meta_train.distributed import WorkerPool
 from meta_train.stream import EstimateSource, InProcessSource
 from meta_train.validation import Validator, held_out_tasks
