@@ -1,5 +1,4 @@
 import jax
-import jax.numpy as jnp
 import pytest
 
 import lopt
@@ -23,25 +22,3 @@ def arch(request):
     lo = ARCHITECTURES[request.param]
     theta = lo.init(jax.random.key(0))
     return request.param, lo, theta, lo.as_optax(theta, num_steps=100)
-
-
-def odd_params():
-    """Mixed ranks, containers and dtypes, including a zero-size and a bfloat16 leaf."""
-    k = jax.random.split(jax.random.key(1), 5)
-    return {
-        "scalar": jnp.asarray(0.5),
-        "vector": jax.random.normal(k[0], (7,)),
-        "matrix": jax.random.normal(k[1], (5, 3)),
-        "conv": jax.random.normal(k[2], (3, 3, 2, 4)),
-        "empty": jnp.zeros((0, 4)),
-        "half": [jax.random.normal(k[3], (6,)).astype(jnp.bfloat16)],
-        "nested": ({"w": jax.random.normal(k[4], (2, 1))},),
-    }
-
-
-def grads_like(params, seed=2):
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    return treedef.unflatten(
-        [jax.random.normal(k, p.shape, p.dtype) for k, p in zip(keys, leaves, strict=True)]
-    )

@@ -6,12 +6,33 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import grads_like, odd_params
 
 import lopt
 
 LOSS = jnp.float32(2.0)
 AS_OPTAX = {"hyper-adam", "schedule-muon"}  # their optax base's semantics for bad gradients
+
+
+def odd_params():
+    """Mixed ranks, containers and dtypes, including a zero-size and a bfloat16 leaf."""
+    k = jax.random.split(jax.random.key(1), 5)
+    return {
+        "scalar": jnp.asarray(0.5),
+        "vector": jax.random.normal(k[0], (7,)),
+        "matrix": jax.random.normal(k[1], (5, 3)),
+        "conv": jax.random.normal(k[2], (3, 3, 2, 4)),
+        "empty": jnp.zeros((0, 4)),
+        "half": [jax.random.normal(k[3], (6,)).astype(jnp.bfloat16)],
+        "nested": ({"w": jax.random.normal(k[4], (2, 1))},),
+    }
+
+
+def grads_like(params, seed=2):
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    return treedef.unflatten(
+        [jax.random.normal(k, p.shape, p.dtype) for k, p in zip(keys, leaves, strict=True)]
+    )
 
 
 def _finite(tree):
