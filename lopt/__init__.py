@@ -10,7 +10,7 @@ tx = lopt.load("my.lopt").as_optax(num_steps=5000)
 tx = lopt.pretrained("<name>", num_steps=5000)   # lopt.list_pretrained()
 """
 
-from lopt.base import LearnedOptimizer
+from lopt.base import LearnedOptimizer, Theta
 from lopt.frozen import ARCHITECTURES, Frozen, FrozenFileError, load, save
 from lopt.hyper_adam import HyperAdam
 from lopt.mlp_lopt import MLPLOpt
@@ -26,6 +26,7 @@ __all__ = [
     "LearnedOptimizer",
     "LearnedSchedule",
     "MLPLOpt",
+    "Theta",
     "VeLO",
     "list_pretrained",
     "load",

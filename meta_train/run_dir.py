@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 import lopt
+from lopt import Theta
 from meta_train.checkpoint import Checkpointer
 from meta_train.config import MetaTrainConfig
 from meta_train.config_io import load_config, to_dict
@@ -106,7 +107,7 @@ def truncate_metrics(path: pathlib.Path, last_step: int) -> None:
 
 
 def export(
-    cfg: MetaTrainConfig, theta: Any, best: Best | None
+    cfg: MetaTrainConfig, theta: Theta, best: Best | None
 ) -> tuple[pathlib.Path, pathlib.Path | None]:
     """Writes ``optimizer.lopt`` (``theta``) and, with ``best``, ``best.lopt``; each file's
     metadata holds the recipe, the horizons it was trained at, its outer steps and the mean

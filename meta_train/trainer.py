@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 
+from lopt import Theta
 from meta_train import run_dir as run_dir_lib
 from meta_train.checkpoint import Checkpointer
 from meta_train.config import MetaTrainConfig
@@ -31,7 +32,7 @@ from meta_train.validation import Best, Score, Validator, held_out_tasks
 
 @dataclasses.dataclass
 class MetaTrainResult:
-    theta: Any  # final meta-parameters
+    theta: Theta  # final meta-parameters
     history: list[dict[str, Any]]  # one record per outer step (this process's steps)
     run_dir: pathlib.Path
     checkpoint_dir: pathlib.Path
@@ -164,7 +165,7 @@ def _restore(
     return start, LearnerState(*restored["learner"]), best
 
 
-def _validate(validate: Validator, best: Best, step: int, theta: Any) -> tuple[Best, dict]:
+def _validate(validate: Validator, best: Best, step: int, theta: Theta) -> tuple[Best, dict]:
     """Scores ``theta`` at ``step``: the best theta so far and the record's fields."""
     began = time.perf_counter()
     score = validate(theta)
