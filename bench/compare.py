@@ -265,7 +265,19 @@ def compare(
     train loss or the final validation loss. Baselines also run at longer budgets, up to
     ``max_speedup`` × the task's, so that speedups up to that factor can be measured; a
     candidate *wins* a task when its final loss is more than ``margin`` (relative) below the
-    tuned baseline's at the same budget, *loses* when more than ``margin`` above."""
+    tuned baseline's at the same budget, *loses* when more than ``margin`` above.
+
+    Example: tuned Adam against itself ties, at a speedup of 1::
+
+        >>> import tempfile, tasks
+        >>> from bench import compare, suites
+        >>> suite = [suites.Entry("quadratic", lambda: tasks.get("quadratic"), 40, 10)]
+        >>> report = compare.compare(["adam"], suite, baselines=["adam"], seeds=1,
+        ...     lr_range=(1e-2, 1.0), max_speedup=1, out=tempfile.mkdtemp(), progress=False)
+        >>> s = report["summary"]["adam"]["adam"]
+        >>> s["won"], s["tied"], s["lost"], float(s["median_speedup"]["estimate"])
+        (0, 1, 0, 1.0)
+    """
     if protocol not in protocols.PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {list(protocols.PROTOCOLS)}")
     if select not in protocols.SELECT:

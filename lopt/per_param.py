@@ -189,6 +189,38 @@ def per_parameter_transform(
     ignored. Updates have the parameters' dtype; the memory is float32. With ``no_growth`` the
     learned term ``u`` of every tensor goes through :func:`without_growth` first; the orthogonal
     step mode runs ``ns_steps`` Newton-Schulz iterations.
+
+    Args:
+      owner: the architecture's name, for error messages.
+      controller: ``(ControlInputs, state) -> (one TensorControl per tensor, state)``: the
+        per-parameter MLP and the scales each tensor gets this step.
+      init_controller: the controller's initial state from the tensors' shapes.
+      num_steps: the training horizon the optimizer is told.
+      magnitude_scale: the ``m`` output's factor in ``exp(magnitude_scale · m)``.
+      uses_loss: whether ``update`` needs ``value`` (the loss features).
+      step_mode: one of ``STEP_MODES``.
+      no_growth: pass each tensor's learned term through :func:`without_growth`.
+      ns_steps: Newton-Schulz iterations of the orthogonal step mode.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` whose state is a :class:`PerParamState`.
+
+    Example: a controller with a zero MLP and a nominal Adam term at 0.01 is Adam at 0.01,
+    whose first step moves each parameter by 0.01 against its gradient's sign::
+
+        >>> import jax.numpy as jnp
+        >>> from lopt import features as F
+        >>> from lopt.per_param import TensorControl, per_parameter_transform
+        >>> zero_mlp = [{"w": jnp.zeros((F.NUM_FEATURES, 2)), "b": jnp.zeros(2)}]
+        >>> def adam_only(inputs, state):
+        ...     control = TensorControl(zero_mlp, jnp.float32(0.0), jnp.float32(0.01))
+        ...     return [control for _ in inputs.shapes], state
+        >>> tx = per_parameter_transform("AdamOnly", adam_only, lambda shapes: (),
+        ...     num_steps=100, magnitude_scale=1.0, uses_loss=False)
+        >>> params = {"w": jnp.ones(3)}
+        >>> updates, _ = tx.update({"w": jnp.array([2.0, -3.0, 0.5])}, tx.init(params), params)
+        >>> updates["w"]
+        Array([-0.01,  0.01, -0.01], dtype=float32)
     """
     check_num_steps(num_steps)
     check_step_mode(owner, step_mode)

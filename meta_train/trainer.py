@@ -64,6 +64,31 @@ def meta_train(
     (``meta_train.distributed``): a local Ray instance, or the cluster at
     ``distributed.address``; a resumed run continues the step count and each worker's task
     sequence with fresh particle populations.
+
+    Args:
+      cfg: the run (``meta_train.load_config``).
+      resume: continue the run in ``cfg.run_dir`` from its newest intact checkpoint.
+      verbose: print progress.
+      devices: the local devices of an in-process run.
+
+    Returns:
+      A :class:`MetaTrainResult`: the final theta, this process's metrics records, and the
+      paths written.
+
+    Example: Adam's log learning rate, meta-trained in this process for 3 outer steps::
+
+        >>> import tempfile, lopt
+        >>> from meta_train import load_config, meta_train
+        >>> cfg = load_config(None, [
+        ...     "optimizer.architecture=HyperAdam", "optimizer.hparams={lr: 0.01}",
+        ...     "task.name=quadratic", "task.family=null", "estimator.window=10",
+        ...     "estimator.schedule={kind: constant, min_length: 40, max_length: 40}",
+        ...     "num_steps=3", f"run_dir={tempfile.mkdtemp()}/run"])
+        >>> result = meta_train(cfg, verbose=False)
+        >>> [r["step"] for r in result.history]
+        [1, 2, 3]
+        >>> lopt.load(result.export_path).meta["outer_steps"]
+        3
     """
     cfg.task.check_buildable()
     run_dir_lib.check(cfg, resume)

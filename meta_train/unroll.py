@@ -138,7 +138,27 @@ class UnrollOutput(NamedTuple):
 class Unroller:
     """Truncated unrolls of ``task`` trained by ``lo`` (see the module docstring).
 
-    ``thetas`` passed to its methods are meta-parameter pytrees with leading axes ``[S, N]``.
+    ``thetas`` passed to its methods are meta-parameter pytrees with leading axes ``[S, N]``;
+    ``episode_loss`` takes one theta. Keys are raw ``uint32[2]`` keys.
+
+    Args:
+      task: the inner problem.
+      lo: the learned optimizer whose meta-parameters the thetas are.
+      schedule: the episode lengths (each inner optimizer is told its episode's length).
+      meta_loss: what each inner step contributes to the meta-objective.
+      window: inner steps per ``unroll`` (one truncation).
+      stagger: cut each particle's first episode at a random point.
+
+    Example: a whole episode's mean meta-loss at two learning rates of Adam::
+
+        >>> import jax, lopt, tasks
+        >>> from meta_train import MetaLoss, TruncationSchedule, Unroller
+        >>> u = Unroller(tasks.get("quadratic"), lopt.HyperAdam(),
+        ...              TruncationSchedule("constant", 40, 40), MetaLoss(), window=10)
+        >>> slow, fast = (lopt.HyperAdam(lr=lr).init(None) for lr in (1e-2, 1e-1))
+        >>> key = jax.random.PRNGKey(3)
+        >>> bool(u.episode_loss(fast, key, 4) < u.episode_loss(slow, key, 4))
+        True
     """
 
     task: tasks.Task
