@@ -13,12 +13,11 @@ import argparse
 import dataclasses
 import json
 import pathlib
-import shlex
 import sys
 
 import lopt
 import tasks
-from bench import baselines, protocols, suites
+from bench import baselines, invocation, protocols, suites
 from bench.compare import compare
 from meta_train import compile_cache
 
@@ -153,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             max_speedup=args.max_speedup,
             margin=args.margin,
             progress=not args.quiet,
-            command="python -m bench " + shlex.join(argv),
+            command=invocation("python -m bench", argv),
         )
     except (ValueError, OSError) as e:  # unknown names, unreadable or invalid files
         print(f"error: {e}", file=sys.stderr)

@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 import lopt
-from bench import compare, metrics
+from bench import compare, invocation, metrics
 from bench.report import interval
 from meta_train import compile_cache, initial_theta, load_config, meta_train
 from meta_train.config import ConfigError
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             [str(result.export_path), str(init_path)],
             suite,
             out=run_dir / suite,
-            command=f"python -m bench.demo  # {suite}",
+            command=f"{invocation('python -m bench.demo', argv)}  # {suite}",
             **COMPARE,
         )
         print(f"      done in {time.perf_counter() - began:.0f} s", flush=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 import time
 
 import jax
@@ -25,6 +24,7 @@ import matplotlib.pyplot as plt
 
 import lopt
 import tasks
+from bench import invocation
 from meta_train import ESTIMATORS, Learner, MetaLoss, OuterConfig, TruncationSchedule, Unroller
 
 
@@ -126,9 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = run(args.task, args.budget, names)
-    result["command"] = " ".join(
-        ["python -m bench.estimators", *(argv if argv is not None else sys.argv[1:])]
-    )
+    result["command"] = invocation("python -m bench.estimators", argv)
     (out / "estimators.json").write_text(json.dumps(result, indent=2))
     plot(result, out / "estimators.png")
     print(f"wrote {out / 'estimators.json'} and {out / 'estimators.png'}")

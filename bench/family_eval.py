@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 import jax
 import numpy as np
 
 import lopt
 import tasks
+from bench import invocation
 from meta_train import MetaLoss, TruncationSchedule, Unroller, initial_theta
 
 ADAM_LRS = (1e-3, 3e-3, 1e-2, 3e-2)
@@ -73,9 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         result = evaluate(args.optimizer, args.family, args.members, args.horizon)
     except (FileNotFoundError, lopt.FrozenFileError) as e:
         parser.exit(2, f"error: {e}\n")
-    result["command"] = " ".join(
-        ["python -m bench.family_eval", *(argv if argv is not None else sys.argv[1:])]
-    )
+    result["command"] = invocation("python -m bench.family_eval", argv)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"wrote {args.out}")

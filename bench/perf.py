@@ -45,7 +45,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -56,6 +55,7 @@ import optax
 
 import lopt
 import tasks
+from bench import invocation
 from meta_train import MetaLoss, TruncationSchedule, Unroller
 from meta_train.compile_cache import COMPILER_OPTIONS
 
@@ -497,9 +497,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = run(names, rounds=args.rounds)
     report = {
         "benchmark": args.command,
-        "command": " ".join(
-            ["python -m bench.perf", *(argv if argv is not None else sys.argv[1:])]
-        ),
+        "command": invocation("python -m bench.perf", argv),
         "jax": jax.__version__,
         "device": str(jax.devices()[0]),
         "machine": platform.processor() or platform.machine(),
