@@ -1,6 +1,6 @@
 """NRES vs PES vs TES (and FullES) meta-training curves on the same task and inner-step budget.
 
-    python -m bench.estimators [--task mlp-digits] [--budget 60000] [--out bench/results]
+    python -m bench.estimators [--task mlp-digits] [--budget 60000] [--out docs/benchmarks/results]
 
 Each estimator meta-trains the same randomly initialized ``MLPLOpt`` (nominal Adam term on)
 with the same outer optimizer until it has spent ``--budget`` inner training steps (TES
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", default="mlp-digits", choices=tasks.names())
     parser.add_argument("--budget", type=int, default=60_000, help="inner steps per estimator")
     parser.add_argument("--estimators", default="NRES,PES,TruncatedES,FullES")
-    parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--out", default="docs/benchmarks/results")
     args = parser.parse_args(argv)
     names = args.estimators.split(",")
     unknown = [n for n in names if n not in ESTIMATORS]
