@@ -196,7 +196,7 @@ class WorkerPool:
         if verbose:
             print(f"starting {d.workers} Ray workers ...", flush=True)
         try:
-            self.info = ray.get([w.info.remote() for w in self.workers], timeout=d.startup_timeout)
+            started = ray.get([w.info.remote() for w in self.workers], timeout=d.startup_timeout)
         except ray.exceptions.GetTimeoutError:
             self.close()
             raise RuntimeError(
@@ -208,13 +208,13 @@ class WorkerPool:
             self.close()
             raise RuntimeError(f"a Ray worker could not start: {e}") from e
         if verbose:
-            hosts = sorted({i["host"] for i in self.info})
-            devices = sum(i["devices"] for i in self.info)
+            hosts = sorted({i["host"] for i in started})
+            devices = sum(i["devices"] for i in started)
             print(f"{d.workers} workers on {len(hosts)} host(s), {devices} device(s)", flush=True)
         self.windows = [0] * d.workers  # completed windows per worker
         self.restarts = 0  # worker processes replaced (seen as a new host/pid)
         self.lost = 0  # requests that failed and were sent again
-        self._process = [(i["host"], i["pid"]) for i in self.info]
+        self._process = [(i["host"], i["pid"]) for i in started]
         self._failures = [0] * d.workers  # consecutive, per worker
         self._inflight: dict[ray.ObjectRef, tuple[int, int]] = {}  # -> (worker, version)
         self._theta, self._version = None, 0
