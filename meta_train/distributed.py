@@ -31,7 +31,7 @@ from typing import Any
 import jax
 import ray
 
-from lopt import Theta
+import lopt
 from meta_train import compile_cache
 from meta_train.config import ConfigError, DistributedConfig
 from meta_train.stream import Estimate, EstimateStream, StreamSpec
@@ -96,7 +96,7 @@ class Worker:
             "cores": self.pinned[0] if self.pinned else None,
         }
 
-    def estimate(self, theta: Theta, version: int, window: int) -> Estimate:
+    def estimate(self, theta: lopt.Theta, version: int, window: int) -> Estimate:
         grad, metrics = self.stream.estimate(theta, window)
         identity = {
             "worker": self.index,
@@ -222,7 +222,7 @@ class WorkerPool:
     def place(self, tree: Any) -> Any:
         return tree  # published to the workers by value or through the object store
 
-    def template(self, step: int, theta: Theta) -> dict[str, Any]:
+    def template(self, step: int, theta: lopt.Theta) -> dict[str, Any]:
         return {}  # a restored run starts each worker's population afresh
 
     def checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -237,7 +237,7 @@ class WorkerPool:
     def info(self) -> dict[str, Any]:
         return {"worker_restarts": self.restarts, "lost_requests": self.lost}
 
-    def publish(self, theta: Theta, version: int) -> None:
+    def publish(self, theta: lopt.Theta, version: int) -> None:
         """Makes ``theta`` the one new requests are computed at: through the object store
         (one copy per host) when it is large, by value like any small Ray argument if not."""
         theta = jax.device_get(theta)

@@ -12,12 +12,11 @@ import jax.numpy as jnp
 import optax
 
 import lopt
-from lopt import Theta
 from meta_train.config import OuterConfig
 
 
 class LearnerState(NamedTuple):
-    theta: Theta
+    theta: lopt.Theta
     opt_state: Any
     version: jax.Array  # int32: number of updates applied to theta
 
@@ -39,7 +38,7 @@ class Learner:
             optax.clip_by_global_norm(c.clip_norm), optax.adam(c.learning_rate, b1=c.b1, b2=c.b2)
         )
 
-    def init(self, theta: Theta) -> LearnerState:
+    def init(self, theta: lopt.Theta) -> LearnerState:
         return LearnerState(theta, self.tx.init(theta), jnp.zeros([], jnp.int32))
 
     @functools.partial(jax.jit, static_argnums=0)
@@ -69,6 +68,6 @@ class Learner:
         return state, metrics
 
 
-def initial_theta(lo: lopt.LearnedOptimizer, seed: int) -> Theta:
+def initial_theta(lo: lopt.LearnedOptimizer, seed: int) -> lopt.Theta:
     """The meta-parameters a run with ``seed`` starts ``lo`` from."""
     return lo.init(jax.random.fold_in(jax.random.key(seed), 0))

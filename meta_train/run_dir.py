@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 import lopt
-from lopt import Theta
 from meta_train.checkpoint import Checkpointer
 from meta_train.config import MetaTrainConfig
 from meta_train.config_io import load_config, to_dict
@@ -107,12 +106,12 @@ def truncate_metrics(path: pathlib.Path, last_step: int) -> None:
 
 
 def export(
-    cfg: MetaTrainConfig, theta: Theta, best: Best | None
+    cfg: MetaTrainConfig, theta: lopt.Theta, best: Best | None, records: list[dict[str, Any]]
 ) -> tuple[pathlib.Path, pathlib.Path | None]:
     """Writes ``optimizer.lopt`` (``theta``) and, with ``best``, ``best.lopt``; each file's
     metadata holds the recipe, the horizons it was trained at, its outer steps and the mean
-    meta-loss of the first and last ten of them. Returns both paths (``None`` without best)."""
-    records = history(cfg)
+    meta-loss of the first and last ten of them (from ``records``, the run's whole
+    ``metrics.jsonl``). Returns both paths (``None`` without best)."""
 
     def meta(steps: int) -> dict[str, Any]:
         losses = [r["meta_loss"] for r in records if r["step"] <= steps]

@@ -20,7 +20,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import lopt
 import tasks
-from lopt import Theta
 from meta_train import compile_cache
 from meta_train.config import EstimatorConfig, MetaTrainConfig, OptimizerConfig, TaskConfig
 from meta_train.estimators import ESTIMATORS, ESState
@@ -109,7 +108,7 @@ class Estimate:
     and its scalar ``metrics`` (meta_loss, grad_norm, inner_steps, diverged, ended, resets, seconds,
     compile_seconds, task, ...)."""
 
-    grad: Theta
+    grad: lopt.Theta
     version: int
     metrics: dict[str, Any]
 
@@ -160,11 +159,11 @@ class EstimateStream:
             return self.estimator.shard(state, self.devices)
         return jax.device_put(state, self.replicated)
 
-    def _fresh_state(self, period: int, theta: Theta) -> ESState:
+    def _fresh_state(self, period: int, theta: lopt.Theta) -> ESState:
         key = jax.random.key_data(jax.random.fold_in(self._init_key, period))
         return self.estimator.init(key, theta)
 
-    def state_template(self, window: int, theta: Theta) -> ESState:
+    def state_template(self, window: int, theta: lopt.Theta) -> ESState:
         """The shapes of the state after ``window`` (for restoring a checkpoint)."""
         est = self._estimator_for(self.source.period(window))
         key = jax.random.key_data(self._init_key)
@@ -178,7 +177,7 @@ class EstimateStream:
         self.estimator = self._estimator_for(self.period)
         self.state = self._place(state)
 
-    def estimate(self, theta: Theta, window: int) -> tuple[Theta, dict[str, Any]]:
+    def estimate(self, theta: lopt.Theta, window: int) -> tuple[lopt.Theta, dict[str, Any]]:
         """The estimate of window ``window`` at ``theta``: ``(grad, metrics)`` on the host.
 
         Entering a new period (or the first window this stream runs, e.g. after a restart)
@@ -221,7 +220,7 @@ class EstimateSource(Protocol):
     def place(self, tree: Any) -> Any:
         """``tree`` (the learner's state) on the devices the estimates are computed on."""
 
-    def template(self, step: int, theta: Theta) -> dict[str, Any]:
+    def template(self, step: int, theta: lopt.Theta) -> dict[str, Any]:
         """The shapes of the arrays ``checkpoint()`` saved after outer step ``step``."""
 
     def restore(self, step: int, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -230,7 +229,7 @@ class EstimateSource(Protocol):
     def checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(arrays, metadata)`` to save with the learner's state."""
 
-    def publish(self, theta: Theta, version: int) -> None:
+    def publish(self, theta: lopt.Theta, version: int) -> None:
         """Makes ``theta`` (the learner's ``version``) the one new estimates are computed at."""
 
     def collect(self) -> list[Estimate]:
@@ -264,7 +263,7 @@ class InProcessSource:
     def place(self, tree: Any) -> Any:
         return jax.device_put(tree, self.stream.replicated)
 
-    def template(self, step: int, theta: Theta) -> dict[str, Any]:
+    def template(self, step: int, theta: lopt.Theta) -> dict[str, Any]:
         return {"estimator": self.stream.state_template(step - 1, theta)}
 
     def restore(self, step: int, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -276,7 +275,7 @@ class InProcessSource:
     def checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
         return {"estimator": self.stream.state}, {}
 
-    def publish(self, theta: Theta, version: int) -> None:
+    def publish(self, theta: lopt.Theta, version: int) -> None:
         self._theta, self._version = theta, version
 
     def collect(self) -> list[Estimate]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import jax
 
-from lopt import Theta
+import lopt
 from meta_train import run_dir as run_dir_lib
 from meta_train.checkpoint import Checkpointer
 from meta_train.config import MetaTrainConfig
@@ -32,7 +32,7 @@ from meta_train.validation import Best, Score, Validator, held_out_tasks
 
 @dataclasses.dataclass
 class MetaTrainResult:
-    theta: Theta  # final meta-parameters
+    theta: lopt.Theta  # final meta-parameters
     history: list[dict[str, Any]]  # one record per outer step (this process's steps)
     run_dir: pathlib.Path
     checkpoint_dir: pathlib.Path
@@ -109,8 +109,9 @@ def meta_train(
             ) as source,
         ):
             theta, best, first = _run(cfg, source, ckpt, resume, verbose)
-    export_path, best_path = run_dir_lib.export(cfg, theta, best)
-    history = [r for r in run_dir_lib.history(cfg) if r["step"] > first]
+    records = run_dir_lib.history(cfg)
+    export_path, best_path = run_dir_lib.export(cfg, theta, best, records)
+    history = [r for r in records if r["step"] > first]
     return MetaTrainResult(theta, history, run_dir, ckpt_dir, export_path, best_path)
 
 
@@ -190,7 +191,7 @@ def _restore(
     return start, LearnerState(*restored["learner"]), best
 
 
-def _validate(validate: Validator, best: Best, step: int, theta: Theta) -> tuple[Best, dict]:
+def _validate(validate: Validator, best: Best, step: int, theta: lopt.Theta) -> tuple[Best, dict]:
     """Scores ``theta`` at ``step``: the best theta so far and the record's fields."""
     began = time.perf_counter()
     score = validate(theta)

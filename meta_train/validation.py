@@ -20,7 +20,6 @@ import numpy as np
 
 import lopt
 import tasks
-from lopt import Theta
 from meta_train.compile_cache import COMPILER_OPTIONS
 from meta_train.unroll import MetaLoss, TruncationSchedule, Unroller
 
@@ -102,7 +101,7 @@ class Validator:
         }
         self._key = jax.random.PRNGKey(_EPISODE_KEY)
 
-    def __call__(self, theta: Theta) -> Score:
+    def __call__(self, theta: lopt.Theta) -> Score:
         scores = {name: float(ep(theta, self._key)) for name, ep in self._episodes.items()}
         return Score(float(np.mean(list(scores.values()))), scores)
 
@@ -114,10 +113,10 @@ class Best:
 
     step: int
     score: Score
-    theta: Theta
+    theta: lopt.Theta
 
     def meta(self) -> dict[str, Any]:
         return {"step": self.step, "score": self.score.mean, "tasks": self.score.tasks}
 
-    def offer(self, step: int, score: Score, theta: Theta) -> Best:
+    def offer(self, step: int, score: Score, theta: lopt.Theta) -> Best:
         return Best(step, score, theta) if score.mean < self.score.mean else self
