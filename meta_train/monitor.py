@@ -38,6 +38,8 @@ def step_record(
     if "worker" in ms[0]:
         for field in ("worker", "window", "pid"):  # per estimate: who computed which window
             record[field + "s"] = [m[field] for m in ms]
+        # and how long it took there: against the step's seconds, how long workers waited
+        record["worker_seconds"] = [m["seconds"] for m in ms]
     return {**record, **extra}
 
 

@@ -66,6 +66,9 @@ def test_two_local_workers_learn(tmp_path):
     assert {w for r in records for w in r["workers"]} == {0, 1}
     assert {d for r in records for d in r["devices"]} == {2}
     assert all(r["used"] >= 2 for r in records)
+    # each estimate's time on its worker: within the step that waited for it (the first
+    # compiles); a step of a synchronous round lasts as long as its slowest estimate
+    assert all(0 < s <= r["seconds"] for r in records for s in r["worker_seconds"])
     assert np.isfinite(result.theta["log_lr"])
     evaluate = jax.jit(
         build_estimator(
