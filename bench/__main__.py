@@ -88,6 +88,19 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="reports/compare")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run N tasks at a time on Ray workers of one core each (default: one after "
+        "another in this process)",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --workers, the Ray cluster to run on ('auto' or host:port; default: a "
+        "local Ray instance)",
+    )
     sat = sub.add_parser(
         "saturation",
         help="tuned Adam's final ÷ initial loss per task of a suite (Markdown table)",
@@ -136,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.seeds < 1 or args.trials < 1:
         cli.error("--seeds and --trials must be >= 1")
+    if args.ray_address and args.workers is None:
+        cli.error("--ray-address needs --workers N")
     if (pathlib.Path(args.out) / "results.json").exists():
         print(f"note: replacing the report in {args.out}", file=sys.stderr)
     try:
@@ -153,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             margin=args.margin,
             progress=not args.quiet,
             command=invocation("python -m bench", argv),
+            workers=args.workers,
+            address=args.ray_address,
         )
     except (ValueError, OSError) as e:  # unknown names, unreadable or invalid files
         print(f"error: {e}", file=sys.stderr)

@@ -19,6 +19,7 @@ import dataclasses
 import datetime
 import functools
 import json
+import os
 import pathlib
 import platform
 import sys
@@ -32,7 +33,7 @@ import optax
 import lopt
 import tasks
 from bench import baselines as baselines_lib
-from bench import metrics, protocols, runner, suites
+from bench import metrics, parallel, protocols, runner, suites
 from bench import report as report_lib
 
 SPEEDUP_NOTE = (
@@ -154,11 +155,28 @@ def _tuned_curve(steps, best) -> dict[str, list[float]]:
 BEST = "best hand-designed"
 
 
-def _run_one(opt, entry, task, space, select, seeds, budgets):
+def _run_one(unit, spaces, select, seeds, budgets, random_search=False):
+    """One unit of the comparison's work, ``unit = (entry, opt)``: ``_run_tuned`` on the
+    entry's task, built where the unit runs (a unit travels to a Ray worker whole), the
+    baseline tuned over ``spaces[opt.name]``; a random search's record also holds its quality
+    against the number of trials (``budget_curve``)."""
+    entry, opt = unit
+    task = entry.make()
+    record, tuned_curve = _run_tuned(opt, entry, task, spaces[opt.name], select, seeds, budgets)
+    if opt.baseline is not None and random_search:
+        scores = np.asarray(record["scores"])
+        sizes = [b for b in (1, 2, 4, 8, 16, 32, 64, 128) if b <= len(scores)]
+        record["budget_curve"] = {
+            str(b): list(v) for b, v in protocols.budget_curve(scores, sizes).items()
+        }
+    return record, tuned_curve
+
+
+def _run_tuned(opt, entry, task, space, select, seeds, budgets):
     """Runs ``opt`` on ``entry``: its record at the entry's budget ``T`` (the configuration
     chosen there) and, for a baseline, its tuned curve ``{"steps", "best", "loss"}`` (the
-    best configuration per budget, and its monotone fit) over
-    ``budgets × T`` (see ``metrics``)."""
+    best configuration per budget, and its monotone fit) over ``budgets × T`` (see
+    ``metrics``)."""
     T, every = entry.num_steps, entry.eval_every
     if opt.learned is not None:
         tx = opt.learned(T)
@@ -184,6 +202,35 @@ def _run_one(opt, entry, task, space, select, seeds, budgets):
     }
     best = [r["final_" + select] for r in records.values()]
     return record, _tuned_curve(list(records), best)
+
+
+def _score_task(entry, records, tuned, refs, select, margin) -> dict[str, Any]:
+    """The results of one task: each optimizer's record (``records[name]``) with its outcome
+    and speedup against every baseline of ``refs`` (``tuned[name]``: its tuned curve), and
+    against the best of them when there are several."""
+    per_task: dict[str, Any] = {"num_steps": entry.num_steps, "optimizers": records}
+    for name, curve in tuned.items():
+        records[name]["tuned_curve"] = curve
+    for record in records.values():
+        final = record[f"final_{select}"]
+        record["vs"] = {}
+        for ref in refs:
+            curve = tuned[ref.name]
+            s = metrics.speedup(
+                final, np.array(curve["loss"]), np.array(curve["steps"]), entry.num_steps
+            )
+            record["vs"][ref.name] = {
+                "speedup": s.value,
+                "bound": s.bound,
+                "outcome": metrics.outcome(final, _at(curve, entry.num_steps), margin),
+                "time_ratio": record["seconds_per_step"] / records[ref.name]["seconds_per_step"],
+            }
+    if len(refs) > 1:  # the comparison a practitioner makes: with the best of them here
+        best = min(refs, key=lambda r: _at(tuned[r.name], entry.num_steps)).name
+        per_task["best_baseline"] = best
+        for record in records.values():
+            record["vs"][BEST] = {**record["vs"][best], "baseline": best}
+    return per_task
 
 
 def _alone(run, chosen, seeds, num_steps, every) -> float:
@@ -255,6 +302,8 @@ def compare(
     margin: float = 0.01,
     progress: bool = True,
     command: str | None = None,
+    workers: int | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
     """Runs the comparison and writes the reports; returns the ``results.json`` content.
 
@@ -266,6 +315,11 @@ def compare(
     ``max_speedup`` × the task's, so that speedups up to that factor can be measured; a
     candidate *wins* a task when its final loss is more than ``margin`` (relative) below the
     tuned baseline's at the same budget, *loses* when more than ``margin`` above.
+
+    Tasks run one after another in this process (``workers=None``), or ``workers`` at a time
+    on Ray workers of one core each (``bench.parallel``): on a local Ray instance, or on the
+    cluster at ``address``. The results are the same either way, up to the order of
+    floating-point sums in XLA's multithreaded kernels and the measured times.
 
     Example: tuned Adam against itself ties, at a speedup of 1::
 
@@ -286,6 +340,12 @@ def compare(
         raise ValueError("give at least one baseline (e.g. --baselines adam)")
     if not 0 <= margin < 1:
         raise ValueError(f"margin must be in [0, 1), got {margin!r}")
+    cpus = os.cpu_count() or 1
+    if workers is not None and (workers < 1 or (address is None and workers > cpus)):
+        raise ValueError(
+            f"workers must be None (tasks in this process) or from 1 to this machine's {cpus} "
+            f"CPUs (any number >= 1 on a cluster address), got {workers!r}"
+        )
     if protocol == "lr-grid":
         protocols.lr_grid(*(lr_range or ()))  # an invalid range fails before any run
     budgets = fractions(max_speedup)
@@ -297,52 +357,42 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
 
     runs = [*refs, *(c for c in candidates if c not in refs)]  # a baseline is run once
-    bar = _bar(len(entries) * len(runs), progress)
-    results: dict[str, Any] = {}
-    for entry in entries:
-        task = entry.make()
-        per_task: dict[str, Any] = {"num_steps": entry.num_steps, "optimizers": {}}
-        tuned = {}
-        for opt in runs:
+    spaces = {
+        o.name: protocols.search_space(o.baseline, protocol, trials, lr_range) if o.baseline else {}
+        for o in runs
+    }
+    units = [(entry, opt) for entry in entries for opt in runs]
+    run_one = functools.partial(
+        _run_one,
+        spaces=spaces,
+        select=select,
+        seeds=seeds,
+        budgets=budgets,
+        random_search=protocol == "random-search",
+    )
+    bar = _bar(len(units), progress)
+
+    def one_by_one():
+        for i, (entry, opt) in enumerate(units):
             bar.set_description(f"{entry.name}: {opt.name}")
-            space = (
-                protocols.search_space(opt.baseline, protocol, trials, lr_range)
-                if opt.baseline
-                else {}
-            )
-            record, tuned_curve = _run_one(opt, entry, task, space, select, seeds, budgets)
-            if opt.baseline is not None and protocol == "random-search":
-                scores = np.asarray(record["scores"])
-                sizes = [b for b in (1, 2, 4, 8, 16, 32, 64, 128) if b <= len(scores)]
-                record["budget_curve"] = {
-                    str(b): list(v) for b, v in protocols.budget_curve(scores, sizes).items()
-                }
-            if opt in refs:
-                record["tuned_curve"] = tuned[opt.name] = tuned_curve
-            per_task["optimizers"][opt.name] = record
-            bar.update(1)
-        for record in per_task["optimizers"].values():
-            final = record[f"final_{select}"]
-            record["vs"] = {}
-            for ref in refs:
-                curve = tuned[ref.name]
-                s = metrics.speedup(
-                    final, np.array(curve["loss"]), np.array(curve["steps"]), entry.num_steps
-                )
-                record["vs"][ref.name] = {
-                    "speedup": s.value,
-                    "bound": s.bound,
-                    "outcome": metrics.outcome(final, _at(curve, entry.num_steps), margin),
-                    "time_ratio": record["seconds_per_step"]
-                    / per_task["optimizers"][ref.name]["seconds_per_step"],
-                }
-        if len(refs) > 1:  # the comparison a practitioner makes: with the best of them here
-            best = min(refs, key=lambda r: _at(tuned[r.name], entry.num_steps)).name
-            per_task["best_baseline"] = best
-            for record in per_task["optimizers"].values():
-                record["vs"][BEST] = {**record["vs"][best], "baseline": best}
-        results[entry.name] = per_task
+            yield i, run_one((entry, opt))
+
+    if workers is None:
+        finished = one_by_one()
+    else:  # each unit on whichever worker is free, in the order they finish
+        bar.set_description(f"on {workers} Ray workers")
+        finished = parallel.imap_unordered(run_one, units, workers, address)
+    done = {}
+    for i, outputs in finished:
+        done[i] = outputs
+        bar.update(1)
     bar.close()
+    results = {}
+    for k, entry in enumerate(entries):
+        outputs = {opt.name: done[k * len(runs) + j] for j, opt in enumerate(runs)}
+        records = {name: record for name, (record, _) in outputs.items()}
+        tuned = {r.name: outputs[r.name][1] for r in refs}
+        results[entry.name] = _score_task(entry, records, tuned, refs, select, margin)
     comparisons = [*baselines, BEST] if len(refs) > 1 else list(baselines)
 
     report = {
@@ -355,6 +405,7 @@ def compare(
             "numpy": np.__version__,
         },
         "device": str(jax.devices()[0]),
+        "workers": workers,  # tasks run at a time, on one core each (None: this process)
         "suite": suite if isinstance(suite, str) else "custom",
         "protocol": protocol,
         "selection": select,

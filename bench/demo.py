@@ -5,9 +5,10 @@
    ``runs/demo/optimizer.lopt``; its starting point is exported as ``runs/demo/init.lopt``.
 2. Benchmarks both against per-task learning-rate-tuned Adam, at a constant rate and with
    cosine decay (``bench.compare``), on the ``indist`` suite (ten image-mlp members the run
-   never sampled; about 4-6 minutes), writing ``runs/demo/indist/`` (``report.md``,
-   ``results.json``, ``curves.png``, ``speedups.png``). ``--suites indist,heldout`` adds the
-   ``heldout`` suite (other architectures and losses; about 30 more minutes).
+   never sampled; its tasks shared among as many Ray workers, one core each), writing
+   ``runs/demo/indist/`` (``report.md``, ``results.json``, ``curves.png``,
+   ``speedups.png``). ``--suites indist,heldout`` adds the ``heldout`` suite (other
+   architectures and losses; about 30 more minutes).
 3. Prints a summary table and the paths it wrote.
 
 ``python -m bench.demo [--config C] [section.field=value ...]`` runs the same pipeline on
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     for i, suite in enumerate(suites, start=2):
         print(
             f"\n[{i}/{1 + len(suites)}] benchmarking on `{suite}` against {', '.join(BASELINES)} "
-            f"tuned over learning rates {COMPARE['lr_range'][0]:g}..{COMPARE['lr_range'][1]:g}",
+            f"tuned over learning rates {COMPARE['lr_range'][0]:g}..{COMPARE['lr_range'][1]:g} "
+            f"({where})",
             flush=True,
         )
         began = time.perf_counter()
@@ -128,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
             suite,
             out=run_dir / suite,
             command=f"{invocation('python -m bench.demo', argv)}  # {suite}",
+            workers=workers,  # the tasks on as many Ray workers as meta-training had
+            address=cfg.distributed.address,
             **COMPARE,
         )
         print(f"      done in {time.perf_counter() - began:.0f} s", flush=True)

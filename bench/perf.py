@@ -5,6 +5,7 @@
     python -m bench.perf sweep [--task mlp-digits] [--steps 200] [--out perf-sweep.json]
     python -m bench.perf scaling [--workers 1,2] [--rounds 3] [--out perf-scaling.json] [overrides]
     python -m bench.perf compile [--tasks mlp-digits,conv-digits] [--out perf-compile.json]
+    python -m bench.perf compare [--suite indist] [--optimizer X ...] [--workers 2] [--out perf-compare.json]
 
 ``update``: the jitted update step of each learned-optimizer architecture (randomly
 initialized; cost does not depend on theta's values) on MLP-shaped parameter trees, as a
@@ -27,6 +28,10 @@ the wall time (its update and publishing theta, while the workers wait).
 optimizer (the per-parameter MLP alone, and the default matrix-aware configuration),
 relative to the same population trained by plain SGD through the same code; and the
 flops of one inner step (XLA's cost analysis) relative to SGD's.
+
+``compare``: ``make demo``'s benchmark (tuned Adam and cosine Adam against the given
+optimizers, 2 seeds) with its tasks run on ``--workers`` Ray workers of one core each
+(``bench.parallel``), relative to the same comparison in one process.
 
 ``compile``: seconds to lower and to compile that window's program (the unit meta-training
 compiles once per task structure) for MLPLOpt, plain and in the shipped matrix-aware
@@ -433,6 +438,44 @@ def bench_sweep(task_name: str = "mlp-digits", steps: int = 200, rounds: int = 3
     return [row]
 
 
+def bench_compare(suite: str, optimizers: list[str], workers: int) -> list[dict]:
+    """``make demo``'s benchmark (``bench.demo.COMPARE``: tuned Adam and cosine Adam, 2
+    seeds) of ``optimizers`` on ``suite``, its tasks run by ``workers`` Ray workers of one
+    core each, relative to the same comparison in this process. Each compiles every program
+    afresh: the parallel one in new worker processes first, then this process (the
+    persistent compilation cache is off for both)."""
+    import tempfile
+
+    from bench import compare, demo
+    from meta_train import compile_cache
+
+    os.environ.pop(compile_cache.ENV, None)  # workers inherit nothing to read back
+
+    def seconds(n):
+        out = tempfile.mkdtemp(prefix="lopt-perf-compare-")
+        start = time.perf_counter()
+        compare.compare(optimizers, suite, out=out, progress=False, workers=n, **demo.COMPARE)
+        return time.perf_counter() - start
+
+    parallel = seconds(workers)
+    serial = seconds(None)
+    row = {
+        "suite": suite,
+        "optimizers": optimizers,
+        "workers": workers,
+        "parallel_seconds": parallel,
+        "serial_seconds": serial,
+        "speedup": serial / parallel,
+    }
+    print(
+        f"{suite}: {', '.join(optimizers)} against {', '.join(demo.BASELINES)}: "
+        f"{workers} Ray workers {parallel:.0f} s, this process {serial:.0f} s, "
+        f"{serial / parallel:.2f}x faster",
+        flush=True,
+    )
+    return [row]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.perf",
@@ -468,6 +511,17 @@ def main(argv: list[str] | None = None) -> None:
     p_compile.add_argument("--tasks", default="mlp-digits,conv-digits")
     p_compile.add_argument("--rounds", type=int, default=3)
     p_compile.add_argument("--out", default="perf-compile.json")
+    p_compare = sub.add_parser(
+        "compare", help="make demo's benchmark on Ray workers relative to in-process"
+    )
+    p_compare.add_argument("--suite", default="indist")
+    p_compare.add_argument(
+        "--optimizer",
+        action="append",
+        help="a .lopt file or pretrained name (repeatable; default: mlplopt-mix)",
+    )
+    p_compare.add_argument("--workers", type=int, default=2)
+    p_compare.add_argument("--out", default="perf-compare.json")
     args = parser.parse_args(argv)
 
     if args.command == "update":
@@ -488,6 +542,8 @@ def main(argv: list[str] | None = None) -> None:
         if min(workers) < 1:
             parser.error(f"--workers must be >= 1, got {args.workers!r}")
         rows = bench_scaling(workers, args.rounds, args.steps, args.warmup, args.overrides)
+    elif args.command == "compare":
+        rows = bench_compare(args.suite, args.optimizer or ["mlplopt-mix"], args.workers)
     else:
         names = args.tasks.split(",")
         unknown = [n for n in names if n not in tasks.names()]

@@ -82,3 +82,16 @@ def seconds_compiling() -> float:
     """Seconds this process has spent tracing, lowering and compiling programs (or reading
     them from the persistent cache) since ``meta_train`` was imported."""
     return _compiling[0]
+
+
+def worker_env() -> dict[str, str]:
+    """The environment variables that give a worker process (e.g. a Ray actor, which may
+    start on another host or under an already running Ray) this process's cache: ``{}``
+    when it is off here."""
+    return {ENV: os.environ[ENV]} if os.environ.get(ENV) else {}
+
+
+def inherit() -> pathlib.Path | None:
+    """In a worker process: turns the cache on where :func:`worker_env` of its driver says,
+    if it said anything (a driver with the cache off leaves its workers' JAX alone)."""
+    return enable() if os.environ.get(ENV) else None

@@ -83,8 +83,7 @@ class Worker:
         self.pinned = None
         if d.pin_cpus and cpu_only and whole:
             self.pinned = pin_to_free_cores(int(d.cpus_per_worker))
-        if os.environ.get(compile_cache.ENV):  # set by a driver that turned it on
-            compile_cache.enable()
+        compile_cache.inherit()
         self.index = index
         self.stream = EstimateStream(spec, stream=index + 1)
 
@@ -181,9 +180,7 @@ class WorkerPool:
         self.max_staleness = max_staleness
         self.max_failures = d.max_worker_failures
         self.startup_timeout = d.startup_timeout
-        env = dict(d.worker_env)
-        if compile_cache.ENV in os.environ:  # the driver's persistent compilation cache
-            env.setdefault(compile_cache.ENV, os.environ[compile_cache.ENV])
+        env = {**compile_cache.worker_env(), **d.worker_env}
         actor = ray.remote(Worker).options(
             num_cpus=d.cpus_per_worker,
             num_gpus=d.gpus_per_worker,

@@ -2,6 +2,7 @@
 with a known answer, and errors."""
 
 import json
+import shlex
 
 import jax
 import numpy as np
@@ -194,6 +195,26 @@ def test_help_names_the_command_that_ran(monkeypatch, capsys, argv0, prog):
     assert capsys.readouterr().out.startswith(f"usage: {prog} ")
 
 
+def test_tasks_on_two_ray_workers_give_the_results_of_one_process(smoke_report, tmp_path):
+    """The recorded command again with ``--workers 2``: each task on a Ray worker of one
+    core (a real local Ray instance), with the same tuning, curves and outcomes."""
+    _, serial, _ = smoke_report
+    argv = shlex.split(serial["command"])[3:]  # after "python -m bench"
+    argv[argv.index("--out") + 1] = str(tmp_path)
+    assert main([*argv, "--workers", "2"]) == 0
+    parallel = json.loads((tmp_path / "results.json").read_text())
+    assert (serial["workers"], parallel["workers"]) == (None, 2)
+    assert list(parallel["tasks"]) == list(serial["tasks"])  # the suite's order
+    for name, task in serial["tasks"].items():
+        for opt, one in task["optimizers"].items():
+            two = parallel["tasks"][name]["optimizers"][opt]
+            assert two["chosen"] == one["chosen"]
+            np.testing.assert_allclose(two["train_curve"], one["train_curve"], rtol=1e-5)
+            assert {b: v["outcome"] for b, v in two["vs"].items()} == {
+                b: v["outcome"] for b, v in one["vs"].items()
+            }
+
+
 def test_clear_errors(tmp_path, capsys):
     run = lambda *args: main(["compare", "--quiet", "--out", str(tmp_path), *args])
     assert run("--optimizer", "adamax", "--suite", "smoke") == 2
@@ -206,6 +227,12 @@ def test_clear_errors(tmp_path, capsys):
     bad.write_bytes(b"not a zip file")
     assert run("--optimizer", str(bad), "--suite", "smoke") == 2
     assert "bad.lopt" in capsys.readouterr().err
+    assert run("--optimizer", "adam", "--suite", "smoke", "--workers", "0") == 2
+    assert "workers must be None (tasks in this process) or from 1" in capsys.readouterr().err
+    assert (
+        run("--optimizer", "adam", "--suite", "smoke", "--workers", "1", "--ray-address", "x") == 2
+    )
+    assert "must be 'auto' or host:port" in capsys.readouterr().err
     out = tmp_path / "never"
     assert (
         main(
