@@ -56,6 +56,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import lopt
@@ -396,17 +397,37 @@ def bench_scaling(
     return rows
 
 
+def _step_flops(task: tasks.Task, tx: optax.GradientTransformation) -> float:
+    """Flops of one training step of one configuration (batch drawn, gradient, update), by
+    XLA's cost analysis of the step compiled alone."""
+    from tasks.training import train_step
+
+    step = train_step(task, optax.with_extra_args_support(tx))
+    params = task.init(jax.random.key(0))
+    carry = (params, tx.init(params))
+    return _xla_cost(jax.jit(step).lower(carry, jax.random.key(1)).compile())[0]
+
+
 def bench_sweep(task_name: str = "mlp-digits", steps: int = 200, rounds: int = 3) -> list[dict]:
-    """A 14-point learning-rate grid × 3 seeds of Adam: one vmapped run (``bench.runner``)
-    against the 42 configurations run one at a time through the same compiled code for a
-    single configuration. Both are compiled before timing; each round times both."""
+    """A 14-point learning-rate grid × 3 seeds of Adam: one vmapped run (``bench.runner``;
+    the seeds one after another inside it) against the 42 configurations run one at a time
+    through the same compiled code for a single configuration, and against the 42 as one
+    vmapped run of 42 configurations × 1 seed. Each is compiled before timing; each round
+    times all three. From XLA's cost analysis of one training step, the flop rate each
+    reached against this machine's matrix-product rate: the sweep's speedup cannot exceed
+    that rate ÷ the one-at-a-time rate."""
     from bench import baselines, protocols, runner
 
     task, adam = tasks.get(task_name), baselines.get("adam")
     grid, seeds = protocols.lr_grid(), 3
+    configs = len(grid) * seeds
 
     def sweep():
         runner.run(task, adam.tx, {"learning_rate": grid}, seeds, steps, eval_every=steps)
+
+    def all_vmapped():
+        lrs = np.tile(grid, seeds)
+        runner.run(task, adam.tx, {"learning_rate": lrs}, 1, steps, eval_every=steps)
 
     def one_by_one():
         for lr in grid:
@@ -418,21 +439,39 @@ def bench_sweep(task_name: str = "mlp-digits", steps: int = 200, rounds: int = 3
         f()
         return time.perf_counter() - start
 
-    sweep(), one_by_one()  # compile
-    samples = [(timed(one_by_one), timed(sweep)) for _ in range(rounds)]
-    ratio = statistics.median(a / b for a, b in samples)
+    runs = {"one_by_one": one_by_one, "vmapped": sweep, "all_vmapped": all_vmapped}
+    for f in runs.values():
+        f()  # compile
+    step_flops = _step_flops(task, adam.tx({"learning_rate": grid[0]}))
+    peak = matmul_gflops()
+    samples = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, f in runs.items():
+            samples[name].append(timed(f))
+    best = {name: min(v) for name, v in samples.items()}
+    rate = {name: configs * steps * step_flops / t / 1e9 for name, t in best.items()}
+    one = samples["one_by_one"]
     row = {
         "task": task_name,
-        "configurations": len(grid) * seeds,
+        "configurations": configs,
         "steps": steps,
-        "vmapped_seconds": min(b for _, b in samples),
-        "one_by_one_seconds": min(a for a, _ in samples),
-        "speedup": ratio,
+        **{f"{name}_seconds": t for name, t in best.items()},
+        "speedup": statistics.median(a / b for a, b in zip(one, samples["vmapped"], strict=True)),
+        "all_vmapped_speedup": statistics.median(
+            a / b for a, b in zip(one, samples["all_vmapped"], strict=True)
+        ),
+        "flops_per_configuration_step": step_flops,
+        **{f"{name}_gflops": r for name, r in rate.items()},
+        "matmul_gflops": peak,
+        "speedup_ceiling": peak / rate["one_by_one"],
     }
     print(
         f"{task_name}: {len(grid)} learning rates x {seeds} seeds x {steps} steps: vmapped "
-        f"{row['vmapped_seconds']:.2f} s, one by one {row['one_by_one_seconds']:.2f} s, "
-        f"{ratio:.1f}x faster",
+        f"{best['vmapped']:.3f} s, one by one {best['one_by_one']:.3f} s: "
+        f"{row['speedup']:.2f}x faster ({row['all_vmapped_speedup']:.2f}x with the seeds "
+        f"vmapped too); {rate['one_by_one']:.1f}, {rate['vmapped']:.1f} and "
+        f"{rate['all_vmapped']:.1f} GFLOP/s against {peak:.0f} for matrix products: a "
+        f"ceiling of {row['speedup_ceiling']:.0f}x",
         flush=True,
     )
     return [row]
