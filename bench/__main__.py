@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             address=args.ray_address,
         )
-    except (ValueError, OSError) as e:  # unknown names, unreadable or invalid files
+    except (ValueError, OSError, RuntimeError) as e:  # unknown names, bad files, dead workers
         print(f"error: {e}", file=sys.stderr)
         return 2
     for c, per_baseline in report["summary"].items():

@@ -40,7 +40,8 @@ def imap_unordered(
 ) -> Iterator[tuple[int, Any]]:
     """``(i, fn(items[i]))`` for every item, in the order they finish, computed by
     ``workers`` Ray actors of one CPU each. ``fn`` and the items travel by cloudpickle, so
-    closures and lambdas are fine; an exception in ``fn`` is raised here."""
+    closures and lambdas are fine. An exception raised by ``fn`` is raised here as it was;
+    a worker that dies is a ``RuntimeError``."""
     import ray
     from ray.util import ActorPool
 
@@ -56,7 +57,15 @@ def imap_unordered(
             for i, item in enumerate(items):
                 pool.submit(lambda a, job: a.call.remote(fn, *job), (i, item))
             while pool.has_next():
-                yield pool.get_next_unordered()
+                try:
+                    yield pool.get_next_unordered()
+                except ray.exceptions.RayTaskError as e:  # fn raised: raise that, not Ray's
+                    raise e.cause from None
+                except ray.exceptions.RayActorError as e:
+                    raise RuntimeError(
+                        f"a Ray worker died ({e}); see the Ray logs, e.g. "
+                        "/tmp/ray/session_latest/logs"
+                    ) from e
         finally:
             for r in runners:
                 ray.kill(r)

@@ -196,12 +196,31 @@ def test_help_names_the_command_that_ran(monkeypatch, capsys, argv0, prog):
 
 
 def test_tasks_on_two_ray_workers_give_the_results_of_one_process(smoke_report, tmp_path):
-    """The recorded command again with ``--workers 2``: each task on a Ray worker of one
-    core (a real local Ray instance), with the same tuning, curves and outcomes."""
+    """The recorded command again with ``--workers 2``: each unit on a Ray worker of one
+    core (a real local Ray instance), with the same tuning, curves and outcomes; an error in
+    a unit is raised as it was raised there."""
+    from meta_train.config import DistributedConfig
+    from meta_train.distributed import ray_session
+
     _, serial, _ = smoke_report
     argv = shlex.split(serial["command"])[3:]  # after "python -m bench"
     argv[argv.index("--out") + 1] = str(tmp_path)
-    assert main([*argv, "--workers", "2"]) == 0
+
+    def unbuildable():
+        raise ValueError("this task cannot be built")
+
+    with ray_session(DistributedConfig(workers=2), verbose=False):  # one instance for both
+        assert main([*argv, "--workers", "2"]) == 0
+        with pytest.raises(ValueError, match="^this task cannot be built$"):
+            compare.compare(
+                ["adam"],
+                [suites.Entry("bad", unbuildable, 40, 10)],
+                baselines=["adam"],
+                lr_range=(1e-2, 1.0),
+                out=tmp_path / "bad",
+                progress=False,
+                workers=2,
+            )
     parallel = json.loads((tmp_path / "results.json").read_text())
     assert (serial["workers"], parallel["workers"]) == (None, 2)
     assert list(parallel["tasks"]) == list(serial["tasks"])  # the suite's order
