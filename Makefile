@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m bench.demo
+	$(PY) -m bench demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile

@@ -1,16 +1,23 @@
-"""``python -m bench compare|saturation|stability|trace ...`` (also the ``lopt-bench`` command).
+"""``python -m bench <command> ...`` (also the ``lopt-bench`` command): every benchmark,
+study and tool of the package, one subcommand each.
 
     python -m bench compare --optimizer my.lopt [--optimizer adamw ...] --suite heldout \\
         --baselines adam,adam-cosine,muon-cosine,sf-adamw --protocol lr-grid --out reports/x
     python -m bench saturation --suite indist --suite heldout
     python -m bench stability reports/x/results.json reports/x-4x/results.json
     python -m bench trace --optimizer mlplopt-mix --task deepmlp-mnist1d --steps 2000
+    python -m bench demo [section.field=value ...]       # make demo; a docs/recipes.md row
+    python -m bench perf sweep                            # and update, unroll, compile, ...
+    python -m bench ship NAME runs/x/optimizer.lopt reports/x/results.json
+
+The commands with their own modules (``TOOLS``) parse their own arguments.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import pathlib
 import sys
@@ -21,13 +28,32 @@ from bench import baselines, invocation, protocols, suites
 from bench.compare import compare
 from meta_train import compile_cache
 
+# The subcommands whose module parses its own arguments: name -> (module, what it does).
+TOOLS = {
+    "demo": ("bench.demo", "make demo: meta-train, export and benchmark one recipe"),
+    "perf": ("bench.perf", "performance benchmarks, each a ratio to a reference in the same run"),
+    "estimators": ("bench.estimators", "gradient estimators' meta-training curves on one task"),
+    "deployment": ("bench.deployment", "a learned optimizer's deployment variants on a suite"),
+    "family-eval": ("bench.family_eval", "a .lopt file against Adam on a family's members"),
+    "ship": ("bench.ship", "a trained .lopt file, with its benchmark, into lopt/pretrained/"),
+}
+
+
+def _prog() -> str:
+    """Run as the installed `lopt-bench` command, or as `python -m bench`."""
+    return "lopt-bench" if pathlib.Path(sys.argv[0]).name == "lopt-bench" else "python -m bench"
+
+
+def tool_parser(name: str) -> argparse.ArgumentParser:
+    """The command line of the subcommand ``name`` of ``TOOLS``."""
+    return importlib.import_module(TOOLS[name][0]).parser(f"{_prog()} {name}")
+
 
 def parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m bench`` (``lopt-bench``)."""
-    # Run as the installed `lopt-bench` command, or as `python -m bench`.
-    prog = "lopt-bench" if pathlib.Path(sys.argv[0]).name == "lopt-bench" else "python -m bench"
+    """The command line of ``python -m bench`` (``lopt-bench``); a subcommand of ``TOOLS``
+    is listed here and parsed by :func:`tool_parser`."""
     parser = argparse.ArgumentParser(
-        prog=prog, description="Benchmark optimizers against baselines tuned per task."
+        prog=_prog(), description="Benchmark optimizers against baselines tuned per task."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
@@ -132,11 +158,16 @@ def parser() -> argparse.ArgumentParser:
         help="run a .lopt file or pretrained optimizer with this architecture field changed "
         "(e.g. no_growth=true): an ablation at deployment, same theta",
     )
+    for name, (_, what) in TOOLS.items():
+        sub.add_parser(name, help=what, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in TOOLS:
+        module = importlib.import_module(TOOLS[argv[0]][0])
+        return module.main(argv[1:], prog=f"{_prog()} {argv[0]}") or 0
     cli = parser()
     args = cli.parse_args(argv)
     if args.command == "stability":

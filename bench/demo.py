@@ -11,7 +11,7 @@
    architectures and losses; about 30 more minutes).
 3. Prints a summary table and the paths it wrote.
 
-``python -m bench.demo [--config C] [section.field=value ...]`` runs the same pipeline on
+``python -m bench demo [--config C] [section.field=value ...]`` runs the same pipeline on
 another recipe (each row of ``docs/recipes.md`` is one such command).
 
 The learned optimizers are meta-trained on training loss, so tasks are compared (and Adam's
@@ -73,10 +73,9 @@ def summary_table(reports: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.demo", description=__doc__.split("\n")[0]
-    )
+def parser(prog: str = "python -m bench demo") -> argparse.ArgumentParser:
+    """The command line of ``python -m bench demo``."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--config", default=CONFIG, help=f"meta-training config ({CONFIG})")
     parser.add_argument(
         "--suites", default=",".join(SUITES), help="comma-separated suites (default: indist)"
@@ -87,12 +86,17 @@ def main(argv: list[str] | None = None) -> None:
         metavar="section.field=value",
         help="config overrides, as for python -m meta_train (e.g. run_dir=runs/other)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m bench demo") -> None:
+    cli = parser(prog)
+    args = cli.parse_args(argv)
     compile_cache.enable()  # $LOPT_COMPILATION_CACHE, default ~/.cache/lopt/jax; off: 'off'
     try:
         cfg = load_config(args.config, args.overrides)
     except (ConfigError, OSError) as e:
-        parser.error(str(e))
+        cli.error(str(e))
     run_dir = pathlib.Path(cfg.run_dir)
     if run_dir.exists():
         print(f"replacing the previous demo run in {run_dir}/")
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
             [str(result.export_path), str(init_path)],
             suite,
             out=run_dir / suite,
-            command=f"{invocation('python -m bench.demo', argv)}  # {suite}",
+            command=f"{invocation(prog, argv)}  # {suite}",
             workers=workers,  # the tasks on as many Ray workers as meta-training had
             address=cfg.distributed.address,
             **COMPARE,

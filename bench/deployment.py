@@ -1,6 +1,6 @@
 """What the shipped optimizer gains from a schedule or a rate chosen at deployment.
 
-    python -m bench.deployment [--optimizer mlplopt-mix | FILE] [--variants shipped,tail,...]
+    python -m bench deployment [--optimizer mlplopt-mix | FILE] [--variants shipped,tail,...]
         [--suite heldout] [--reference RESULTS | none] [--out DIR]
 
 Runs a learned optimizer (the shipped ``mlplopt-mix`` by default; 2 seeds, the suite's
@@ -29,6 +29,7 @@ from collections.abc import Callable
 import optax
 
 from bench import compare as compare_lib
+from bench import invocation
 
 FACTORS = (0.25, 0.5, 2.0, 4.0)
 NAMES = ("shipped", "tail", "cosine", *(f"x{f:g}" for f in FACTORS))
@@ -111,9 +112,10 @@ def table(reference: dict | None, results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser(prog: str = "python -m bench deployment") -> argparse.ArgumentParser:
+    """The command line of ``python -m bench deployment``."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench.deployment",
+        prog=prog,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -131,24 +133,29 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", default="runs/deployment")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m bench deployment") -> None:
+    cli = parser(prog)
+    args = cli.parse_args(argv)
     reference = None
     if args.reference != "none":
         try:
             reference = json.loads(pathlib.Path(args.reference).read_text())
         except (OSError, json.JSONDecodeError) as e:
-            parser.error(f"--reference {args.reference}: {e}")
+            cli.error(f"--reference {args.reference}: {e}")
         if reference["suite"] != args.suite:
-            parser.error(f"--reference is a {reference['suite']!r} comparison, not {args.suite!r}")
+            cli.error(f"--reference is a {reference['suite']!r} comparison, not {args.suite!r}")
     chosen = args.variants.split(",") if args.variants else list(NAMES)
     if unknown := set(chosen) - set(NAMES):
-        parser.error(f"--variants: unknown {sorted(unknown)}; choose from {list(NAMES)}")
+        cli.error(f"--variants: unknown {sorted(unknown)}; choose from {list(NAMES)}")
     if "shipped" not in chosen:
-        parser.error("--variants must include 'shipped', the reference of every other variant")
+        cli.error("--variants must include 'shipped', the reference of every other variant")
     try:
         made = variants(args.optimizer)
     except ValueError as e:  # an unknown optimizer, a baseline, a damaged file
-        parser.error(f"--optimizer: {e}")
+        cli.error(f"--optimizer: {e}")
     optimizers = [compare_lib.Optimizer(name, learned=made[name]) for name in chosen]
     results = compare_lib.compare(
         optimizers,
@@ -161,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         margin=(reference or PROTOCOL)["margin"],
         out=args.out,
         progress=not args.quiet,
+        command=invocation(prog, argv),
     )
     print(table(reference, results))
 

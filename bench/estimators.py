@@ -1,6 +1,6 @@
 """NRES vs PES vs TES (and FullES) meta-training curves on the same task and inner-step budget.
 
-    python -m bench.estimators [--task mlp-digits] [--budget 60000] [--out docs/benchmarks/results]
+    python -m bench estimators [--task mlp-digits] [--budget 60000] [--out docs/benchmarks/results]
 
 Each estimator meta-trains the same randomly initialized ``MLPLOpt`` (nominal Adam term on)
 with the same outer optimizer until it has spent ``--budget`` inner training steps (TES
@@ -108,9 +108,10 @@ def plot(result: dict, path: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser(prog: str = "python -m bench estimators") -> argparse.ArgumentParser:
+    """The command line of ``python -m bench estimators``."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench.estimators",
+        prog=prog,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -118,15 +119,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=int, default=60_000, help="inner steps per estimator")
     parser.add_argument("--estimators", default="NRES,PES,TruncatedES,FullES")
     parser.add_argument("--out", default="docs/benchmarks/results")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m bench estimators") -> None:
+    cli = parser(prog)
+    args = cli.parse_args(argv)
     names = args.estimators.split(",")
     unknown = [n for n in names if n not in ESTIMATORS]
     if unknown:
-        parser.error(f"unknown --estimators {unknown}; choose from {sorted(ESTIMATORS)}")
+        cli.error(f"unknown --estimators {unknown}; choose from {sorted(ESTIMATORS)}")
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = run(args.task, args.budget, names)
-    result["command"] = invocation("python -m bench.estimators", argv)
+    result["command"] = invocation(prog, argv)
     (out / "estimators.json").write_text(json.dumps(result, indent=2))
     plot(result, out / "estimators.png")
     print(f"wrote {out / 'estimators.json'} and {out / 'estimators.png'}")

@@ -1,6 +1,6 @@
 """Score a meta-trained optimizer on held-out members of a task family.
 
-    python -m bench.family_eval runs/mlplopt-small/optimizer.lopt [--family image-mlp]
+    python -m bench family-eval runs/mlplopt-small/optimizer.lopt [--family image-mlp]
         [--members 6] [--horizon 300] [--out family-eval.json]
 
 For ``--members`` structures sampled with keys the meta-training run does not use (100, 101,
@@ -57,9 +57,10 @@ def evaluate(path: str, family: str, members: int, horizon: int) -> dict:
     return {"optimizer": path, "family": family, "horizon": horizon, "rows": rows, "mean": mean}
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser(prog: str = "python -m bench family-eval") -> argparse.ArgumentParser:
+    """The command line of ``python -m bench family-eval``."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench.family_eval",
+        prog=prog,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -68,12 +69,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--members", type=int, default=6)
     parser.add_argument("--horizon", type=int, default=300)
     parser.add_argument("--out", default="family-eval.json")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m bench family-eval") -> None:
+    cli = parser(prog)
+    args = cli.parse_args(argv)
     try:
         result = evaluate(args.optimizer, args.family, args.members, args.horizon)
     except (FileNotFoundError, lopt.FrozenFileError) as e:
-        parser.exit(2, f"error: {e}\n")
-    result["command"] = invocation("python -m bench.family_eval", argv)
+        cli.exit(2, f"error: {e}\n")
+    result["command"] = invocation(prog, argv)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"wrote {args.out}")

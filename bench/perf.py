@@ -1,11 +1,11 @@
 """Performance benchmarks. Every figure is a ratio against a reference measured in the same run.
 
-    python -m bench.perf update [--sizes 270k,1M,4M,16M] [--out perf-update.json]
-    python -m bench.perf unroll [--tasks mlp-digits,...] [--out perf-unroll.json]
-    python -m bench.perf sweep [--task mlp-digits] [--steps 200] [--out perf-sweep.json]
-    python -m bench.perf scaling [--workers 1,2] [--rounds 3] [--out perf-scaling.json] [overrides]
-    python -m bench.perf compile [--tasks mlp-digits,conv-digits] [--out perf-compile.json]
-    python -m bench.perf compare [--suite indist] [--optimizer X ...] [--workers 2] [--out perf-compare.json]
+    python -m bench perf update [--sizes 270k,1M,4M,16M] [--out perf-update.json]
+    python -m bench perf unroll [--tasks mlp-digits,...] [--out perf-unroll.json]
+    python -m bench perf sweep [--task mlp-digits] [--steps 200] [--out perf-sweep.json]
+    python -m bench perf scaling [--workers 1,2] [--rounds 3] [--out perf-scaling.json] [overrides]
+    python -m bench perf compile [--tasks mlp-digits,conv-digits] [--out perf-compile.json]
+    python -m bench perf compare [--suite indist] [--optimizer X ...] [--workers 2] [--out perf-compare.json]
 
 ``update``: the jitted update step of each learned-optimizer architecture (randomly
 initialized; cost does not depend on theta's values) on MLP-shaped parameter trees, as a
@@ -515,9 +515,10 @@ def bench_compare(suite: str, optimizers: list[str], workers: int) -> list[dict]
     return [row]
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser(prog: str = "python -m bench perf") -> argparse.ArgumentParser:
+    """The command line of ``python -m bench perf``."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench.perf",
+        prog=prog,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -561,25 +562,30 @@ def main(argv: list[str] | None = None) -> None:
     )
     p_compare.add_argument("--workers", type=int, default=2)
     p_compare.add_argument("--out", default="perf-compare.json")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m bench perf") -> None:
+    cli = parser(prog)
+    args = cli.parse_args(argv)
 
     if args.command == "update":
         sizes = args.sizes.split(",")
         unknown = [s for s in sizes if s not in SIZES]
         if unknown:
-            parser.error(f"unknown --sizes {unknown}; choose from {list(SIZES)}")
+            cli.error(f"unknown --sizes {unknown}; choose from {list(SIZES)}")
         rows = bench_update(sizes, rounds=args.rounds)
     elif args.command == "sweep":
         if args.task not in tasks.names():
-            parser.error(f"unknown --task {args.task!r}; choose from {tasks.names()}")
+            cli.error(f"unknown --task {args.task!r}; choose from {tasks.names()}")
         rows = bench_sweep(args.task, args.steps, args.rounds)
     elif args.command == "scaling":
         try:
             workers = [int(k) for k in args.workers.split(",")]
         except ValueError:
-            parser.error(f"--workers must be comma-separated integers, got {args.workers!r}")
+            cli.error(f"--workers must be comma-separated integers, got {args.workers!r}")
         if min(workers) < 1:
-            parser.error(f"--workers must be >= 1, got {args.workers!r}")
+            cli.error(f"--workers must be >= 1, got {args.workers!r}")
         rows = bench_scaling(workers, args.rounds, args.steps, args.warmup, args.overrides)
     elif args.command == "compare":
         rows = bench_compare(args.suite, args.optimizer or ["mlplopt-mix"], args.workers)
@@ -587,12 +593,12 @@ def main(argv: list[str] | None = None) -> None:
         names = args.tasks.split(",")
         unknown = [n for n in names if n not in tasks.names()]
         if unknown:
-            parser.error(f"unknown --tasks {unknown}; choose from {tasks.names()}")
+            cli.error(f"unknown --tasks {unknown}; choose from {tasks.names()}")
         run = bench_unroll if args.command == "unroll" else bench_compile
         rows = run(names, rounds=args.rounds)
     report = {
         "benchmark": args.command,
-        "command": invocation("python -m bench.perf", argv),
+        "command": invocation(prog, argv),
         "jax": jax.__version__,
         "device": str(jax.devices()[0]),
         "machine": platform.processor() or platform.machine(),

@@ -1,6 +1,6 @@
 """Ship a trained optimizer as package data: ``lopt/pretrained/<name>.lopt``.
 
-    python -m bench.ship mlplopt-mix runs/pretrained-mlplopt-mix/optimizer.lopt \\
+    python -m bench ship mlplopt-mix runs/pretrained-mlplopt-mix/optimizer.lopt \\
         docs/benchmarks/mlplopt-mix-heldout/results.json docs/benchmarks/mlplopt-mix-heldout-4x/results.json
 
 The shipped file keeps the run's metadata (its recipe) and adds ``benchmark``: for each
@@ -58,14 +58,18 @@ def ship(
     return lopt.save(path, frozen.architecture, frozen.theta, meta)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.ship", description=__doc__.split("\n")[0]
-    )
+def parser(prog: str = "python -m bench ship") -> argparse.ArgumentParser:
+    """The command line of ``python -m bench ship``."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("name", help="the name users pass to lopt.pretrained")
     parser.add_argument("source", help="the trained .lopt file")
     parser.add_argument("reports", nargs="*", help="bench compare results.json files")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m bench ship") -> None:
+    cli = parser(prog)
+    args = cli.parse_args(argv)
     print(f"wrote {ship(args.name, args.source, args.reports)}")
 
 

@@ -24,7 +24,7 @@ ENV = "LOPT_COMPILATION_CACHE"
 # LLVM's optimization level in XLA's backend (default 3); XLA's own passes (fusion, layout)
 # are unaffected. On the CPU most of a meta-training window's compile time is LLVM
 # optimizing the fused loops: at level 1 a window compiles in 0.2-0.6x the time and runs at
-# 0.8-1.2x on MLP tasks, 1.1-1.3x on a convolutional one (``python -m bench.perf compile``
+# 0.8-1.2x on MLP tasks, 1.1-1.3x on a convolutional one (``python -m bench perf compile``
 # measures both levels in one run); level 0 compiles faster still but runs ~3x slower.
 COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 OFF = ("", "0", "off", "false", "none")

@@ -5,10 +5,12 @@ baselines it names exist (the commands are not run: most take minutes)."""
 import pathlib
 import re
 import shlex
+import string
 
 import pytest
 
 from bench import baselines, suites
+from bench.__main__ import TOOLS, tool_parser
 from bench.__main__ import parser as bench_parser
 from meta_train import load_config
 from meta_train.__main__ import parser as meta_train_parser
@@ -28,7 +30,11 @@ def _commands() -> list[tuple[str, str, list[str]]]:
         blocks = re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S)
         lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
         lines += re.findall(r"`((?:python -m (?:meta_train|bench)|lopt-bench) [^`]+)`", text)
+        variables = {}  # NAME="..." lines of the blocks, as a shell would expand $NAME
         for line in lines:
+            if m := re.fullmatch(r"(\w+)=(.*)", line.strip()):
+                variables[m[1]] = shlex.split(m[2])[0]
+            line = string.Template(line).safe_substitute(variables)
             line = re.sub(r"\[[^\]]*\]", "", line.split("  #")[0]).strip()
             for prefix, program in PROGRAMS.items():
                 if line.startswith(prefix + " "):
@@ -44,6 +50,7 @@ COMMANDS = _commands()
 def test_the_docs_show_commands_of_both_programs():
     programs = {program for _, program, _ in COMMANDS}
     assert programs == {"meta_train", "bench"} and len(COMMANDS) > 20
+    assert {argv[0] for _, _, argv in COMMANDS} >= {"compare", "demo", "perf"}
 
 
 @pytest.mark.parametrize(("where", "program", "argv"), COMMANDS, ids=[c[0] for c in COMMANDS])
@@ -54,6 +61,11 @@ def test_documented_command_parses_and_names_what_exists(where, program, argv, m
         assert all("=" in o for o in args.overrides), where
         if args.config is not None:  # ConfigError on a field or value the config lacks
             assert load_config(args.config, args.overrides).num_steps >= 1
+        return
+    if argv[0] in TOOLS:  # a subcommand with its own command line
+        args = tool_parser(argv[0]).parse_args(argv[1:])
+        if argv[0] == "demo":  # a recipe: every override names a field the config has
+            assert load_config(args.config, args.overrides).num_steps >= 1, where
         return
     args = bench_parser().parse_args(argv)
     assert args.command in ("compare", "saturation", "stability", "trace"), where

@@ -12,7 +12,7 @@ import pytest
 import lopt
 import tasks
 from bench import compare, ship, suites
-from bench.__main__ import main
+from bench.__main__ import TOOLS, main
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +193,10 @@ def test_help_names_the_command_that_ran(monkeypatch, capsys, argv0, prog):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert capsys.readouterr().out.startswith(f"usage: {prog} ")
+    for tool in TOOLS:  # each parsed by its own module, named as it was run
+        with pytest.raises(SystemExit):
+            main([tool, "--help"])
+        assert capsys.readouterr().out.startswith(f"usage: {prog} {tool} ")
 
 
 def test_tasks_on_two_ray_workers_give_the_results_of_one_process(smoke_report, tmp_path):
