@@ -51,13 +51,16 @@ def _clock(seconds: float) -> str:
 class Progress:
     """A tqdm bar on a terminal; otherwise a line every ``every`` steps with the mean
     meta-loss of those steps (one step's value jumps with its task), the time elapsed, the
-    time left at the rate so far, and the seconds those steps' estimates spent compiling."""
+    time left at the rate so far, the seconds those steps' estimates spent compiling and,
+    with Ray workers, the share of those steps' time the workers were computing (the rest
+    they waited: for each other in synchronous rounds, for the learner)."""
 
     def __init__(self, total: int, start: int, every: int, enabled: bool):
         self.enabled, self.every, self.total, self.start = enabled, every, total, start
         self.began = time.monotonic()
         self.recent: collections.deque = collections.deque(maxlen=every)
         self.compiling: collections.deque = collections.deque(maxlen=every)
+        self.working: collections.deque = collections.deque(maxlen=every)  # (busy, seconds, ids)
         self.bar = None
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
@@ -69,6 +72,10 @@ class Progress:
             return
         self.recent.append(record["meta_loss"])
         self.compiling.append(record["compile_seconds"])
+        if "worker_seconds" in record:
+            self.working.append(
+                (sum(record["worker_seconds"]), record["seconds"], set(record["workers"]))
+            )
         mean = float(np.mean(self.recent))
         if self.bar is not None:
             self.bar.update(1)
@@ -84,7 +91,8 @@ class Progress:
                 f"{len(self.recent)})  grad_norm {record['grad_norm']:.3g}  inner steps/s "
                 f"{record['inner_steps_per_s']:.0f}  {_clock(elapsed)} elapsed, "
                 f"{_clock(left)} left  task {record['task']}"
-                + (f"  (compiling: {compiled:.0f} s)" if compiled >= 0.5 else ""),
+                + (f"  (compiling: {compiled:.0f} s)" if compiled >= 0.5 else "")
+                + self._busy(),
                 flush=True,
             )
         if "valid" in record:
@@ -92,6 +100,14 @@ class Progress:
                 f"step {record['step']:>6}/{self.total}  validation {record['valid']:.4f}  "
                 f"(best {record['valid_best']:.4f} at step {record['valid_best_step']})"
             )
+
+    def _busy(self) -> str:
+        """``workers busy P%``: their computing time over the recent steps ÷ (workers seen ×
+        those steps' time); empty without workers."""
+        if not self.working:
+            return ""
+        busy, seconds, ids = zip(*self.working, strict=True)
+        return f"  workers busy {sum(busy) / (len(set().union(*ids)) * sum(seconds)):.0%}"
 
     def note(self, line: str) -> None:
         if not self.enabled:

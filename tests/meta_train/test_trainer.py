@@ -342,3 +342,19 @@ def test_plot_of_a_run(full_run, tmp_path, capsys):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "meta_lo')  # cut off mid-line
     assert plot.main([str(tmp_path)]) == 2
     assert "holds no records yet" in capsys.readouterr().err
+
+
+def test_the_progress_line_says_how_busy_the_workers_were(capsys):
+    """Over the line's steps: the workers' computing seconds ÷ (workers × the steps' seconds);
+    nothing of the kind for a run without workers."""
+    record = {"meta_loss": 0.0, "compile_seconds": 0.0, "grad_norm": 1.0, "task": "t"}
+    record |= {"inner_steps_per_s": 1.0, "seconds": 1.0}
+    progress = monitor.Progress(total=2, start=0, every=2, enabled=True)
+    for step in (1, 2):  # worker 0 computes the whole step, worker 1 half of it
+        progress.update({**record, "step": step, "worker_seconds": [1.0, 0.5], "workers": [1, 0]})
+    assert "workers busy 75%" in capsys.readouterr().out
+    progress = monitor.Progress(total=2, start=0, every=2, enabled=True)
+    for step in (1, 2):
+        progress.update({**record, "step": step})
+    line = capsys.readouterr().out
+    assert "step      2/2" in line and "busy" not in line
