@@ -10,7 +10,8 @@ study and tool of the package, one subcommand each.
     python -m bench perf sweep                            # and update, unroll, compile, ...
     python -m bench ship NAME runs/x/optimizer.lopt reports/x/results.json
 
-The commands with their own modules (``TOOLS``) parse their own arguments.
+The commands of their own modules (``TOOLS``) are parsed by the module's ``parser`` and run
+by its ``run_command``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def _prog() -> str:
 
 
 def tool_parser(name: str) -> argparse.ArgumentParser:
-    """The command line of the subcommand ``name`` of ``TOOLS``."""
+    """The command line of the subcommand ``name`` of ``TOOLS``; its module's
+    ``run_command(args, cli, command)`` runs it."""
     return importlib.import_module(TOOLS[name][0]).parser(f"{_prog()} {name}")
 
 
@@ -165,9 +167,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in TOOLS:
+    if argv and argv[0] in TOOLS:  # parsed and run by the tool's module
+        cli = tool_parser(argv[0])
         module = importlib.import_module(TOOLS[argv[0]][0])
-        return module.main(argv[1:], prog=f"{_prog()} {argv[0]}") or 0
+        return module.run_command(cli.parse_args(argv[1:]), cli, invocation(_prog(), argv)) or 0
     cli = parser()
     args = cli.parse_args(argv)
     if args.command == "stability":

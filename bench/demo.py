@@ -23,11 +23,12 @@ from __future__ import annotations
 import argparse
 import pathlib
 import shutil
+import sys
 import time
 from typing import Any
 
 import lopt
-from bench import compare, invocation, metrics
+from bench import compare, metrics
 from bench.report import interval
 from meta_train import compile_cache, initial_theta, load_config, meta_train
 from meta_train.config import ConfigError
@@ -89,9 +90,9 @@ def parser(prog: str = "python -m bench demo") -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m bench demo") -> None:
-    cli = parser(prog)
-    args = cli.parse_args(argv)
+def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command: str) -> None:
+    """Runs ``python -m bench demo`` with ``args`` parsed by ``cli``; ``command`` is the
+    command line as typed, for the results files."""
     compile_cache.enable()  # $LOPT_COMPILATION_CACHE, default ~/.cache/lopt/jax; off: 'off'
     try:
         cfg = load_config(args.config, args.overrides)
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench demo") -> N
             [str(result.export_path), str(init_path)],
             suite,
             out=run_dir / suite,
-            command=f"{invocation(prog, argv)}  # {suite}",
+            command=f"{command}  # {suite}",
             workers=workers,  # the tasks on as many Ray workers as meta-training had
             address=cfg.distributed.address,
             **COMPARE,
@@ -152,5 +153,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench demo") -> N
         print(f"  {suite}/report.md, curves.png, speedups.png, results.json")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the older form, python -m bench.demo
+    from bench.__main__ import main
+
+    sys.exit(main(["demo", *sys.argv[1:]]))

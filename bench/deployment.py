@@ -24,12 +24,12 @@ import argparse
 import functools
 import json
 import pathlib
+import sys
 from collections.abc import Callable
 
 import optax
 
 from bench import compare as compare_lib
-from bench import invocation
 
 FACTORS = (0.25, 0.5, 2.0, 4.0)
 NAMES = ("shipped", "tail", "cosine", *(f"x{f:g}" for f in FACTORS))
@@ -136,9 +136,9 @@ def parser(prog: str = "python -m bench deployment") -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m bench deployment") -> None:
-    cli = parser(prog)
-    args = cli.parse_args(argv)
+def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command: str) -> None:
+    """Runs ``python -m bench deployment`` with ``args`` parsed by ``cli``; ``command`` is the
+    command line as typed, for the results files."""
     reference = None
     if args.reference != "none":
         try:
@@ -168,10 +168,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench deployment"
         margin=(reference or PROTOCOL)["margin"],
         out=args.out,
         progress=not args.quiet,
-        command=invocation(prog, argv),
+        command=command,
     )
     print(table(reference, results))
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the older form, python -m bench.deployment
+    from bench.__main__ import main
+
+    sys.exit(main(["deployment", *sys.argv[1:]]))

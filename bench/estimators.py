@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import sys
 import time
 
 import jax
@@ -24,7 +25,6 @@ import matplotlib.pyplot as plt
 
 import lopt
 import tasks
-from bench import invocation
 from meta_train import ESTIMATORS, Learner, MetaLoss, OuterConfig, TruncationSchedule, Unroller
 
 
@@ -122,9 +122,9 @@ def parser(prog: str = "python -m bench estimators") -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m bench estimators") -> None:
-    cli = parser(prog)
-    args = cli.parse_args(argv)
+def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command: str) -> None:
+    """Runs ``python -m bench estimators`` with ``args`` parsed by ``cli``; ``command`` is the
+    command line as typed, for the results files."""
     names = args.estimators.split(",")
     unknown = [n for n in names if n not in ESTIMATORS]
     if unknown:
@@ -132,11 +132,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench estimators"
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = run(args.task, args.budget, names)
-    result["command"] = invocation(prog, argv)
+    result["command"] = command
     (out / "estimators.json").write_text(json.dumps(result, indent=2))
     plot(result, out / "estimators.png")
     print(f"wrote {out / 'estimators.json'} and {out / 'estimators.png'}")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the older form, python -m bench.estimators
+    from bench.__main__ import main
+
+    sys.exit(main(["estimators", *sys.argv[1:]]))

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import jax
 import numpy as np
 
 import lopt
 import tasks
-from bench import invocation
 from meta_train import MetaLoss, TruncationSchedule, Unroller, initial_theta
 
 ADAM_LRS = (1e-3, 3e-3, 1e-2, 3e-2)
@@ -72,18 +72,20 @@ def parser(prog: str = "python -m bench family-eval") -> argparse.ArgumentParser
     return parser
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m bench family-eval") -> None:
-    cli = parser(prog)
-    args = cli.parse_args(argv)
+def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command: str) -> None:
+    """Runs ``python -m bench family-eval`` with ``args`` parsed by ``cli``; ``command`` is the
+    command line as typed, for the results files."""
     try:
         result = evaluate(args.optimizer, args.family, args.members, args.horizon)
     except (FileNotFoundError, lopt.FrozenFileError) as e:
         cli.exit(2, f"error: {e}\n")
-    result["command"] = invocation(prog, argv)
+    result["command"] = command
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"wrote {args.out}")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the older form, python -m bench.family_eval
+    from bench.__main__ import main
+
+    sys.exit(main(["family-eval", *sys.argv[1:]]))

@@ -50,6 +50,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -61,7 +62,6 @@ import optax
 
 import lopt
 import tasks
-from bench import invocation
 from meta_train import MetaLoss, TruncationSchedule, Unroller
 from meta_train.compile_cache import COMPILER_OPTIONS
 
@@ -565,9 +565,9 @@ def parser(prog: str = "python -m bench perf") -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m bench perf") -> None:
-    cli = parser(prog)
-    args = cli.parse_args(argv)
+def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command: str) -> None:
+    """Runs ``python -m bench perf`` with ``args`` parsed by ``cli``; ``command`` is the
+    command line as typed, for the results files."""
 
     if args.command == "update":
         sizes = args.sizes.split(",")
@@ -598,7 +598,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench perf") -> N
         rows = run(names, rounds=args.rounds)
     report = {
         "benchmark": args.command,
-        "command": invocation(prog, argv),
+        "command": command,
         "jax": jax.__version__,
         "device": str(jax.devices()[0]),
         "machine": platform.processor() or platform.machine(),
@@ -609,5 +609,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench perf") -> N
     print(f"wrote {args.out}")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the older form, python -m bench.perf
+    from bench.__main__ import main
+
+    sys.exit(main(["perf", *sys.argv[1:]]))

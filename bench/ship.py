@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import sys
 from typing import Any
 
 import lopt
@@ -67,11 +68,13 @@ def parser(prog: str = "python -m bench ship") -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m bench ship") -> None:
-    cli = parser(prog)
-    args = cli.parse_args(argv)
+def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command: str) -> None:
+    """Runs ``python -m bench ship`` with ``args`` parsed by ``cli``; ``command`` is the
+    command line as typed, for the results files."""
     print(f"wrote {ship(args.name, args.source, args.reports)}")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the older form, python -m bench.ship
+    from bench.__main__ import main
+
+    sys.exit(main(["ship", *sys.argv[1:]]))

@@ -3,6 +3,7 @@ import pytest
 
 import lopt
 from bench import family_eval
+from bench.__main__ import main
 
 
 def test_scores_trained_init_and_adam(tmp_path):
@@ -18,6 +19,6 @@ def test_scores_trained_init_and_adam(tmp_path):
 
 def test_missing_file_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        family_eval.main([str(tmp_path / "nope.lopt"), "--out", str(tmp_path / "x.json")])
+        main(["family-eval", str(tmp_path / "nope.lopt"), "--out", str(tmp_path / "x.json")])
     assert e.value.code == 2
     assert "no such frozen-optimizer file" in capsys.readouterr().err
