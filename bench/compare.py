@@ -382,16 +382,16 @@ def compare(
     else:  # each unit on whichever worker is free, in the order they finish
         bar.set_description(f"on {workers} Ray workers")
         finished = parallel.imap_unordered(run_one, units, workers, address)
-    done = {}
+    done = {}  # (task, optimizer) -> (record, tuned curve)
     for i, outputs in finished:
-        done[i] = outputs
+        entry, opt = units[i]
+        done[entry.name, opt.name] = outputs
         bar.update(1)
     bar.close()
     results = {}
-    for k, entry in enumerate(entries):
-        outputs = {opt.name: done[k * len(runs) + j] for j, opt in enumerate(runs)}
-        records = {name: record for name, (record, _) in outputs.items()}
-        tuned = {r.name: outputs[r.name][1] for r in refs}
+    for entry in entries:
+        records = {o.name: done[entry.name, o.name][0] for o in runs}
+        tuned = {r.name: done[entry.name, r.name][1] for r in refs}
         results[entry.name] = _score_task(entry, records, tuned, refs, select, margin)
     comparisons = [*baselines, BEST] if len(refs) > 1 else list(baselines)
 
@@ -405,7 +405,7 @@ def compare(
             "numpy": np.__version__,
         },
         "device": str(jax.devices()[0]),
-        "workers": workers,  # tasks run at a time, on one core each (None: this process)
+        "workers": workers,  # units run at a time, on one core each (None: this process)
         "suite": suite if isinstance(suite, str) else "custom",
         "protocol": protocol,
         "selection": select,
