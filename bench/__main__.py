@@ -120,8 +120,8 @@ def parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         metavar="N",
-        help="run N tasks at a time on Ray workers of one core each (default: one after "
-        "another in this process)",
+        help="run N units (one optimizer on one task, its tuning included) at a time on Ray "
+        "workers of one core each (default: one after another in this process)",
     )
     p.add_argument(
         "--ray-address",
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             max_speedup=args.max_speedup,
             margin=args.margin,
             progress=not args.quiet,
-            command=invocation("python -m bench", argv),
+            command=invocation(_prog(), argv),
             workers=args.workers,
             address=args.ray_address,
         )

@@ -5,7 +5,7 @@
    ``runs/demo/optimizer.lopt``; its starting point is exported as ``runs/demo/init.lopt``.
 2. Benchmarks both against per-task learning-rate-tuned Adam, at a constant rate and with
    cosine decay (``bench.compare``), on the ``indist`` suite (ten image-mlp members the run
-   never sampled; its tasks shared among as many Ray workers, one core each), writing
+   never sampled; its runs shared among as many Ray workers, one core each), writing
    ``runs/demo/indist/`` (``report.md``, ``results.json``, ``curves.png``,
    ``speedups.png``). ``--suites indist,heldout`` adds the ``heldout`` suite (other
    architectures and losses; about 30 more minutes).
@@ -135,7 +135,7 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
             suite,
             out=run_dir / suite,
             command=f"{command}  # {suite}",
-            workers=workers,  # the tasks on as many Ray workers as meta-training had
+            workers=workers,  # on as many Ray workers as meta-training had
             address=cfg.distributed.address,
             **COMPARE,
         )

@@ -1,4 +1,5 @@
-"""A benchmark's independent pieces (one per task) run on Ray workers, one core each.
+"""A benchmark's independent units of work (one optimizer on one task, say) on Ray workers of
+one core each.
 
     for i, result in parallel.imap_unordered(fn, items, workers=2):
         ...

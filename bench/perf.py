@@ -17,7 +17,9 @@ parameter and the floor they set: the step's flops at this machine's matrix-prod
 takes longer, as a ratio to Adam's time.
 
 ``sweep``: a 14-point × 3-seed Adam learning-rate sweep as one vmapped run (``bench.runner``)
-relative to its 42 configurations run one at a time.
+relative to its 42 configurations run one at a time, and to the 42 as one vmapped run of one
+seed; and the flop rate each reaches (XLA's cost analysis of one step) against this
+machine's matrix-product rate.
 
 ``scaling``: meta-training throughput (estimates/s) on 1, 2, ... Ray workers of an embedded
 local Ray instance relative to 1 worker, the in-process trainer, and the learner's share of
@@ -30,7 +32,7 @@ relative to the same population trained by plain SGD through the same code; and 
 flops of one inner step (XLA's cost analysis) relative to SGD's.
 
 ``compare``: ``make demo``'s benchmark (tuned Adam and cosine Adam against the given
-optimizers, 2 seeds) with its tasks run on ``--workers`` Ray workers of one core each
+optimizers, 2 seeds) with its units run on ``--workers`` Ray workers of one core each
 (``bench.parallel``), relative to the same comparison in one process.
 
 ``compile``: seconds to lower and to compile that window's program (the unit meta-training
