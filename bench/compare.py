@@ -316,9 +316,9 @@ def compare(
     candidate *wins* a task when its final loss is more than ``margin`` (relative) below the
     tuned baseline's at the same budget, *loses* when more than ``margin`` above.
 
-    Tasks run one after another in this process (``workers=None``), or ``workers`` at a time
-    on Ray workers of one core each (``bench.parallel``): on a local Ray instance, or on the
-    cluster at ``address``. The results are the same either way, up to the order of
+    The units of work (one optimizer on one task, its tuning included) run one after another
+    in this process (``workers=None``), or ``workers`` at a time on Ray workers of one core
+    each (``bench.parallel``): on a local Ray instance, or on the cluster at ``address``. The results are the same either way, up to the order of
     floating-point sums in XLA's multithreaded kernels and the measured times.
 
     Example: tuned Adam against itself ties, at a speedup of 1::

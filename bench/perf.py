@@ -436,11 +436,6 @@ def bench_sweep(task_name: str = "mlp-digits", steps: int = 200, rounds: int = 3
             for seed in range(seeds):
                 runner.run(task, adam.tx, {"learning_rate": lr[None]}, 1, steps, steps, seed=seed)
 
-    def timed(f):
-        start = time.perf_counter()
-        f()
-        return time.perf_counter() - start
-
     runs = {"one_by_one": one_by_one, "vmapped": sweep, "all_vmapped": all_vmapped}
     for f in runs.values():
         f()  # compile
@@ -449,7 +444,7 @@ def bench_sweep(task_name: str = "mlp-digits", steps: int = 200, rounds: int = 3
     samples = {name: [] for name in runs}
     for _ in range(rounds):
         for name, f in runs.items():
-            samples[name].append(timed(f))
+            samples[name].append(_seconds(f))
     best = {name: min(v) for name, v in samples.items()}
     rate = {name: configs * steps * step_flops / t / 1e9 for name, t in best.items()}
     one = samples["one_by_one"]
@@ -481,7 +476,7 @@ def bench_sweep(task_name: str = "mlp-digits", steps: int = 200, rounds: int = 3
 
 def bench_compare(suite: str, optimizers: list[str], workers: int) -> list[dict]:
     """``make demo``'s benchmark (``bench.demo.COMPARE``: tuned Adam and cosine Adam, 2
-    seeds) of ``optimizers`` on ``suite``, its tasks run by ``workers`` Ray workers of one
+    seeds) of ``optimizers`` on ``suite``, its units run by ``workers`` Ray workers of one
     core each, relative to the same comparison in this process. Each compiles every program
     afresh: the parallel one in new worker processes first, then this process (the
     persistent compilation cache is off for both)."""
