@@ -6,7 +6,10 @@ Every estimator has the same interface::
     grad, est_state, metrics = est.estimate(theta, est_state, key)
 
 ``grad`` is shaped like ``theta``; ``metrics`` is a dict of scalars. ``estimate`` is one
-compiled function per estimator (the whole window is a ``lax.scan``). With ``N`` antithetic
+compiled function per estimator (the whole window is a ``lax.scan``). An estimator built
+with ``parts=K`` computes one ``K``-th of the population per call, the slice ``part`` (a
+traced integer argument of ``init`` and ``estimate``, so every slice runs one program), and
+:func:`merge` makes the estimate of the whole population from the ``K`` slices' results. With ``N`` antithetic
 pairs, ``ε_i ~ N(0, σ² I)`` over theta, per-step meta-losses ``L^±_{i,t}`` and a mask ``m_{i,t}``
 of the steps that belong to running episodes, the ES estimators return
 
@@ -111,6 +114,28 @@ def _metrics(out: UnrollOutput, grad: Theta, copies: int) -> dict[str, jax.Array
     }
 
 
+def merge(results: Sequence[tuple[Theta, dict[str, Any]]]) -> tuple[Theta, dict[str, Any]]:
+    """The ``(grad, metrics)`` of a whole population from those of its slices (``parts``).
+
+    Every estimator's gradient and meta-loss are means over the counted inner steps, so with
+    ``n_k`` the ``inner_steps`` of slice ``k``, the whole population's are
+    ``Σ_k n_k · x_k / Σ_k n_k``: the estimate of one call with ``parts=1`` up to float
+    summation order (TruncatedBPTT zeroes a non-finite gradient slice by slice). The
+    counters are summed and ``grad_norm`` is recomputed. On the host (NumPy).
+    """
+    grads, metrics = zip(*results, strict=True)
+    counts = np.array([m["inner_steps"] for m in metrics], np.float64)
+    weights = counts / max(counts.sum(), 1.0)
+    weigh = lambda *xs: np.tensordot(weights, np.asarray(xs, np.float64), axes=1)
+    grad = jax.tree.map(lambda *gs: weigh(*gs).astype(gs[0].dtype), *grads)
+    merged = {k: sum(m[k] for m in metrics) for k in ("inner_steps", "diverged", "resets", "ended")}
+    merged["meta_loss"] = float(weigh(*(m["meta_loss"] for m in metrics)))
+    merged["grad_norm"] = float(np.sqrt(sum(np.sum(np.square(g)) for g in jax.tree.leaves(grad))))
+    if "nonfinite_grad" in metrics[0]:
+        merged["nonfinite_grad"] = max(m["nonfinite_grad"] for m in metrics)
+    return grad, merged
+
+
 class ESState(NamedTuple):
     pop: Population
     noise: Theta  # NRES: noise keys uint32[N, 2]; PES: ξ_i (leading axis N); others: ()
@@ -118,7 +143,8 @@ class ESState(NamedTuple):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Estimator:
-    """Shared configuration. ``num_particles`` is N (pairs for the ES estimators)."""
+    """Shared configuration. ``num_particles`` is N (pairs for the ES estimators), computed
+    ``N / parts`` at a time (see the module docstring)."""
 
     unroller: Unroller
     num_particles: int = 8
@@ -130,6 +156,7 @@ class _Estimator:
     # "value": the loss differences of the module docstring; "sign": only their signs
     # (``es_gradient``). Ignored by TruncatedBPTT.
     difference: str = "value"
+    parts: int = 1
 
     def __post_init__(self):
         if self.difference not in DIFFERENCES:
@@ -140,6 +167,15 @@ class _Estimator:
             raise ValueError(f"sigma must be > 0, got {self.sigma}")
         if not self.burn_in >= 0:
             raise ValueError(f"burn_in must be >= 0, got {self.burn_in}")
+        if not (self.parts >= 1 and self.num_particles % self.parts == 0):
+            raise ValueError(
+                f"parts must be >= 1 and divide num_particles={self.num_particles}, got {self.parts}"
+            )
+
+    @property
+    def local(self) -> int:
+        """The particles of one part (one call of ``estimate``)."""
+        return self.num_particles // self.parts
 
     @property
     def name(self) -> str:
@@ -148,11 +184,11 @@ class _Estimator:
     def shard(self, state: ESState, devices: Sequence[jax.Device] | None = None) -> ESState:
         """``state`` with its particle axis split across ``devices`` (default: every local
         device), so that ``estimate`` runs each device's particles there; the estimate is
-        the same up to float summation order. ``num_particles`` must divide evenly."""
+        the same up to float summation order. A part's particles must divide evenly."""
         devices = list(devices or jax.local_devices())
-        if self.num_particles % len(devices):
+        if self.local % len(devices):
             raise ValueError(
-                f"num_particles={self.num_particles} does not split evenly over {len(devices)} devices"
+                f"{self.local} particles do not split evenly over {len(devices)} devices"
             )
         mesh = Mesh(np.asarray(devices), ("particles",))
         on = lambda axis: NamedSharding(mesh, PartitionSpec(*[None] * axis, "particles"))
@@ -165,16 +201,21 @@ class _Estimator:
         )
         return ESState(pop, put(state.noise, 0))
 
-    def _noise(self, theta: Theta, key: jax.Array) -> Theta:
-        """``ε_i ~ N(0, σ² I)`` for each particle: leading axis ``N``."""
-        return self._noise_from_keys(theta, jax.random.split(key, self.num_particles))
+    def _split(self, key: jax.Array, part) -> jax.Array:
+        """``part``'s particles' keys of ``split(key, N)``: ``uint32[N / parts, 2]``."""
+        keys = jax.random.split(key, self.num_particles)
+        return jax.lax.dynamic_slice_in_dim(keys, part * self.local, self.local)
+
+    def _noise(self, theta: Theta, key: jax.Array, part) -> Theta:
+        """``ε_i ~ N(0, σ² I)`` for each of ``part``'s particles: leading axis ``N / parts``."""
+        return self._noise_from_keys(theta, self._split(key, part))
 
     def _noise_from_keys(self, theta: Theta, keys: jax.Array) -> Theta:
         return jax.vmap(lambda k: tree_normal(k, theta, self.sigma))(keys)
 
-    def _init_population(self, key: jax.Array, theta: Theta, copies: int) -> Population:
-        thetas = _broadcast(theta, copies, self.num_particles)
-        pop = self.unroller.init(key, thetas)
+    def _init_population(self, key: jax.Array, theta: Theta, copies: int, part) -> Population:
+        thetas = _broadcast(theta, copies, self.local)
+        pop = self.unroller.init(key, thetas, self.num_particles, part * self.local)
         for _ in range(self.burn_in):
             pop, _ = self.unroller.unroll(thetas, pop)
         return pop
@@ -187,15 +228,15 @@ class NRES(_Estimator):
     ε every window, so its memory is two integers per particle, not a copy of theta."""
 
     @_jit_method
-    def init(self, key: jax.Array, theta: Theta) -> ESState:
+    def init(self, key: jax.Array, theta: Theta, part=0) -> ESState:
         pop_key, noise_key = jax.random.split(key)
-        keys = jax.random.split(noise_key, self.num_particles)
-        return ESState(self._init_population(pop_key, theta, 2), keys)
+        keys = self._split(noise_key, part)
+        return ESState(self._init_population(pop_key, theta, 2, part), keys)
 
     @_jit_method
-    def estimate(self, theta: Theta, state: ESState, key: jax.Array):
+    def estimate(self, theta: Theta, state: ESState, key: jax.Array, part=0):
         # Particles whose episode ended start a new one in this window, with new noise.
-        fresh = jax.random.split(key, self.num_particles)
+        fresh = self._split(key, part)
         keys = _where_particles(state.pop.done, fresh, state.noise)
         eps = self._noise_from_keys(theta, keys)
         pop, out = self.unroller.unroll(_antithetic(theta, eps), state.pop)
@@ -209,13 +250,13 @@ class PES(_Estimator):
     perturbations since the episode started and weights the window's loss difference."""
 
     @_jit_method
-    def init(self, key: jax.Array, theta: Theta) -> ESState:
-        xi = _broadcast(jax.tree.map(jnp.zeros_like, theta), self.num_particles)
-        return ESState(self._init_population(key, theta, 2), xi)
+    def init(self, key: jax.Array, theta: Theta, part=0) -> ESState:
+        xi = _broadcast(jax.tree.map(jnp.zeros_like, theta), self.local)
+        return ESState(self._init_population(key, theta, 2, part), xi)
 
     @_jit_method
-    def estimate(self, theta: Theta, state: ESState, key: jax.Array):
-        eps = self._noise(theta, key)
+    def estimate(self, theta: Theta, state: ESState, key: jax.Array, part=0):
+        eps = self._noise(theta, key, part)
         zeros = jax.tree.map(jnp.zeros_like, state.noise)
         xi = jax.tree.map(jnp.add, _where_particles(state.pop.done, zeros, state.noise), eps)
         pop, out = self.unroller.unroll(_antithetic(theta, eps), state.pop)
@@ -229,12 +270,12 @@ class TruncatedES(_Estimator):
     unperturbed state, which then advances under θ (three runs per particle)."""
 
     @_jit_method
-    def init(self, key: jax.Array, theta: Theta) -> ESState:
-        return ESState(self._init_population(key, theta, 1), ())
+    def init(self, key: jax.Array, theta: Theta, part=0) -> ESState:
+        return ESState(self._init_population(key, theta, 1, part), ())
 
     @_jit_method
-    def estimate(self, theta: Theta, state: ESState, key: jax.Array):
-        eps = self._noise(theta, key)
+    def estimate(self, theta: Theta, state: ESState, key: jax.Array, part=0):
+        eps = self._noise(theta, key, part)
         thetas = jax.tree.map(
             lambda t, e: jnp.stack([t + e, t - e, jnp.broadcast_to(t, e.shape)]), theta, eps
         )
@@ -259,19 +300,20 @@ class FullES(_Estimator):
     episode, with steps past each particle's length masked)."""
 
     @_jit_method
-    def init(self, key: jax.Array, theta: Theta) -> ESState:
-        del key, theta
+    def init(self, key: jax.Array, theta: Theta, part=0) -> ESState:
+        del key, theta, part
         return ESState((), ())
 
     @_jit_method
-    def estimate(self, theta: Theta, state: ESState, key: jax.Array):
+    def estimate(self, theta: Theta, state: ESState, key: jax.Array, part=0):
         pop_key, noise_key = jax.random.split(key)
-        eps = self._noise(theta, noise_key)
+        eps = self._noise(theta, noise_key, part)
         whole = dataclasses.replace(
             self.unroller, window=self.unroller.schedule.max_length, stagger=False
         )
         thetas = _antithetic(theta, eps)
-        _, out = whole.unroll(thetas, whole.init(pop_key, thetas))
+        pop = whole.init(pop_key, thetas, self.num_particles, part * self.local)
+        _, out = whole.unroll(thetas, pop)
         grad = es_gradient(eps, out, self.sigma, self.difference == "sign")
         return grad, state, _metrics(out, grad, 2)
 
@@ -283,16 +325,16 @@ class TruncatedBPTT(_Estimator):
     non-finite gradient (a diverging run) is replaced by zeros and counted in ``metrics``."""
 
     @_jit_method
-    def init(self, key: jax.Array, theta: Theta) -> ESState:
-        return ESState(self._init_population(key, theta, 1), ())
+    def init(self, key: jax.Array, theta: Theta, part=0) -> ESState:
+        return ESState(self._init_population(key, theta, 1, part), ())
 
     @_jit_method
-    def estimate(self, theta: Theta, state: ESState, key: jax.Array):
-        del key
+    def estimate(self, theta: Theta, state: ESState, key: jax.Array, part=0):
+        del key, part
         pop0 = jax.lax.stop_gradient(state.pop)
 
         def window_loss(th):
-            pop, out = self.unroller.unroll(_broadcast(th, 1, self.num_particles), pop0)
+            pop, out = self.unroller.unroll(_broadcast(th, 1, self.local), pop0)
             return _masked_mean(out.values, out.mask), (pop, out)
 
         grad, (pop, out) = jax.grad(window_loss, has_aux=True)(theta)

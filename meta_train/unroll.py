@@ -206,16 +206,23 @@ class Unroller:
             done=jnp.zeros_like(pop.done),
         )
 
-    def init(self, key: jax.Array, thetas) -> Population:
+    def init(self, key: jax.Array, thetas, total: int | None = None, start=0) -> Population:
         """Fresh episodes for all particles. With ``stagger``, each particle's first episode is
         cut to a uniform random length, so later windows are at decorrelated points of their
         episodes (particles are step-unlocked). The cut also shortens that first episode's
-        horizon (its optimizer's ``num_steps``), possibly below ``schedule.min_length``."""
+        horizon (its optimizer's ``num_steps``), possibly below ``schedule.min_length``.
+
+        The ``N`` particles of ``thetas`` can be particles ``start .. start + N - 1`` of a
+        population of ``total`` (``start`` may be traced): they are then exactly those
+        particles of ``init(key, thetas_of_total)``."""
         n = jax.tree.leaves(thetas)[0].shape[1]
-        cut_key, *keys = jax.random.split(key, n + 1)
-        params, opt_state, length, key = self._fresh_all(thetas, jnp.stack(keys))
-        if self.stagger:
-            length = jnp.minimum(length, jax.random.randint(cut_key, (n,), 1, length + 1))
+        total = total or n
+        keys = jax.random.split(key, total + 1)  # [cut key, one per particle]
+        mine = lambda x: jax.lax.dynamic_slice_in_dim(x, start, n)
+        params, opt_state, length, key = self._fresh_all(thetas, mine(keys[1:]))
+        if self.stagger:  # randint draws element by element: the others' bounds do not matter
+            bound = jax.lax.dynamic_update_slice(jnp.ones(total, jnp.int32), length + 1, (start,))
+            length = jnp.minimum(length, mine(jax.random.randint(keys[0], (total,), 1, bound)))
         return Population(
             params, opt_state, jnp.zeros(n, jnp.int32), length, key, jnp.zeros(n, bool)
         )

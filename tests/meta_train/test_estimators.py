@@ -28,7 +28,7 @@ import pytest
 
 import lopt
 import tasks
-from meta_train.estimators import NRES, PES, FullES, TruncatedBPTT, TruncatedES
+from meta_train.estimators import NRES, PES, FullES, TruncatedBPTT, TruncatedES, merge
 from meta_train.unroll import MetaLoss, TruncationSchedule, Unroller
 
 W, K = 5, 6
@@ -175,3 +175,36 @@ def test_truncated_es_has_short_horizon_bias(long_memory):
     # Raising the learning rate helps every later window; TES sees only the current one.
     assert ref < 0 and abs(mean) < 0.5 * abs(ref), (mean, ref)
     assert abs(mean - ref) > 10 * np.hypot(se, ref_se)
+
+
+@pytest.mark.parametrize("cls", [NRES, PES, TruncatedES, FullES, TruncatedBPTT])
+def test_slices_of_the_population_merge_to_its_estimate(cls):
+    """``parts=2``: each call computes half the particles (the same ones, with the same keys,
+    as the whole population's); ``merge`` weighs the halves by their counted steps. Short
+    staggered episodes make the halves count different numbers of steps."""
+    lo = lopt.MLPLOpt.bare(hidden=(2,))
+    schedule = TruncationSchedule("loguniform", 3, 20)
+    unroller = Unroller(tasks.get("quadratic"), lo, schedule, MetaLoss(), window=6)
+    theta = lo.init(jax.random.key(0))
+    whole = cls(unroller, num_particles=4, sigma=0.05)
+    halves = cls(unroller, num_particles=4, sigma=0.05, parts=2)
+    parts = [jnp.int32(k) for k in range(2)]
+    state = whole.init(jax.random.PRNGKey(1), theta)
+    states = [halves.init(jax.random.PRNGKey(1), theta, k) for k in parts]
+    counts = set()
+    for window in range(4):
+        key = jax.random.PRNGKey(10 + window)
+        grad, state, m = jax.device_get(whole.estimate(theta, state, key))
+        results = [halves.estimate(theta, s, key, k) for s, k in zip(states, parts, strict=True)]
+        states = [s for _, s, _ in results]
+        merged, mm = merge([jax.device_get((g, m)) for g, _, m in results])
+        counts.add(tuple(int(m["inner_steps"]) for _, _, m in results))
+        for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(merged), strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(mm["meta_loss"], m["meta_loss"], rtol=1e-5)
+        np.testing.assert_allclose(mm["grad_norm"], m["grad_norm"], rtol=1e-5)
+        for k in ("inner_steps", "diverged", "resets", "ended"):
+            assert mm[k] == m[k], k
+    assert any(a != b for a, b in counts)  # the weighting was exercised
+    with pytest.raises(ValueError, match="parts must be >= 1 and divide num_particles=4"):
+        cls(unroller, num_particles=4, parts=3)
