@@ -252,10 +252,17 @@ class OuterConfig:
         )
 
 
+PARTITIONS = ("streams", "particles")
+
+
 @dataclasses.dataclass(frozen=True)
 class DistributedConfig:
     """Where estimates are computed: in this process (``workers: null``, the default) or by
-    ``workers`` Ray actors, each running its own estimate stream (``meta_train.distributed``).
+    ``workers`` Ray actors (``meta_train.distributed``). With ``partition: streams`` each
+    worker runs its own estimate stream; with ``particles`` every stream's population is
+    split evenly over the workers, each computing its slice of every stream, so a step's
+    work is balanced whatever the cost of each stream's task (the estimates are those of
+    ``streams`` up to float summation order; synchronous steps only).
 
     ``address`` is ``null`` for a local Ray instance sized to this machine, started and shut
     down by the run, or the address of an existing cluster (``"auto"``, ``"host:6379"``).
@@ -272,7 +279,10 @@ class DistributedConfig:
       gpus_per_worker: GPUs Ray reserves for each worker.
       resources_per_worker: custom Ray resources per worker, e.g. ``{TPU: 4}``.
       worker_env: environment variables of the workers, e.g. ``{PYTHONPATH: ...}``.
-      estimates_per_step: estimates averaged per outer step (default: ``workers``).
+      estimates_per_step: estimates averaged per outer step (default: ``workers``); with
+        ``partition: particles``, the number of streams.
+      partition: ``streams`` (a stream per worker) or ``particles`` (a slice of every
+        stream's population per worker).
       pin_cpus: pin each CPU-only worker to its own ``cpus_per_worker`` cores.
       max_worker_failures: consecutive failures of one worker that stop the run.
       startup_timeout: seconds to wait for the workers to be placed and start.
@@ -285,6 +295,7 @@ class DistributedConfig:
     resources_per_worker: Mapping[str, float] = dataclasses.field(default_factory=dict)
     worker_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     estimates_per_step: int | None = None
+    partition: str = "streams"
     pin_cpus: bool = True
     max_worker_failures: int = 3
     startup_timeout: float = 300.0
@@ -333,6 +344,11 @@ class DistributedConfig:
             self.estimates_per_step is None or self.estimates_per_step >= 1,
             "distributed.estimates_per_step",
             f"must be >= 1 (or null for one per worker), got {self.estimates_per_step}",
+        )
+        check(
+            self.partition in PARTITIONS,
+            "distributed.partition",
+            f"must be one of {list(PARTITIONS)}, got {self.partition!r}",
         )
         check(
             self.max_worker_failures >= 1,
@@ -402,3 +418,16 @@ class MetaTrainConfig:
             "outer.max_staleness",
             f"must be < num_steps ({self.num_steps}), got {self.outer.max_staleness}",
         )
+        d = self.distributed
+        if d.partition == "particles" and d.workers is not None:
+            check(
+                self.outer.max_staleness == 0,
+                "outer.max_staleness",
+                f"must be 0 with distributed.partition: particles, got {self.outer.max_staleness}",
+            )
+            check(
+                self.estimator.num_particles % d.workers == 0,
+                "estimator.num_particles",
+                f"must divide evenly over the {d.workers} workers with distributed.partition: "
+                f"particles, got {self.estimator.num_particles}",
+            )

@@ -1,12 +1,15 @@
 """Ray distribution of the estimate streams: worker actors, the driver's pool, the session.
 
 Each worker is a Ray actor running one :class:`~meta_train.stream.EstimateStream` (its own
-task sequence, population sharded over its host's devices). The driver keeps one request in
+task sequence, population sharded over its host's devices), or, with ``partition:
+particles``, its slice of the population of every stream. The driver keeps one request in
 flight per worker: ``estimate(theta, version, window)`` with the latest theta (an object
-store reference when it is large, the arrays themselves when small). An outer step waits for ``estimates_per_step`` estimates at most
-``max_staleness`` versions old; older ones that arrive meanwhile are handed to the learner,
-which drops and counts them. With ``max_staleness`` 0 the driver sends only as many requests
-per version as the step needs (synchronous rounds); otherwise every worker is kept busy.
+store reference when it is large, the arrays themselves when small). An outer step waits
+for ``estimates_per_step`` estimates at most ``max_staleness`` versions old; older ones that
+arrive meanwhile are handed to the learner, which drops and counts them. With
+``max_staleness`` 0 the driver sends only as many requests per version as the step needs
+(synchronous rounds); otherwise every worker is kept busy. With ``partition: particles`` a
+step is one request to every worker, and each stream's slices are merged into its estimate.
 
 Failures: a worker that dies is restarted by Ray (``max_restarts=-1``) and its lost request
 is sent again for the same window (Ray does not retry it, ``max_task_retries=0``), so no
@@ -34,7 +37,7 @@ import ray
 import lopt
 from meta_train import compile_cache
 from meta_train.config import ConfigError, DistributedConfig
-from meta_train.stream import Estimate, EstimateStream, StreamSpec
+from meta_train.stream import Estimate, EstimateStream, StreamSpec, merge
 
 
 def pin_to_free_cores(
@@ -74,10 +77,13 @@ INLINE_BYTES = 100_000  # Ray's own limit for passing an argument by value
 
 class Worker:
     """The actor behind each worker: estimate stream ``index + 1`` (stream 0 is the
-    in-process trainer's). CPU-only workers are pinned to ``cpus_per_worker`` free cores of
+    in-process trainer's) with ``partition: streams``; with ``particles``, slice ``index``
+    of the populations of streams ``1 .. streams``, its own first (so that workers starting
+    a task period compile different structures first and may read the others' from the
+    compilation cache). CPU-only workers are pinned to ``cpus_per_worker`` free cores of
     their host when ``distributed.pin_cpus`` (see :func:`pin_to_free_cores`)."""
 
-    def __init__(self, spec: StreamSpec, d: DistributedConfig, index: int):
+    def __init__(self, spec: StreamSpec, d: DistributedConfig, index: int, streams: int):
         cpu_only = d.gpus_per_worker == 0 and not d.resources_per_worker
         whole = d.cpus_per_worker >= 1 and float(d.cpus_per_worker).is_integer()
         self.pinned = None
@@ -85,25 +91,36 @@ class Worker:
             self.pinned = pin_to_free_cores(int(d.cpus_per_worker))
         compile_cache.inherit()
         self.index = index
-        self.stream = EstimateStream(spec, stream=index + 1)
+        if d.partition == "particles":
+            order = [(index + j) % streams for j in range(streams)]
+            self.streams = [
+                EstimateStream(spec, stream=s + 1, part=index, parts=d.workers) for s in order
+            ]
+        else:
+            self.streams = [EstimateStream(spec, stream=index + 1)]
 
     def info(self) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "devices": len(self.stream.devices),
+            "devices": len(self.streams[0].devices),
             "cores": self.pinned[0] if self.pinned else None,
         }
 
-    def estimate(self, theta: lopt.Theta, version: int, window: int) -> Estimate:
-        grad, metrics = self.stream.estimate(theta, window)
-        identity = {
-            "worker": self.index,
-            "window": window,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-        }
-        return Estimate(grad, version, {**metrics, **identity})
+    def estimate(self, theta: lopt.Theta, version: int, window: int) -> list[Estimate]:
+        """Window ``window`` of each of its streams (or slices) at ``theta``."""
+        out = []
+        for stream in self.streams:
+            grad, metrics = stream.estimate(theta, window)
+            identity = {
+                "worker": self.index,
+                "window": window,
+                "stream": stream.stream,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            }
+            out.append(Estimate(grad, version, {**metrics, **identity}))
+        return out
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -170,13 +187,17 @@ def ray_session(dist: DistributedConfig, verbose: bool = True) -> Iterator[None]
 class WorkerPool:
     """The driver's side: starts ``d.workers`` actors computing ``spec``'s estimates and
     gathers them, each step until ``d.estimates_per_step`` (default: one per worker) of them
-    are at most ``max_staleness`` theta versions old; the checkpoint holds each worker's
-    count of completed windows. Implements :class:`~meta_train.stream.EstimateSource`."""
+    are at most ``max_staleness`` theta versions old; with ``partition: particles``, the
+    slices of every worker, merged into one estimate per stream. The checkpoint holds each
+    worker's count of completed windows. Implements
+    :class:`~meta_train.stream.EstimateSource`."""
 
     def __init__(
         self, spec: StreamSpec, d: DistributedConfig, max_staleness: int, verbose: bool = True
     ):
-        self.per_step = d.estimates_per_step or d.workers
+        streams = d.estimates_per_step or d.workers
+        self.sliced = d.partition == "particles"
+        self.per_step = d.workers if self.sliced else streams  # requests answered per step
         self.max_staleness = max_staleness
         self.max_failures = d.max_worker_failures
         self.startup_timeout = d.startup_timeout
@@ -189,7 +210,7 @@ class WorkerPool:
             max_task_retries=0,
             runtime_env={"env_vars": env} if env else None,
         )
-        self.workers = [actor.remote(spec, d, i) for i in range(d.workers)]
+        self.workers = [actor.remote(spec, d, i, streams) for i in range(d.workers)]
         if verbose:
             print(f"starting {d.workers} Ray workers ...", flush=True)
         try:
@@ -290,23 +311,27 @@ class WorkerPool:
         ) from error
 
     def collect(self) -> list[Estimate]:
-        """Estimates until ``per_step`` of them are fresh enough for the current version."""
+        """Estimates until ``per_step`` answers are fresh enough for the current version;
+        with ``partition: particles``, each stream's slices merged, in stream order."""
         out, fresh = [], 0
         while fresh < self.per_step:
             self._submit_idle(fresh)
             [ref], _ = ray.wait(list(self._inflight), num_returns=1)
             i, _ = self._inflight.pop(ref)
             try:
-                estimate = ray.get(ref)
+                answer = ray.get(ref)
             except ray.exceptions.RayActorError as e:  # died (and restarting): ask again
                 self._lost(i, e)
                 continue
             self._failures[i] = 0
-            self._seen(i, estimate.metrics["host"], estimate.metrics["pid"])
+            self._seen(i, answer[0].metrics["host"], answer[0].metrics["pid"])
             self.windows[i] += 1
-            out.append(estimate)
-            fresh += self._version - estimate.version <= self.max_staleness
-        return out
+            out.extend(answer)
+            fresh += self._version - answer[0].version <= self.max_staleness
+        if not self.sliced:
+            return out
+        streams = sorted({e.metrics["stream"] for e in out})
+        return [merge([e for e in out if e.metrics["stream"] == s]) for s in streams]
 
     def close(self) -> None:
         for w in self.workers:

@@ -35,11 +35,12 @@ def step_record(
         "task": ",".join(sorted({m["task"] for m in ms})),
         "devices": [m["devices"] for m in ms],
     }
-    if "worker" in ms[0]:
-        for field in ("worker", "window", "pid"):  # per estimate: who computed which window
-            record[field + "s"] = [m[field] for m in ms]
+    computed = [part for m in ms for part in m.get("parts", [m])]  # merged slices' own
+    if "worker" in computed[0]:
+        for field in ("worker", "window", "pid"):  # per answer: who computed which window
+            record[field + "s"] = [m[field] for m in computed]
         # and how long it took there: against the step's seconds, how long workers waited
-        record["worker_seconds"] = [m["seconds"] for m in ms]
+        record["worker_seconds"] = [m["seconds"] for m in computed]
     return {**record, **extra}
 
 

@@ -20,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import lopt
 import tasks
-from meta_train import compile_cache
+from meta_train import compile_cache, estimators
 from meta_train.config import EstimatorConfig, MetaTrainConfig, OptimizerConfig, TaskConfig
 from meta_train.estimators import ESTIMATORS, ESState
 from meta_train.unroll import MetaLoss, Unroller
@@ -45,9 +45,14 @@ class StreamSpec:
 
 
 def build_estimator(
-    e: EstimatorConfig, meta_loss: MetaLoss, task: tasks.Task, lo: lopt.LearnedOptimizer
+    e: EstimatorConfig,
+    meta_loss: MetaLoss,
+    task: tasks.Task,
+    lo: lopt.LearnedOptimizer,
+    parts: int = 1,
 ):
-    """The estimator ``e`` names, over truncated unrolls of ``lo`` on ``task``."""
+    """The estimator ``e`` names, over truncated unrolls of ``lo`` on ``task``, computing
+    its population in ``parts`` slices."""
     unroller = Unroller(task, lo, e.schedule, meta_loss, window=e.window, stagger=e.stagger)
     return ESTIMATORS[e.name](
         unroller,
@@ -55,6 +60,7 @@ def build_estimator(
         sigma=e.sigma,
         burn_in=e.burn_in,
         difference=e.difference,
+        parts=parts,
     )
 
 
@@ -113,13 +119,36 @@ class Estimate:
     metrics: dict[str, Any]
 
 
-class EstimateStream:
-    """Estimates for windows ``0, 1, 2, ...`` of stream ``stream``.
+def merge(parts: Sequence[Estimate]) -> Estimate:
+    """One stream's estimate from its population's slices, all computed at one version
+    (:func:`meta_train.estimators.merge`). Its metrics keep the slices' own, as ``parts``;
+    its ``seconds`` are the slowest slice's."""
+    grad, merged = estimators.merge([(p.grad, p.metrics) for p in parts])
+    ms = [p.metrics for p in parts]
+    return Estimate(
+        grad,
+        parts[0].version,
+        {
+            **merged,
+            "seconds": max(m["seconds"] for m in ms),
+            "compile_seconds": sum(m["compile_seconds"] for m in ms),
+            "task": ms[0]["task"],
+            "devices": sum(m["devices"] for m in ms),
+            "parts": ms,
+        },
+    )
 
-    The particle population is sharded over ``devices`` (default: every local device) when
-    ``estimator.num_particles`` divides evenly over them, so one stream uses every chip of
-    its host; the estimate is the same as on one device up to float summation order.
-    Estimators are cached by task structure, so each structure compiles once.
+
+class EstimateStream:
+    """Estimates for windows ``0, 1, 2, ...`` of stream ``stream``, or of slice ``part`` of
+    its population when ``parts > 1`` (``merge`` the slices' estimates).
+
+    The particle population (or slice) is sharded over ``devices`` (default: every local
+    device) when it divides evenly over them, so one stream uses every chip of its host; the
+    estimate is the same as on one device up to float summation order. Estimators are
+    cached by task structure, so each structure compiles once; every slice of a structure
+    runs the same program (from the persistent compilation cache, if another process
+    compiled it first).
     """
 
     def __init__(
@@ -127,15 +156,20 @@ class EstimateStream:
         spec: StreamSpec,
         stream: int = 0,
         devices: Sequence[jax.Device] | None = None,
+        part: int = 0,
+        parts: int = 1,
     ):
         self.spec = spec
+        self.stream, self.parts = stream, parts
+        self.part = np.int32(part)  # traced by the estimator: one program for every slice
         self.lo = spec.optimizer.build()
         self.source = TaskSource(spec.task, spec.seed, stream)
         root = jax.random.key(spec.seed)
         self._init_key = jax.random.fold_in(jax.random.fold_in(root, 2), stream)
         self._step_key = jax.random.fold_in(jax.random.fold_in(root, 3), stream)
         devices = list(devices or jax.local_devices())
-        self.devices = devices if spec.estimator.num_particles % len(devices) == 0 else devices[:1]
+        local = spec.estimator.num_particles // parts
+        self.devices = devices if local % len(devices) == 0 else devices[:1]
         self.replicated = NamedSharding(Mesh(np.asarray(self.devices), ("d",)), PartitionSpec())
         self._estimators: dict[Any, Any] = {}
         self.period: int | None = None
@@ -147,8 +181,9 @@ class EstimateStream:
         if structure not in self._estimators:
             if len(self._estimators) >= _MAX_ESTIMATORS:  # augmented ones never repeat
                 del self._estimators[next(iter(self._estimators))]  # the oldest
+            task, spec = self.source.task(structure), self.spec
             self._estimators[structure] = build_estimator(
-                self.spec.estimator, self.spec.meta_loss, self.source.task(structure), self.lo
+                spec.estimator, spec.meta_loss, task, self.lo, self.parts
             )
         return self._estimators[structure]
 
@@ -161,7 +196,7 @@ class EstimateStream:
 
     def _fresh_state(self, period: int, theta: lopt.Theta) -> ESState:
         key = jax.random.key_data(jax.random.fold_in(self._init_key, period))
-        return self.estimator.init(key, theta)
+        return self.estimator.init(key, theta, self.part)
 
     def state_template(self, window: int, theta: lopt.Theta) -> ESState:
         """The shapes of the state after ``window`` (for restoring a checkpoint)."""
@@ -169,7 +204,7 @@ class EstimateStream:
         key = jax.random.key_data(self._init_key)
         # init is a jitted method with compiler options, which a nested jit (jax.eval_shape)
         # rejects; its own eval_shape takes `self` explicitly.
-        return type(est).init.eval_shape(est, key, theta)
+        return type(est).init.eval_shape(est, key, theta, self.part)
 
     def restore(self, window: int, state: ESState) -> None:
         """Continues from ``state``, the state after window ``window`` ran."""
@@ -191,7 +226,7 @@ class EstimateStream:
             self.estimator = self._estimator_for(period)
             self.state = self._place(self._fresh_state(period, theta))
         key = jax.random.key_data(jax.random.fold_in(self._step_key, window))
-        grad, self.state, m = self.estimator.estimate(theta, self.state, key)
+        grad, self.state, m = self.estimator.estimate(theta, self.state, key, self.part)
         grad, m = jax.device_get((grad, m))
         metrics = {
             "meta_loss": float(m["meta_loss"]),

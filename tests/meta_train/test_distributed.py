@@ -84,6 +84,44 @@ def test_two_local_workers_learn(tmp_path):
     assert not ray.is_initialized()  # the run shut its local instance down
 
 
+def test_population_slices_on_two_workers_give_the_streams_estimates(tmp_path):
+    """``partition: particles``: each worker computes half the particles of both streams;
+    merged, they are the estimates of one stream per worker (the same tasks, particles and
+    keys) up to float summation order, and every step's work is spread over both workers.
+    Episodes of random lengths make the halves count different numbers of steps."""
+    from meta_train.config import DistributedConfig
+    from meta_train.distributed import ray_session
+
+    varied = "estimator.schedule={kind: loguniform, min_length: 5, max_length: 40}"
+    with ray_session(DistributedConfig(workers=2), verbose=False):  # one instance for both
+        runs = {
+            p: meta_train(
+                _cfg(tmp_path / p, "num_steps=4", varied, f"distributed.partition={p}"),
+                verbose=False,
+            )
+            for p in ("streams", "particles")
+        }
+    streams, particles = runs["streams"].history, runs["particles"].history
+    np.testing.assert_allclose(
+        runs["particles"].theta["log_lr"], runs["streams"].theta["log_lr"], rtol=1e-5
+    )
+    for a, b in zip(streams, particles, strict=True):
+        np.testing.assert_allclose(b["meta_loss"], a["meta_loss"], rtol=1e-5)
+        assert (b["inner_steps"], b["resets"], b["estimates"]) == (
+            a["inner_steps"],
+            a["resets"],
+            a["estimates"],
+        )
+        assert sorted(a["workers"]) == [0, 1] and sorted(b["workers"]) == [0, 0, 1, 1]
+        assert b["windows"] == [b["step"] - 1] * 4
+    with pytest.raises(ConfigError, match="distributed.partition: must be one of"):
+        _cfg(tmp_path, "distributed.partition=tensors")
+    with pytest.raises(ConfigError, match="outer.max_staleness: must be 0 with"):
+        _cfg(tmp_path, "distributed.partition=particles", "outer.max_staleness=1")
+    with pytest.raises(ConfigError, match="estimator.num_particles: must divide evenly over"):
+        _cfg(tmp_path, "distributed.partition=particles", "estimator.num_particles=3")
+
+
 # Runs against the head go through the CLI in subprocesses with token authentication off on
 # both sides: whether `ray start` turns it on depends on whether this machine already has a
 # token, and Ray reads the mode once per process (see the README on token authentication).
