@@ -6,6 +6,7 @@
     python -m bench perf scaling [--workers 1,2] [--rounds 3] [--out perf-scaling.json] [overrides]
     python -m bench perf compile [--tasks mlp-digits,conv-digits] [--out perf-compile.json]
     python -m bench perf compare [--suite indist] [--optimizer X ...] [--workers 2] [--out perf-compare.json]
+    python -m bench perf partition [--steps 300] [--out perf-partition.json] [overrides]
 
 ``update``: the jitted update step of each learned-optimizer architecture (randomly
 initialized; cost does not depend on theta's values) on MLP-shaped parameter trees, as a
@@ -34,6 +35,12 @@ flops of one inner step (XLA's cost analysis) relative to SGD's.
 ``compare``: ``make demo``'s benchmark (tuned Adam and cosine Adam against the given
 optimizers, 2 seeds) with its units run on ``--workers`` Ray workers of one core each
 (``bench.parallel``), relative to the same comparison in one process.
+
+``partition``: ``make demo``'s meta-training (its config, cut to ``--steps`` outer steps) on
+its 2 Ray workers with ``distributed.partition: particles`` relative to ``streams``: wall
+seconds, the workers' busy share, the compile seconds and the largest difference between
+the two runs' final thetas (the estimates are the same up to float summation order). Each
+run compiles afresh into a compilation cache of its own, which its workers share.
 
 ``compile``: seconds to lower and to compile that window's program (the unit meta-training
 compiles once per task structure) for MLPLOpt, plain and in the shipped matrix-aware
@@ -512,6 +519,54 @@ def bench_compare(suite: str, optimizers: list[str], workers: int) -> list[dict]
     return [row]
 
 
+def bench_partition(steps: int = 300, overrides=()) -> list[dict]:
+    """The demo's meta-training for ``steps`` outer steps with each ``distributed.partition``
+    (see the module docstring), ``particles`` first; one embedded Ray instance for both."""
+    import tempfile
+
+    from meta_train import compile_cache, load_config, meta_train
+    from meta_train.distributed import ray_session
+
+    base = ["distributed.partition=streams", f"num_steps={steps}", f"checkpoint_every={steps}"]
+    cfg = load_config("demo", [*base, *overrides])
+    runs = {}
+    with ray_session(cfg.distributed, verbose=False), tempfile.TemporaryDirectory() as d:
+        for partition in ("particles", "streams"):
+            compile_cache.enable(f"{d}/{partition}/cache")  # empty: every run compiles
+            part = dataclasses.replace(cfg.distributed, partition=partition)
+            run = dataclasses.replace(cfg, distributed=part, run_dir=f"{d}/{partition}/run")
+            start = time.perf_counter()
+            result = meta_train(run, verbose=False)
+            runs[partition] = (time.perf_counter() - start, result)
+    rows = []
+    for partition, (seconds, result) in runs.items():
+        records = result.history
+        busy = sum(sum(r["worker_seconds"]) for r in records)
+        rows.append(
+            {
+                "partition": partition,
+                "steps": steps,
+                "seconds": seconds,
+                "ratio_to_streams": seconds / runs["streams"][0],
+                "workers_busy": busy
+                / (cfg.distributed.workers * sum(r["seconds"] for r in records)),
+                "compile_seconds": sum(r["compile_seconds"] for r in records),
+                "final_meta_loss": records[-1]["meta_loss"],
+            }
+        )
+    thetas = [jax.tree.leaves(result.theta) for _, result in runs.values()]
+    gap = max(float(np.max(np.abs(a - b))) for a, b in zip(*thetas, strict=True))
+    for row in rows:
+        row["max_theta_difference"] = gap
+        print(
+            f"{row['partition']:>9}: {row['seconds']:6.0f} s ({row['ratio_to_streams']:.2f}x "
+            f"streams), workers busy {row['workers_busy']:.0%}, compiling "
+            f"{row['compile_seconds']:.0f} worker-s; final thetas differ by <= {gap:.2g}",
+            flush=True,
+        )
+    return rows
+
+
 def parser(prog: str = "python -m bench perf") -> argparse.ArgumentParser:
     """The command line of ``python -m bench perf``."""
     parser = argparse.ArgumentParser(
@@ -559,6 +614,12 @@ def parser(prog: str = "python -m bench perf") -> argparse.ArgumentParser:
     )
     p_compare.add_argument("--workers", type=int, default=2)
     p_compare.add_argument("--out", default="perf-compare.json")
+    p_partition = sub.add_parser(
+        "partition", help="the demo's meta-training split by particles relative to by streams"
+    )
+    p_partition.add_argument("--steps", type=int, default=300)
+    p_partition.add_argument("--out", default="perf-partition.json")
+    p_partition.add_argument("overrides", nargs="*", help="meta_train config overrides")
     return parser
 
 
@@ -586,6 +647,8 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
         rows = bench_scaling(workers, args.rounds, args.steps, args.warmup, args.overrides)
     elif args.command == "compare":
         rows = bench_compare(args.suite, args.optimizer or ["mlplopt-mix"], args.workers)
+    elif args.command == "partition":
+        rows = bench_partition(args.steps, args.overrides)
     else:
         names = args.tasks.split(",")
         unknown = [n for n in names if n not in tasks.names()]
