@@ -9,9 +9,11 @@ Every estimator has the same interface::
 compiled function per estimator (the whole window is a ``lax.scan``). An estimator built
 with ``parts=K`` computes one ``K``-th of the population per call, the slice ``part`` (a
 traced integer argument of ``init`` and ``estimate``, so every slice runs one program), and
-:func:`merge` makes the estimate of the whole population from the ``K`` slices' results. With ``N`` antithetic
-pairs, ``ε_i ~ N(0, σ² I)`` over theta, per-step meta-losses ``L^±_{i,t}`` and a mask ``m_{i,t}``
-of the steps that belong to running episodes, the ES estimators return
+:func:`merge` makes the estimate of the whole population from the ``K`` slices' results.
+
+With ``N`` antithetic pairs, ``ε_i ~ N(0, σ² I)`` over theta, per-step meta-losses
+``L^±_{i,t}`` and a mask ``m_{i,t}`` of the steps that belong to running episodes, the ES
+estimators return
 
     ĝ = Σ_i Σ_t m_{i,t} · w_i · (L⁺_{i,t} − L⁻_{i,t}) / (2σ² · Σ_{i,t} m_{i,t})
 
@@ -188,7 +190,8 @@ class _Estimator:
         devices = list(devices or jax.local_devices())
         if self.local % len(devices):
             raise ValueError(
-                f"{self.local} particles do not split evenly over {len(devices)} devices"
+                f"num_particles={self.num_particles} ({self.local} per part) does not split "
+                f"evenly over {len(devices)} devices"
             )
         mesh = Mesh(np.asarray(devices), ("particles",))
         on = lambda axis: NamedSharding(mesh, PartitionSpec(*[None] * axis, "particles"))
