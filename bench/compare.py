@@ -58,11 +58,31 @@ def fractions(max_speedup: int) -> list[float]:
 class Optimizer:
     """A candidate or baseline: a ``Baseline`` (tuned by the protocol) or an untuned
     optimizer such as a learned one (``learned(num_steps)`` gives its transform for a run of
-    ``num_steps``; zero tuning trials)."""
+    ``num_steps``; zero tuning trials). A learned optimizer loaded from a file also keeps its
+    ``frozen`` record, so that the benchmark can pass its theta to the compiled program as an
+    argument: every file of one architecture then shares one program per task."""
 
     name: str
     baseline: baselines_lib.Baseline | None = None
     learned: Callable[[int], optax.GradientTransformation] | None = None
+    frozen: lopt.Frozen | None = None
+
+
+def from_frozen(name: str, frozen: lopt.Frozen) -> Optimizer:
+    """The candidate for a loaded ``.lopt`` file or pretrained optimizer."""
+    return Optimizer(name, learned=frozen.as_optax, frozen=frozen)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Architecture:
+    """``hp -> architecture.as_optax(hp["theta"], num_steps)``: hashable, so that runs of one
+    architecture at one horizon reuse one compiled program (``runner``)."""
+
+    architecture: lopt.LearnedOptimizer
+    num_steps: int
+
+    def __call__(self, hp: dict[str, Any]) -> optax.GradientTransformation:
+        return self.architecture.as_optax(hp["theta"], self.num_steps)
 
 
 def resolve(spec: str, name: str | None = None) -> Optimizer:
@@ -78,12 +98,11 @@ def resolve(spec: str, name: str | None = None) -> Optimizer:
     if spec in baselines_lib.BASELINES:
         return Optimizer(spec, baseline=baselines_lib.BASELINES[spec])
     if spec in lopt.list_pretrained():
-        frozen = lopt.load_pretrained(spec)
-        return Optimizer(spec, learned=frozen.as_optax)
+        return from_frozen(spec, lopt.load_pretrained(spec))
     path = pathlib.Path(spec)
     if path.exists():
         frozen = lopt.load(path)  # FrozenFileError says what is wrong with the file
-        return Optimizer(name or path.name.removesuffix(".lopt"), learned=frozen.as_optax)
+        return from_frozen(name or path.name.removesuffix(".lopt"), frozen)
     raise ValueError(
         f"unknown optimizer {spec!r}: not a baseline {sorted(baselines_lib.BASELINES)}, "
         f"a pretrained optimizer {lopt.list_pretrained()}, an existing .lopt file or an "
@@ -178,6 +197,13 @@ def _run_tuned(opt, entry, task, space, select, seeds, budgets):
     best configuration per budget, and its monotone fit) over ``budgets × T`` (see
     ``metrics``)."""
     T, every = entry.num_steps, entry.eval_every
+    if opt.frozen is not None:  # theta an argument of the program its architecture shares
+        opt.frozen.check_horizon(T)
+        theta = jax.tree.map(lambda a: a[None], opt.frozen.theta)  # one configuration
+        curves = runner.run(
+            task, _Architecture(opt.frozen.architecture, T), {"theta": theta}, seeds, T, every
+        )
+        return _record(curves, {}, select), None
     if opt.learned is not None:
         tx = opt.learned(T)
         curves = runner.run(task, lambda hp: tx, {}, seeds, T, every)
@@ -231,6 +257,14 @@ def _score_task(entry, records, tuned, refs, select, margin) -> dict[str, Any]:
         for record in records.values():
             record["vs"][BEST] = {**record["vs"][best], "baseline": best}
     return per_task
+
+
+def _length_rank(opt: Optimizer) -> int:
+    """0 for a scheduled baseline (a tuned run per budget), 1 for a constant-rate one (one
+    run of the longest budget), 2 for an untuned candidate (one run of the task's budget)."""
+    if opt.baseline is None:
+        return 2
+    return 0 if opt.baseline.schedule is not None else 1
 
 
 def _alone(run, chosen, seeds, num_steps, every) -> float:
@@ -361,7 +395,12 @@ def compare(
         o.name: protocols.search_space(o.baseline, protocol, trials, lr_range) if o.baseline else {}
         for o in runs
     }
-    units = [(entry, opt) for entry in entries for opt in runs]
+    # Longest first (scheduled baselines run every budget, constant ones the longest, the
+    # candidates one), so that the last units to start are short. Optimizer-major, so that on
+    # Ray workers the second file of an architecture reaches a task after the first one's
+    # program is in the persistent compilation cache.
+    order = sorted(runs, key=_length_rank)
+    units = [(entry, opt) for opt in order for entry in entries]
     run_one = functools.partial(
         _run_one,
         spaces=spaces,

@@ -2,10 +2,12 @@
 
     curves = run(task, make_tx, hparams, num_seeds=3, num_steps=500, eval_every=25)
 
-``make_tx(hp)`` builds the optimizer from a dict of scalar hyperparameters (traced inside the
-run, so use ``optax.inject_hyperparams``; ``bench.baselines.Baseline.tx`` does). ``hparams``
-maps each name to an array of ``K`` values; an empty dict runs one configuration (e.g. a
-learned optimizer, which has no hyperparameters to tune).
+``make_tx(hp)`` builds the optimizer from one configuration's hyperparameters (traced inside
+the run, so use ``optax.inject_hyperparams``; ``bench.baselines.Baseline.tx`` does).
+``hparams`` is a pytree whose leaves hold ``K`` configurations along their first axis: a dict
+of ``[K]`` learning rates, say, or ``{"theta": theta}`` with every leaf of a learned
+optimizer's meta-parameters given a leading axis of 1, so that optimizers of one architecture
+share one compiled program; an empty dict runs one configuration.
 
 A run is a sequence of calls to one compiled *chunk* of ``eval_every`` training steps (a
 ``lax.scan``) followed by a validation pass, so runs of any length — the budgets ``T``, ``2T``,
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -95,11 +97,15 @@ def _programs(task, make_tx, eval_every, num_configs, evaluate=None):
 
 
 @functools.lru_cache(maxsize=32)
-def _compile(task, make_tx, names, num_configs, num_seeds, eval_every, num_valid, evaluate):
-    """The compiled ``start`` and ``chunk`` for one signature, kept so that repeated runs
-    (other budgets, seeds or values) reuse them and so that timing excludes compilation."""
+def _compile(task, make_tx, structure, shapes, num_seeds, eval_every, num_valid, evaluate):
+    """The compiled ``start`` and ``chunk`` for one signature (the hyperparameters' tree
+    ``structure`` and leaf ``shapes``, ``[K, ...]``), kept so that repeated runs (other
+    budgets, seeds or values) reuse them and so that timing excludes compilation."""
+    num_configs = shapes[0][0] if shapes else 1
     start_all, chunk_all = _programs(task, make_tx, eval_every, num_configs, evaluate)
-    hparams = {n: jax.ShapeDtypeStruct((num_configs,), jnp.float32) for n in names}
+    hparams = jax.tree.unflatten(
+        structure, [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes]
+    )
     keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), num_seeds))
     valid = jax.eval_shape(
         lambda: jax.vmap(lambda k: task.batch(k, "valid"))(
@@ -117,8 +123,8 @@ def _compile(task, make_tx, names, num_configs, num_seeds, eval_every, num_valid
 
 def run(
     task: tasks.Task,
-    make_tx: Callable[[Mapping[str, Any]], optax.GradientTransformation],
-    hparams: Mapping[str, np.ndarray],
+    make_tx: Callable[[Any], optax.GradientTransformation],
+    hparams: Any,
     num_seeds: int,
     num_steps: int,
     eval_every: int,
@@ -126,17 +132,20 @@ def run(
     num_valid_batches: int = 4,
     evaluate: Callable[[Any, Any], Any] | None = None,
 ) -> Curves:
-    """Trains ``task`` with ``make_tx(hparams[k])`` for every configuration ``k`` and seed
+    """Trains ``task`` with ``make_tx(hparams[k])`` (every leaf's ``k``-th entry) for every
+    configuration ``k`` and seed
     (seeds are shared across configurations: same init and batches). The validation loss
     is the mean over ``num_valid_batches`` fixed batches of the ``valid`` split. Every loss
     is measured at the parameters, or at ``evaluate(opt_state, params)`` when given."""
     if num_steps % eval_every:
         raise ValueError(f"num_steps={num_steps} must be a multiple of eval_every={eval_every}")
-    sizes = {np.shape(v)[0] for v in hparams.values()}
+    leaves, structure = jax.tree.flatten(hparams)
+    sizes = {np.shape(v)[0] for v in leaves}
     if len(sizes) > 1:
         raise ValueError(f"hyperparameter arrays differ in length: {sizes}")
     num_configs = sizes.pop() if sizes else 1
-    hparams = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+    leaves = [jnp.asarray(v, jnp.float32) for v in leaves]
+    hparams = jax.tree.unflatten(structure, leaves)
     root = jax.random.key(seed)
     keys = jax.random.split(jax.random.fold_in(root, 0), num_seeds)
     valid_batches = jax.vmap(lambda k: task.batch(k, "valid"))(
@@ -145,8 +154,8 @@ def run(
     start, chunk = _compile(
         task,
         make_tx,
-        tuple(hparams),
-        num_configs,
+        structure,
+        tuple(v.shape for v in leaves),
         num_seeds,
         eval_every,
         num_valid_batches,

@@ -63,9 +63,9 @@ class Frozen:
         h = self.meta.get("horizons")
         return (int(h[0]), int(h[1])) if h else None
 
-    def as_optax(self, num_steps: int) -> optax.GradientTransformationExtraArgs:
-        """The optax transform for a run of ``num_steps``; warns when ``num_steps`` is outside
-        the horizons it was meta-trained on, where nothing shaped its behaviour."""
+    def check_horizon(self, num_steps: int) -> None:
+        """Warns when a run of ``num_steps`` is outside the horizons it was meta-trained on,
+        where nothing shaped its behaviour."""
         h = self.horizons
         if h and not h[0] <= num_steps <= h[1]:
             name = self.meta.get("name", self.architecture.name)
@@ -73,8 +73,13 @@ class Frozen:
                 f"{name} was meta-trained on runs of {h[0]}-{h[1]} steps; num_steps={num_steps} "
                 "is outside them, where its behaviour is untrained. Check it against a tuned "
                 "baseline on your problem (python -m bench compare) before relying on it.",
-                stacklevel=2,
+                stacklevel=3,
             )
+
+    def as_optax(self, num_steps: int) -> optax.GradientTransformationExtraArgs:
+        """The optax transform for a run of ``num_steps`` (:meth:`check_horizon` warns
+        outside the horizons it was meta-trained on)."""
+        self.check_horizon(num_steps)
         return self.architecture.as_optax(self.theta, num_steps)
 
 

@@ -152,6 +152,38 @@ def test_a_candidate_twice_as_fast_as_the_tuned_baseline_has_speedup_two(tmp_pat
     assert vs["speedup"] == pytest.approx(0.5, rel=1e-3) and vs["outcome"] == "lost"
 
 
+def test_files_of_one_architecture_share_one_program_and_match_their_transforms(tmp_path):
+    """Theta is an argument of the benchmark's program, not a constant in it: two files of
+    one architecture compile once per task, and each trains as its own transform does."""
+    lo = lopt.MLPLOpt.bare()
+    paths = [
+        str(lopt.save(tmp_path / f"{i}.lopt", lo, lo.init(jax.random.key(i)))) for i in range(2)
+    ]
+    task = tasks.quadratic_task("bowl", dim=4, condition=10.0, noise=0.0)
+    entries = [suites.Entry("bowl", lambda: task, num_steps=20, eval_every=10)]
+    before = compare.runner._compile.cache_info()
+    report = compare.compare(
+        paths,
+        entries,
+        baselines=("sgd",),
+        out=tmp_path,
+        seeds=1,
+        progress=False,
+        select="valid",
+        lr_range=(1e-2, 0.1),
+        max_speedup=1,
+    )
+    after = compare.runner._compile.cache_info()
+    assert after.misses - before.misses == 3  # sgd's sweep and its chosen configuration alone
+    for path, name in zip(paths, ("0", "1"), strict=True):
+        tx = lopt.load(path).as_optax(20)
+        alone = compare.runner.run(task, lambda hp, tx=tx: tx, {}, 1, 20, 10)
+        record = report["tasks"]["bowl"]["optimizers"][name]
+        assert record["final_valid"] == pytest.approx(float(alone.valid[0, 0, -1]), rel=1e-5)
+    finals = [report["tasks"]["bowl"]["optimizers"][n]["final_valid"] for n in ("0", "1")]
+    assert finals[0] != finals[1]  # two thetas, one program
+
+
 def test_random_search_reports_quality_against_the_trial_budget(tmp_path):
     args = ["compare", "--optimizer", "sgd", "--suite", "smoke", "--protocol", "random-search"]
     args += ["--baselines", "adam"]
