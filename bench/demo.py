@@ -25,13 +25,14 @@ import pathlib
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import lopt
 from bench import compare, metrics
 from bench.report import interval
 from meta_train import compile_cache, initial_theta, load_config, meta_train
-from meta_train.config import ConfigError
+from meta_train.config import ConfigError, DistributedConfig, MetaTrainConfig
 
 CONFIG = "demo"
 SUITES = ("indist",)
@@ -90,6 +91,41 @@ def parser(prog: str = "python -m bench demo") -> argparse.ArgumentParser:
     return parser
 
 
+def train(cfg: MetaTrainConfig) -> tuple[pathlib.Path, pathlib.Path]:
+    """Meta-trains by ``cfg`` and exports the result; returns the paths of the trained
+    optimizer (``optimizer.lopt``) and of the point it started from (``init.lopt``), both in
+    ``cfg.run_dir``."""
+    result = meta_train(cfg)
+    lo = cfg.optimizer.build()
+    init_path = lopt.save(
+        pathlib.Path(cfg.run_dir) / "init.lopt",
+        lo,
+        initial_theta(lo, cfg.seed),
+        meta={"note": "the meta-parameters the demo run started from"},
+    )
+    return result.export_path, init_path
+
+
+def benchmark(
+    paths: Sequence[pathlib.Path],
+    suite: str,
+    dist: DistributedConfig,
+    out: pathlib.Path,
+    command: str,
+) -> dict[str, Any]:
+    """``bench.compare`` of the files at ``paths`` on ``suite`` with the demo's settings
+    (``COMPARE``), on as many Ray workers as ``dist`` gives meta-training; writes ``out``."""
+    return compare.compare(
+        [str(p) for p in paths],
+        suite,
+        out=out,
+        command=command,
+        workers=dist.workers,
+        address=dist.address,
+        **COMPARE,
+    )
+
+
 def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command: str) -> None:
     """Runs ``python -m bench demo`` with ``args`` parsed by ``cli``; ``command`` is the
     command line as typed, for the results files."""
@@ -112,15 +148,8 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
         flush=True,
     )
     began = time.perf_counter()
-    result = meta_train(cfg)
-    print(f"      done in {time.perf_counter() - began:.0f} s; exported {result.export_path}")
-    lo = cfg.optimizer.build()
-    init_path = lopt.save(
-        run_dir / "init.lopt",
-        lo,
-        initial_theta(lo, cfg.seed),
-        meta={"note": "the meta-parameters the demo run started from"},
-    )
+    paths = train(cfg)
+    print(f"      done in {time.perf_counter() - began:.0f} s; exported {paths[0]}")
     reports = {}
     for i, suite in enumerate(suites, start=2):
         print(
@@ -130,14 +159,8 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
             flush=True,
         )
         began = time.perf_counter()
-        reports[suite] = compare.compare(
-            [str(result.export_path), str(init_path)],
-            suite,
-            out=run_dir / suite,
-            command=f"{command}  # {suite}",
-            workers=workers,  # on as many Ray workers as meta-training had
-            address=cfg.distributed.address,
-            **COMPARE,
+        reports[suite] = benchmark(
+            paths, suite, cfg.distributed, run_dir / suite, f"{command}  # {suite}"
         )
         print(f"      done in {time.perf_counter() - began:.0f} s", flush=True)
     if reports:

@@ -7,6 +7,7 @@
     python -m bench perf compile [--tasks mlp-digits,conv-digits] [--out perf-compile.json]
     python -m bench perf compare [--suite indist] [--optimizer X ...] [--workers 2] [--out perf-compare.json]
     python -m bench perf partition [--steps 300] [--out perf-partition.json] [overrides]
+    python -m bench perf demo [--out perf-demo.json] [overrides]
 
 ``update``: the jitted update step of each learned-optimizer architecture (randomly
 initialized; cost does not depend on theta's values) on MLP-shaped parameter trees, as a
@@ -42,6 +43,13 @@ seconds, the workers' busy share, the compile seconds and the largest difference
 the two runs' final thetas (the estimates are the same up to float summation order). Each
 run compiles afresh into a compilation cache of its own, which its workers share.
 
+``demo``: ``make demo``'s two phases (meta-training, and the benchmark of its optimizer and
+initialization) from an empty compilation cache: wall seconds, and the CPU seconds the
+whole machine was busy meanwhile (``/proc/stat``: run it on an otherwise idle Linux
+machine) as a share of the machine's cores over that wall time. The CPU seconds over the
+cores are the least wall time the same work could take; meta-training's compile seconds
+(summed over workers, from ``metrics.jsonl``) are the part of it that compiling takes.
+
 ``compile``: seconds to lower and to compile that window's program (the unit meta-training
 compiles once per task structure) for MLPLOpt, plain and in the shipped matrix-aware
 configuration, relative to the same program with plain SGD (median over rounds, each
@@ -57,6 +65,7 @@ import dataclasses
 import functools
 import json
 import os
+import pathlib
 import platform
 import statistics
 import sys
@@ -567,6 +576,59 @@ def bench_partition(steps: int = 300, overrides=()) -> list[dict]:
     return rows
 
 
+def _busy_cpu_seconds() -> float:
+    """CPU seconds the machine has been busy since boot, summed over its cores: every state
+    of ``/proc/stat``'s first line but idle and iowait."""
+    ticks = [int(t) for t in pathlib.Path("/proc/stat").read_text().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_demo(overrides=(), command: str = "python -m bench perf demo") -> list[dict]:
+    """``make demo``'s phases (``bench.demo.train``, ``bench.demo.benchmark`` on its first
+    suite) in a temporary run directory with an empty compilation cache: a row per phase and
+    one for both."""
+    import tempfile
+
+    from bench import demo
+    from meta_train import compile_cache, load_config
+
+    cores = os.cpu_count() or 1
+    rows = []
+
+    def phase(name, fn):
+        cpu, began = _busy_cpu_seconds(), time.perf_counter()
+        out = fn()
+        seconds, cpu = time.perf_counter() - began, _busy_cpu_seconds() - cpu
+        rows.append({"phase": name, "seconds": seconds, "cpu_seconds": cpu})
+        return out
+
+    with tempfile.TemporaryDirectory() as d:
+        compile_cache.enable(f"{d}/cache")
+        cfg = load_config(demo.CONFIG, [f"run_dir={d}/run", *overrides])
+        paths = phase("meta-training", lambda: demo.train(cfg))
+        with open(f"{d}/run/metrics.jsonl") as f:
+            steps = [json.loads(line) for line in f]
+        suite = demo.SUITES[0]
+        out = pathlib.Path(d) / suite
+        phase("benchmark", lambda: demo.benchmark(paths, suite, cfg.distributed, out, command))
+    both = {k: sum(r[k] for r in rows) for k in ("seconds", "cpu_seconds")}
+    rows.append({"phase": "both", **both})
+    rows[0]["compile_worker_seconds"] = sum(s["compile_seconds"] for s in steps)
+    for row in rows:
+        row |= {
+            "cores": cores,
+            "utilization": row["cpu_seconds"] / (row["seconds"] * cores),
+            "floor_seconds": row["cpu_seconds"] / cores,
+        }
+        print(
+            f"{row['phase']:>13}: {row['seconds']:4.0f} s, {row['cpu_seconds']:5.0f} CPU-s "
+            f"({row['utilization']:.0%} of {cores} cores; at 100% {row['floor_seconds']:.0f} s)",
+            flush=True,
+        )
+    print(f"meta-training compiled for {rows[0]['compile_worker_seconds']:.0f} worker-s")
+    return rows
+
+
 def parser(prog: str = "python -m bench perf") -> argparse.ArgumentParser:
     """The command line of ``python -m bench perf``."""
     parser = argparse.ArgumentParser(
@@ -620,6 +682,9 @@ def parser(prog: str = "python -m bench perf") -> argparse.ArgumentParser:
     p_partition.add_argument("--steps", type=int, default=300)
     p_partition.add_argument("--out", default="perf-partition.json")
     p_partition.add_argument("overrides", nargs="*", help="meta_train config overrides")
+    p_demo = sub.add_parser("demo", help="make demo's wall time against its CPU time, per phase")
+    p_demo.add_argument("--out", default="perf-demo.json")
+    p_demo.add_argument("overrides", nargs="*", help="meta_train config overrides")
     return parser
 
 
@@ -649,6 +714,10 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
         rows = bench_compare(args.suite, args.optimizer or ["mlplopt-mix"], args.workers)
     elif args.command == "partition":
         rows = bench_partition(args.steps, args.overrides)
+    elif args.command == "demo":
+        if not pathlib.Path("/proc/stat").exists():
+            cli.error("perf demo reads the machine's CPU time from /proc/stat (Linux only)")
+        rows = bench_demo(args.overrides, command)
     else:
         names = args.tasks.split(",")
         unknown = [n for n in names if n not in tasks.names()]
