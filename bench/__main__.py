@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import json
 import pathlib
 import sys
 
@@ -208,14 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as e:  # unknown names, bad files, dead workers
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for c, per_baseline in report["summary"].items():
+    for c, per_baseline in report.summary.items():
         for b, s in per_baseline.items():
-            m = s["median_speedup"]
+            m = s.median_speedup
             print(
-                f"{c} vs tuned {b}: won {s['won']}, tied {s['tied']}, lost {s['lost']} of "
-                f"{s['tasks']} tasks, median speedup "
-                f"{m['estimate']:.2f}x [{m['low']:.2f}, {m['high']:.2f}]"
-                + (f" ({s['bounds']} of them bounds: see report.md)" if s["bounds"] else "")
+                f"{c} vs tuned {b}: won {s.won}, tied {s.tied}, lost {s.lost} of "
+                f"{s.tasks} tasks, median speedup {m.estimate:.2f}x [{m.low:.2f}, {m.high:.2f}]"
+                + (f" ({s.bounds} of them bounds: see report.md)" if s.bounds else "")
             )
     print(f"wrote {args.out}/report.md, results.json, curves.png, speedups.png")
     return 0
@@ -246,10 +244,10 @@ def _saturation(args) -> int:
 
 
 def _stability(args) -> int:
-    from bench import stability
+    from bench import results, stability
 
     try:
-        one, four = (json.loads(pathlib.Path(p).read_text()) for p in (args.one, args.four))
+        one, four = (results.load(p) for p in (args.one, args.four))
         print(stability.markdown(one, four))
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
-import json
 import os
 import pathlib
 import platform
@@ -33,7 +32,7 @@ import optax
 import lopt
 import tasks
 from bench import baselines as baselines_lib
-from bench import metrics, parallel, protocols, runner, suites
+from bench import metrics, parallel, protocols, results, runner, suites
 from bench import report as report_lib
 
 SPEEDUP_NOTE = (
@@ -126,47 +125,37 @@ def resolve_all(optimizers: Sequence[str | Optimizer]) -> list[Optimizer]:
     return candidates
 
 
-def _summary(curves: runner.Curves, index: int) -> dict[str, Any]:
-    """Final/best train and valid losses of configuration ``index`` (mean over seeds), and
-    both divided by the validation loss at initialization."""
-    train = metrics.ema(curves.train[index], protocols.TRAIN_EMA).mean(axis=0)
-    valid = curves.valid[index].mean(axis=0)
-    return {
-        "final_train": float(train[-1]),
-        "best_train": float(np.min(metrics.finite_or_inf(train))),
-        "final_valid": float(valid[-1]),
-        "best_valid": float(np.min(metrics.finite_or_inf(valid))),
-        "initial_loss": float(valid[0]),
-        "normalized_train": float(metrics.normalized_loss(train[-1], valid[0])),
-        "normalized_valid": float(metrics.normalized_loss(valid[-1], valid[0])),
-        "seconds_per_step": curves.seconds_per_step,
-        "train_curve": train.tolist(),
-        "valid_curve": valid.tolist(),
-        "valid_band": [
-            curves.valid[index].min(axis=0).tolist(),
-            curves.valid[index].max(axis=0).tolist(),
-        ],
-    }
-
-
-def _record(curves, space, select) -> dict[str, Any]:
-    """The summary of the configuration ``protocols.choose`` picks, with the tuning record."""
+def _record(curves: runner.Curves, space: dict[str, np.ndarray], select: str) -> results.Record:
+    """The record of the configuration ``protocols.choose`` picks (final/best train and valid
+    losses, mean over seeds), with the tuning record."""
     tuned = protocols.choose(curves, select)
-    return {
-        **_summary(curves, tuned.best),
-        "tuning_trials": len(tuned.scores) if space else 0,
-        "chosen": {k: float(v[tuned.best]) for k, v in space.items()},
-        "scores": tuned.scores.tolist(),
-    }
+    i = tuned.best
+    train = metrics.ema(curves.train[i], protocols.TRAIN_EMA).mean(axis=0)
+    valid = curves.valid[i].mean(axis=0)
+    return results.Record(
+        final_train=float(train[-1]),
+        best_train=float(np.min(metrics.finite_or_inf(train))),
+        final_valid=float(valid[-1]),
+        best_valid=float(np.min(metrics.finite_or_inf(valid))),
+        initial_loss=float(valid[0]),
+        normalized_train=float(metrics.normalized_loss(train[-1], valid[0])),
+        normalized_valid=float(metrics.normalized_loss(valid[-1], valid[0])),
+        seconds_per_step=curves.seconds_per_step,
+        train_curve=train.tolist(),
+        valid_curve=valid.tolist(),
+        valid_band=[curves.valid[i].min(axis=0).tolist(), curves.valid[i].max(axis=0).tolist()],
+        tuning_trials=len(tuned.scores) if space else 0,
+        chosen={k: float(v[i]) for k, v in space.items()},
+        scores=tuned.scores.tolist(),
+    )
 
 
-def _tuned_curve(steps, best) -> dict[str, list[float]]:
+def _tuned_curve(steps, best) -> results.TunedCurve:
     """The best loss per budget and its monotone fit (``metrics.monotone``)."""
-    return {
-        "steps": [float(s) for s in steps],
-        "best": np.asarray(best).tolist(),
-        "loss": metrics.monotone(best).tolist(),
-    }
+    best = np.asarray(best)
+    return results.TunedCurve(
+        [float(s) for s in steps], best.tolist(), metrics.monotone(best).tolist()
+    )
 
 
 # With several baselines, each task is also scored against the one whose tuned loss at the
@@ -181,21 +170,19 @@ def _run_one(unit, spaces, select, seeds, budgets, random_search=False):
     against the number of trials (``budget_curve``)."""
     entry, opt = unit
     task = entry.make()
-    record, tuned_curve = _run_tuned(opt, entry, task, spaces[opt.name], select, seeds, budgets)
+    record = _run_tuned(opt, entry, task, spaces[opt.name], select, seeds, budgets)
     if opt.baseline is not None and random_search:
-        scores = np.asarray(record["scores"])
+        scores = np.asarray(record.scores)
         sizes = [b for b in (1, 2, 4, 8, 16, 32, 64, 128) if b <= len(scores)]
-        record["budget_curve"] = {
-            str(b): list(v) for b, v in protocols.budget_curve(scores, sizes).items()
-        }
-    return record, tuned_curve
+        curve = {str(b): list(v) for b, v in protocols.budget_curve(scores, sizes).items()}
+        record = dataclasses.replace(record, budget_curve=curve)
+    return record
 
 
 def _run_tuned(opt, entry, task, space, select, seeds, budgets):
     """Runs ``opt`` on ``entry``: its record at the entry's budget ``T`` (the configuration
-    chosen there) and, for a baseline, its tuned curve ``{"steps", "best", "loss"}`` (the
-    best configuration per budget, and its monotone fit) over ``budgets × T`` (see
-    ``metrics``)."""
+    chosen there), for a baseline with its ``tuned_curve`` (the best configuration per
+    budget, and its monotone fit) over ``budgets × T`` (see ``metrics``)."""
     T, every = entry.num_steps, entry.eval_every
     if opt.frozen is not None:  # theta an argument of the program its architecture shares
         opt.frozen.check_horizon(T)
@@ -203,18 +190,21 @@ def _run_tuned(opt, entry, task, space, select, seeds, budgets):
         curves = runner.run(
             task, _Architecture(opt.frozen.architecture, T), {"theta": theta}, seeds, T, every
         )
-        return _record(curves, {}, select), None
+        return _record(curves, {}, select)
     if opt.learned is not None:
         tx = opt.learned(T)
         curves = runner.run(task, lambda hp: tx, {}, seeds, T, every)
-        return _record(curves, {}, select), None
+        return _record(curves, {}, select)
     run = functools.partial(runner.run, task, opt.baseline.tx, evaluate=opt.baseline.evaluate)
     if opt.baseline.schedule is None:  # one long run, read at every step
         curves = run(space, seeds, int(budgets[-1] * T), every)
         steps, values = protocols.metric(curves, select)
         record = _record(curves.head(T), space, select)
-        record["seconds_per_step"] = _alone(run, record["chosen"], seeds, T, every)
-        return record, _tuned_curve(steps, np.min(values, 0))
+        return dataclasses.replace(
+            record,
+            seconds_per_step=_alone(run, record.chosen, seeds, T, every),
+            tuned_curve=_tuned_curve(steps, np.min(values, 0)),
+        )
     records = {}
     num = len(next(iter(space.values())))
     for budget in (int(f * T) for f in budgets):  # one tuned run per budget
@@ -222,41 +212,40 @@ def _run_tuned(opt, entry, task, space, select, seeds, budgets):
         curves = run(hparams, seeds, budget, every)
         records[budget] = _record(curves, space, select)
     record = records[T]
-    record["seconds_per_step"] = _alone(run, {**record["chosen"], "num_steps": T}, seeds, T, every)
-    record["budgets"] = {
-        str(b): {"loss": r["final_" + select], "chosen": r["chosen"]} for b, r in records.items()
-    }
-    best = [r["final_" + select] for r in records.values()]
-    return record, _tuned_curve(list(records), best)
+    return dataclasses.replace(
+        record,
+        seconds_per_step=_alone(run, {**record.chosen, "num_steps": T}, seeds, T, every),
+        budgets={str(b): results.Budget(r.final(select), r.chosen) for b, r in records.items()},
+        tuned_curve=_tuned_curve(list(records), [r.final(select) for r in records.values()]),
+    )
 
 
-def _score_task(entry, records, tuned, refs, select, margin) -> dict[str, Any]:
+def _score_task(entry, records, refs, select, margin) -> results.TaskResult:
     """The results of one task: each optimizer's record (``records[name]``) with its outcome
-    and speedup against every baseline of ``refs`` (``tuned[name]``: its tuned curve), and
+    and speedup against every baseline of ``refs`` (read from its ``tuned_curve``), and
     against the best of them when there are several."""
-    per_task: dict[str, Any] = {"num_steps": entry.num_steps, "optimizers": records}
-    for name, curve in tuned.items():
-        records[name]["tuned_curve"] = curve
-    for record in records.values():
-        final = record[f"final_{select}"]
-        record["vs"] = {}
-        for ref in refs:
-            curve = tuned[ref.name]
-            s = metrics.speedup(
-                final, np.array(curve["loss"]), np.array(curve["steps"]), entry.num_steps
-            )
-            record["vs"][ref.name] = {
-                "speedup": s.value,
-                "bound": s.bound,
-                "outcome": metrics.outcome(final, _at(curve, entry.num_steps), margin),
-                "time_ratio": record["seconds_per_step"] / records[ref.name]["seconds_per_step"],
-            }
+    T = entry.num_steps
+    best = None
     if len(refs) > 1:  # the comparison a practitioner makes: with the best of them here
-        best = min(refs, key=lambda r: _at(tuned[r.name], entry.num_steps)).name
-        per_task["best_baseline"] = best
-        for record in records.values():
-            record["vs"][BEST] = {**record["vs"][best], "baseline": best}
-    return per_task
+        best = min(refs, key=lambda r: records[r.name].tuned_curve.at(T)).name
+    scored = {}
+    for name, record in records.items():
+        final = record.final(select)
+        vs = {}
+        for ref in refs:
+            ref_record = records[ref.name]
+            curve = ref_record.tuned_curve
+            s = metrics.speedup(final, np.array(curve.loss), np.array(curve.steps), T)
+            vs[ref.name] = results.Versus(
+                speedup=s.value,
+                bound=s.bound,
+                outcome=metrics.outcome(final, curve.at(T), margin),
+                time_ratio=record.seconds_per_step / ref_record.seconds_per_step,
+            )
+        if best is not None:
+            vs[BEST] = dataclasses.replace(vs[best], baseline=best)
+        scored[name] = dataclasses.replace(record, vs=vs)
+    return results.TaskResult(T, scored, best)
 
 
 def _length_rank(opt: Optimizer) -> int:
@@ -286,12 +275,6 @@ def _check_budgets(entries, budgets) -> None:
                 )
 
 
-def _at(tuned: dict[str, list[float]], step: int) -> float:
-    """The tuned curve's value at ``step`` (the last record at or before it)."""
-    i = int(np.searchsorted(tuned["steps"], step, side="right")) - 1
-    return tuned["loss"][i] if i >= 0 else np.inf
-
-
 def describe_runs(baseline: baselines_lib.Baseline, budgets: list[float]) -> str:
     """What the benchmark runs of ``baseline`` on each task, in words."""
     if baseline.schedule is None:
@@ -304,22 +287,6 @@ def describe_runs(baseline: baselines_lib.Baseline, budgets: list[float]) -> str
         f"{', '.join(f'{f:g}×' for f in budgets)} the task's steps, the schedule set to "
         "that budget, each tuned"
     )
-
-
-def _strict_json(value: Any) -> Any:
-    """``value`` with numpy scalars as Python numbers and NaN/inf as ``None`` (JSON's null),
-    which strict parsers accept."""
-    if isinstance(value, dict):
-        return {k: _strict_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_strict_json(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _strict_json(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def compare(
@@ -338,8 +305,9 @@ def compare(
     command: str | None = None,
     workers: int | None = None,
     address: str | None = None,
-) -> dict[str, Any]:
-    """Runs the comparison and writes the reports; returns the ``results.json`` content.
+) -> results.Results:
+    """Runs the comparison and writes the reports; returns the :class:`bench.results.Results`
+    (``results.json`` is its ``to_json()``).
 
     ``optimizers`` are names for ``resolve`` or ``Optimizer`` records; ``suite`` is a suite
     name or a list of ``suites.Entry`` (reported as suite ``"custom"``).
@@ -362,8 +330,8 @@ def compare(
         >>> suite = [suites.Entry("quadratic", lambda: tasks.get("quadratic"), 40, 10)]
         >>> report = compare.compare(["adam"], suite, baselines=["adam"], seeds=1,
         ...     lr_range=(1e-2, 1.0), max_speedup=1, out=tempfile.mkdtemp(), progress=False)
-        >>> s = report["summary"]["adam"]["adam"]
-        >>> s["won"], s["tied"], s["lost"], float(s["median_speedup"]["estimate"])
+        >>> s = report.summary["adam"]["adam"]
+        >>> s.won, s.tied, s.lost, float(s.median_speedup.estimate)
         (0, 1, 0, 1.0)
     """
     if protocol not in protocols.PROTOCOLS:
@@ -421,74 +389,75 @@ def compare(
     else:  # each unit on whichever worker is free, in the order they finish
         bar.set_description(f"on {workers} Ray workers")
         finished = parallel.imap_unordered(run_one, units, workers, address)
-    done = {}  # (task, optimizer) -> (record, tuned curve)
-    for i, outputs in finished:
+    done = {}  # (task, optimizer) -> record
+    for i, record in finished:
         entry, opt = units[i]
-        done[entry.name, opt.name] = outputs
+        done[entry.name, opt.name] = record
         bar.update(1)
     bar.close()
-    results = {}
-    for entry in entries:
-        records = {o.name: done[entry.name, o.name][0] for o in runs}
-        tuned = {r.name: done[entry.name, r.name][1] for r in refs}
-        results[entry.name] = _score_task(entry, records, tuned, refs, select, margin)
+    per_task = {
+        entry.name: _score_task(
+            entry, {o.name: done[entry.name, o.name] for o in runs}, refs, select, margin
+        )
+        for entry in entries
+    }
     comparisons = [*baselines, BEST] if len(refs) > 1 else list(baselines)
-
-    report = {
-        "command": command or "bench.compare.compare(...)",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "versions": {
+    report = results.Results(
+        command=command or "bench.compare.compare(...)",
+        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        versions={
             "python": platform.python_version(),
             "jax": jax.__version__,
             "optax": optax.__version__,
             "numpy": np.__version__,
         },
-        "device": str(jax.devices()[0]),
-        "workers": workers,  # units run at a time, on one core each (None: this process)
-        "suite": suite if isinstance(suite, str) else "custom",
-        "protocol": protocol,
-        "selection": select,
-        "seeds": seeds,
-        "trials": trials
-        if protocol == "random-search"
-        else len(protocols.lr_grid(*(lr_range or ()))),
-        "max_speedup": max_speedup,
-        "margin": margin,
-        "baselines": list(baselines),
-        "comparisons": comparisons,
-        "runs": {r.name: describe_runs(r.baseline, budgets) for r in refs},
-        "candidates": [c.name for c in candidates],
-        "speedup_definition": SPEEDUP_NOTE,
-        "summary": _summarize(results, [c.name for c in candidates], comparisons),
-        "tasks": results,
-    }
-    (out / "results.json").write_text(json.dumps(_strict_json(report), indent=1, allow_nan=False))
+        device=str(jax.devices()[0]),
+        workers=workers,
+        suite=suite if isinstance(suite, str) else "custom",
+        protocol=protocol,
+        selection=select,
+        seeds=seeds,
+        trials=trials if protocol == "random-search" else len(protocols.lr_grid(*(lr_range or ()))),
+        max_speedup=max_speedup,
+        margin=margin,
+        baselines=list(baselines),
+        comparisons=comparisons,
+        runs={r.name: describe_runs(r.baseline, budgets) for r in refs},
+        candidates=[c.name for c in candidates],
+        speedup_definition=SPEEDUP_NOTE,
+        summary=_summarize(per_task, [c.name for c in candidates], comparisons),
+        tasks=per_task,
+    )
+    report.save(out / "results.json")
     report_lib.write(report, out)
     return report
 
 
-def _summarize(results, candidates, baselines) -> dict[str, Any]:
+def _summarize(per_task, candidates, comparisons) -> dict[str, dict[str, results.Summary]]:
+    """Per candidate and comparison: won/tied/lost and bootstrap intervals over tasks."""
     summary = {}
     for c in candidates:
+        records = [t.optimizers[c] for t in per_task.values()]
+        normalized = np.array([r.normalized_train for r in records])
         summary[c] = {}
-        for b in baselines:
-            rows = [t["optimizers"][c]["vs"][b] for t in results.values()]
-            speedups = np.array([r["speedup"] for r in rows])
-            outcomes = [r["outcome"] for r in rows]
-            won = np.array([o == "won" for o in outcomes], np.float64)
-            normalized = np.array(
-                [t["optimizers"][c]["normalized_train"] for t in results.values()]
+        for b in comparisons:
+            rows = [r.vs[b] for r in records]
+            speedups = np.array([v.speedup for v in rows])
+            outcomes = [v.outcome for v in rows]
+            summary[c][b] = results.Summary(
+                tasks=len(rows),
+                won=outcomes.count("won"),
+                tied=outcomes.count("tied"),
+                lost=outcomes.count("lost"),
+                fraction_won=metrics.bootstrap(
+                    np.array([o == "won" for o in outcomes], float), np.mean
+                ),
+                median_speedup=metrics.bootstrap(speedups, np.median),
+                iqm_speedup=metrics.bootstrap(speedups, metrics.iqm),
+                bounds=sum(bool(v.bound) for v in rows),
+                iqm_normalized_train=metrics.bootstrap(normalized, metrics.iqm),
+                median_time_ratio=float(np.median([v.time_ratio for v in rows])),
             )
-            summary[c][b] = {
-                "tasks": len(rows),
-                **{o: outcomes.count(o) for o in metrics.OUTCOMES},
-                "fraction_won": metrics.bootstrap(won, np.mean)._asdict(),
-                "median_speedup": metrics.bootstrap(speedups, np.median)._asdict(),
-                "iqm_speedup": metrics.bootstrap(speedups, metrics.iqm)._asdict(),
-                "bounds": int(sum(bool(r["bound"]) for r in rows)),
-                "iqm_normalized_train": metrics.bootstrap(normalized, metrics.iqm)._asdict(),
-                "median_time_ratio": float(np.median([r["time_ratio"] for r in rows])),
-            }
     return summary
 
 

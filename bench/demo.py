@@ -26,11 +26,11 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import lopt
 from bench import compare, metrics
 from bench.report import interval
+from bench.results import Results
 from meta_train import compile_cache, initial_theta, load_config, meta_train
 from meta_train.config import ConfigError, DistributedConfig, MetaTrainConfig
 
@@ -43,18 +43,17 @@ COMPARE = {"baselines": BASELINES, "select": "train", "seeds": 2, "lr_range": (1
 CANDIDATES = ("optimizer", "init")  # trained, and the point meta-training started from
 
 
-def _beats_init(report: dict[str, Any]) -> tuple[int, int]:
+def _beats_init(report: Results) -> tuple[int, int]:
     """Tasks on which the trained optimizer wins against its initialization (final smoothed
     train loss more than the report's margin lower), and the number of tasks."""
     wins = [
-        metrics.outcome(*(t["optimizers"][c]["final_train"] for c in CANDIDATES), report["margin"])
-        == "won"
-        for t in report["tasks"].values()
+        metrics.outcome(*(t.optimizers[c].final_train for c in CANDIDATES), report.margin) == "won"
+        for t in report.tasks.values()
     ]
     return sum(wins), len(wins)
 
 
-def summary_table(reports: dict[str, dict[str, Any]]) -> str:
+def summary_table(reports: dict[str, Results]) -> str:
     """A Markdown table: per suite and candidate, won/tied/lost and the median speedup
     against each tuned baseline and the best of them per task, and the tasks on which
     training beat the initialization."""
@@ -65,12 +64,12 @@ def summary_table(reports: dict[str, dict[str, Any]]) -> str:
     for suite, report in reports.items():
         wins, total = _beats_init(report)
         for c in CANDIDATES:
-            for b in report["comparisons"]:
-                s = report["summary"][c][b]
+            for b in report.comparisons:
+                s = report.summary[c][b]
                 beats = f"{wins}/{total}" if c == "optimizer" else "—"
                 lines.append(
-                    f"| {suite} | {c} | {b} | {s['won']} / {s['tied']} / {s['lost']} | "
-                    f"{interval(s['median_speedup'])} | {beats} |"
+                    f"| {suite} | {c} | {b} | {s.won} / {s.tied} / {s.lost} | "
+                    f"{interval(s.median_speedup)} | {beats} |"
                 )
     return "\n".join(lines)
 
@@ -112,7 +111,7 @@ def benchmark(
     dist: DistributedConfig,
     out: pathlib.Path,
     command: str,
-) -> dict[str, Any]:
+) -> Results:
     """``bench.compare`` of the files at ``paths`` on ``suite`` with the demo's settings
     (``COMPARE``), on as many Ray workers as ``dist`` gives meta-training; writes ``out``."""
     return compare.compare(

@@ -22,19 +22,29 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
-import pathlib
 import sys
 from collections.abc import Callable
+from typing import NamedTuple
 
 import optax
 
 from bench import compare as compare_lib
+from bench.results import Results
+from bench.results import load as load_results
 
 FACTORS = (0.25, 0.5, 2.0, 4.0)
 NAMES = ("shipped", "tail", "cosine", *(f"x{f:g}" for f in FACTORS))
-# bench compare's protocol when no reference results.json gives it.
-PROTOCOL = {"seeds": 2, "selection": "train", "margin": 0.01}
+
+
+class Protocol(NamedTuple):
+    """What of a comparison's protocol the variants share with the reference."""
+
+    seeds: int
+    selection: str
+    margin: float
+
+
+PROTOCOL = Protocol(seeds=2, selection="train", margin=0.01)  # when no reference gives it
 
 
 def _tail(num_steps: int, fraction: float = 0.25) -> optax.Schedule:
@@ -69,27 +79,25 @@ def variants(
     return out
 
 
-def table(reference: dict | None, results: dict) -> str:
+def table(reference: Results | None, results: Results) -> str:
     """Markdown: the final losses of the recorded baselines (none without ``reference``) and of
     each variant, then each variant's won / tied / lost against the shipped optimizer, each
     baseline and the best baseline of each task."""
-    baselines = reference["baselines"] if reference else []
-    margin = (reference or PROTOCOL)["margin"]
-    tasks = list(results["tasks"])
+    baselines = reference.baselines if reference else []
+    margin = (reference or PROTOCOL).margin
+    tasks = list(results.tasks)
     names = [
         n
-        for n in next(iter(results["tasks"].values()))["optimizers"]
+        for n in next(iter(results.tasks.values())).optimizers
         if n not in baselines and n != "adam"
     ]
-    finals = {
-        t: {n: results["tasks"][t]["optimizers"][n]["final_train"] for n in names} for t in tasks
-    }
+    finals = {t: {n: results.tasks[t].optimizers[n].final_train for n in names} for t in tasks}
     for row in finals.values():
         row["per-task best"] = min(row[n] for n in names if n == "shipped" or n.startswith("x"))
     names.append("per-task best")
     for t in tasks:
         for b in baselines:
-            finals[t][b] = reference["tasks"][t]["optimizers"][b]["final_train"]
+            finals[t][b] = reference.tasks[t].optimizers[b].final_train
         if baselines:
             finals[t]["best"] = min(finals[t][b] for b in baselines)
     columns = [*baselines, *names]
@@ -142,11 +150,11 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
     reference = None
     if args.reference != "none":
         try:
-            reference = json.loads(pathlib.Path(args.reference).read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            reference = load_results(args.reference)
+        except (OSError, ValueError) as e:
             cli.error(f"--reference {args.reference}: {e}")
-        if reference["suite"] != args.suite:
-            cli.error(f"--reference is a {reference['suite']!r} comparison, not {args.suite!r}")
+        if reference.suite != args.suite:
+            cli.error(f"--reference is a {reference.suite!r} comparison, not {args.suite!r}")
     chosen = args.variants.split(",") if args.variants else list(NAMES)
     if unknown := set(chosen) - set(NAMES):
         cli.error(f"--variants: unknown {sorted(unknown)}; choose from {list(NAMES)}")
@@ -163,9 +171,9 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
         baselines=("adam",),
         lr_range=(1e-2, 1e-2),
         max_speedup=1,
-        seeds=(reference or PROTOCOL)["seeds"],
-        select=(reference or PROTOCOL)["selection"],
-        margin=(reference or PROTOCOL)["margin"],
+        seeds=(reference or PROTOCOL).seeds,
+        select=(reference or PROTOCOL).selection,
+        margin=(reference or PROTOCOL).margin,
         out=args.out,
         progress=not args.quiet,
         command=command,

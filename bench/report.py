@@ -1,10 +1,9 @@
-"""``report.md`` and PNG plots from the ``results.json`` content of ``bench.compare``."""
+"""``report.md`` and PNG plots from the :class:`bench.results.Results` of ``bench.compare``."""
 
 from __future__ import annotations
 
 import math
 import pathlib
-from typing import Any
 
 import matplotlib
 
@@ -12,53 +11,55 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-
-def interval(d: dict[str, float], fmt: str = ".2f") -> str:
-    """``estimate [low, high]`` of a bootstrap record."""
-    return f"{d['estimate']:{fmt}} [{d['low']:{fmt}}, {d['high']:{fmt}}]"
+from bench.metrics import Interval
+from bench.results import Record, Results, Versus
 
 
-def _speedup(vs: dict[str, Any]) -> str:
-    return {">=": "≥", "<=": "≤", "": ""}[vs["bound"]] + f"{vs['speedup']:.2f}×"
+def interval(d: Interval, fmt: str = ".2f") -> str:
+    """``estimate [low, high]`` of a bootstrap interval."""
+    return f"{d.estimate:{fmt}} [{d.low:{fmt}}, {d.high:{fmt}}]"
 
 
-def _chosen(record: dict[str, Any]) -> str:
-    if not record["chosen"]:
+def _speedup(vs: Versus) -> str:
+    return {">=": "≥", "<=": "≤", "": ""}[vs.bound] + f"{vs.speedup:.2f}×"
+
+
+def _chosen(record: Record) -> str:
+    if not record.chosen:
         return "—"
-    return ", ".join(f"{k}={v:.3g}" for k, v in record["chosen"].items())
+    return ", ".join(f"{k}={v:.3g}" for k, v in record.chosen.items())
 
 
-def markdown(report: dict[str, Any]) -> str:
-    baselines, candidates = report["comparisons"], report["candidates"]
-    metric = {"train": "smoothed train", "valid": "validation"}[report["selection"]]
+def markdown(report: Results) -> str:
+    baselines, candidates = report.comparisons, report.candidates
+    metric = {"train": "smoothed train", "valid": "validation"}[report.selection]
     lines = [
-        f"# {', '.join(candidates)} vs tuned {', '.join(report['baselines'])} on "
-        f"`{report['suite']}`",
+        f"# {', '.join(candidates)} vs tuned {', '.join(report.baselines)} on `{report.suite}`",
         "",
-        f"- Command: `{report['command']}`",
+        f"- Command: `{report.command}`",
         f"- Deciding metric: the final {metric} loss (mean over seeds); it chooses each "
         "baseline's configuration, decides won/tied/lost and defines speedups.",
-        f"- Protocol: `{report['protocol']}` ({report['trials']} configurations × "
-        f"{report['seeds']} seeds per baseline, task and budget). Learned optimizers: zero "
+        f"- Protocol: `{report.protocol}` ({report.trials} configurations × "
+        f"{report.seeds} seeds per baseline, task and budget). Learned optimizers: zero "
         "tuning trials, run at the task's budget.",
-        *(f"- `{b}`: {how}." for b, how in report["runs"].items()),
+        *(f"- `{b}`: {how}." for b, how in report.runs.items()),
         *(
             [
                 "- `best hand-designed`: per task, the tuned baseline whose loss at the "
                 "task's budget is lowest (named in the per-task table)."
             ]
-            if len(baselines) > len(report["baselines"])
+            if len(baselines) > len(report.baselines)
             else []
         ),
-        f"- Won / lost: a final loss more than {100 * report['margin']:g}% below / above the "
+        f"- Won / lost: a final loss more than {100 * report.margin:g}% below / above the "
         "tuned baseline's at the task's budget; otherwise tied.",
-        f"- Speedup: {report['speedup_definition']}.",
+        f"- Speedup: {report.speedup_definition}.",
         "- Time/step ratio: the candidate's wall time per step ÷ the baseline's, each run "
         "by itself (the baseline at its chosen configuration), compilation excluded.",
         "- Intervals: 95% percentile bootstrap over tasks. Normalized loss: final "
         f"{metric} loss ÷ the validation loss at initialization.",
-        f"- {report['date']}, jax {report['versions']['jax']}, optax "
-        f"{report['versions']['optax']}, {report['device']}.",
+        f"- {report.date}, jax {report.versions['jax']}, optax "
+        f"{report.versions['optax']}, {report.device}.",
         "",
         "## Summary",
         "",
@@ -68,13 +69,13 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for c in candidates:
         for b in baselines:
-            s = report["summary"][c][b]
+            s = report.summary[c][b]
             lines.append(
-                f"| {c} | {b} | {s['won']} / {s['tied']} / {s['lost']} of {s['tasks']} | "
-                f"{interval(s['fraction_won'])} | {interval(s['median_speedup'])} | "
-                f"{interval(s['iqm_speedup'])} | {s['bounds']} | "
-                f"{interval(s['iqm_normalized_train'], '.3f')} | "
-                f"{s['median_time_ratio']:.2f} |"
+                f"| {c} | {b} | {s.won} / {s.tied} / {s.lost} of {s.tasks} | "
+                f"{interval(s.fraction_won)} | {interval(s.median_speedup)} | "
+                f"{interval(s.iqm_speedup)} | {s.bounds} | "
+                f"{interval(s.iqm_normalized_train, '.3f')} | "
+                f"{s.median_time_ratio:.2f} |"
             )
     lines += ["", *_calibration(report), "", "## Per task", ""]
     header = (
@@ -83,28 +84,28 @@ def markdown(report: dict[str, Any]) -> str:
     )
     header += "".join(f" vs {b} |" for b in baselines)
     lines += [header, "| --- " * (8 + len(baselines)) + "|"]
-    for task, t in report["tasks"].items():
-        for name, r in t["optimizers"].items():
+    for task, t in report.tasks.items():
+        for name, r in t.optimizers.items():
             row = (
-                f"| {task} | {t['num_steps']} | {name} | {_chosen(r)} | {r['final_train']:.4g} | "
-                f"{r['normalized_train']:.3f} | {r['final_valid']:.4g} | {r['best_valid']:.4g} |"
+                f"| {task} | {t.num_steps} | {name} | {_chosen(r)} | {r.final_train:.4g} | "
+                f"{r.normalized_train:.3f} | {r.final_valid:.4g} | {r.best_valid:.4g} |"
             )
             for b in baselines:
-                vs = r["vs"][b]
-                of = f" ({vs['baseline']})" if "baseline" in vs else ""
-                row += " — |" if name == b else f" {vs['outcome']}, {_speedup(vs)}{of} |"
+                vs = r.vs[b]
+                of = f" ({vs.baseline})" if vs.baseline else ""
+                row += " — |" if name == b else f" {vs.outcome}, {_speedup(vs)}{of} |"
             lines.append(row)
     lines += _budget_table(report)
     lines += ["", "![loss curves](curves.png)", "", "![speedups](speedups.png)", ""]
     return "\n".join(lines)
 
 
-def _calibration(report: dict[str, Any]) -> list[str]:
+def _calibration(report: Results) -> list[str]:
     """Each tuned baseline scored against its own tuned curve: how far from 1 a speedup is
     from noise alone (the final loss of one configuration against a fit over all of them)."""
     lines = ["Calibration — each tuned baseline against its own tuned curve (1 without noise):", ""]
-    for b in report["baselines"]:
-        s = [t["optimizers"][b]["vs"][b]["speedup"] for t in report["tasks"].values()]
+    for b in report.baselines:
+        s = [t.optimizers[b].vs[b].speedup for t in report.tasks.values()]
         lines.append(
             f"- `{b}`: median speedup {np.median(s):.2f}, range {min(s):.2f}–{max(s):.2f} "
             "over tasks."
@@ -112,61 +113,60 @@ def _calibration(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _budget_table(report: dict[str, Any]) -> list[str]:
+def _budget_table(report: Results) -> list[str]:
     """Random search: the expected best score of ``b`` trials, per task and baseline."""
-    if report["protocol"] != "random-search":
+    if report.protocol != "random-search":
         return []
     lines = [
         "",
         "## Tuning budget",
         "",
-        f"Expected best final {report['selection']} loss of b random-search trials "
+        f"Expected best final {report.selection} loss of b random-search trials "
         "(resampled without replacement from the trials run):",
         "",
     ]
-    for b in report["baselines"]:
-        budgets = next(iter(report["tasks"].values()))["optimizers"][b]["budget_curve"]
+    for b in report.baselines:
+        budgets = next(iter(report.tasks.values())).optimizers[b].budget_curve
         lines += [f"| {b}: task | " + " | ".join(f"b={k}" for k in budgets) + " |"]
         lines += ["| --- " * (1 + len(budgets)) + "|"]
-        for task, t in report["tasks"].items():
-            curve = t["optimizers"][b]["budget_curve"]
+        for task, t in report.tasks.items():
+            curve = t.optimizers[b].budget_curve
             lines.append(f"| {task} | " + " | ".join(f"{v[0]:.4g}" for v in curve.values()) + " |")
         lines.append("")
     return lines
 
 
-def plot_curves(report: dict[str, Any], path: pathlib.Path) -> None:
+def plot_curves(report: Results, path: pathlib.Path) -> None:
     """Per task, two panels: the deciding metric and the validation loss, each optimizer's
     mean over seeds at the task's budget; for each baseline also its tuned curve over the
     longer budgets (dashed), from which speedups are read."""
-    tasks = list(report["tasks"].items())
-    metric = {"train": "smoothed train loss", "valid": "valid loss"}[report["selection"]]
+    tasks = list(report.tasks.items())
+    metric = {"train": "smoothed train loss", "valid": "valid loss"}[report.selection]
     cols = min(2, len(tasks))
     rows = math.ceil(len(tasks) / cols)
     fig, axes = plt.subplots(rows, 2 * cols, figsize=(3.6 * 2 * cols, 2.9 * rows), squeeze=False)
     for i, (name, t) in enumerate(tasks):
         left, right = axes[i // cols, 2 * (i % cols)], axes[i // cols, 2 * (i % cols) + 1]
-        for opt, r in t["optimizers"].items():
-            valid_steps = np.linspace(0, t["num_steps"], len(r["valid_curve"]))
-            if report["selection"] == "train":  # the loss before update j, recorded at j + 1
-                steps, curve = np.arange(1, t["num_steps"] + 1), r["train_curve"]
+        for opt, r in t.optimizers.items():
+            valid_steps = np.linspace(0, t.num_steps, len(r.valid_curve))
+            if report.selection == "train":  # the loss before update j, recorded at j + 1
+                steps, curve = np.arange(1, t.num_steps + 1), r.train_curve
             else:
-                steps, curve = valid_steps, r["valid_curve"]
+                steps, curve = valid_steps, r.valid_curve
             (line,) = left.plot(steps, curve, label=opt, linewidth=1)
-            if "tuned_curve" in r:
-                tuned = r["tuned_curve"]
-                stride = max(1, len(tuned["steps"]) // 400)
+            if (tuned := r.tuned_curve) is not None:
+                stride = max(1, len(tuned.steps) // 400)
                 left.plot(
-                    tuned["steps"][::stride],
-                    tuned["loss"][::stride],
+                    tuned.steps[::stride],
+                    tuned.loss[::stride],
                     linestyle="--",
-                    marker="." if len(tuned["steps"]) < 20 else None,
+                    marker="." if len(tuned.steps) < 20 else None,
                     color=line.get_color(),
                     linewidth=0.8,
                 )
-            right.plot(valid_steps, r["valid_curve"], color=line.get_color(), linewidth=1)
-            right.fill_between(valid_steps, *r["valid_band"], color=line.get_color(), alpha=0.2)
-        left.axvline(t["num_steps"], color="gray", linewidth=0.6)
+            right.plot(valid_steps, r.valid_curve, color=line.get_color(), linewidth=1)
+            right.fill_between(valid_steps, *r.valid_band, color=line.get_color(), alpha=0.2)
+        left.axvline(t.num_steps, color="gray", linewidth=0.6)
         left.set_title(f"{name}: {metric}", fontsize=8)
         right.set_title(f"{name}: valid loss", fontsize=8)
         for ax in (left, right):
@@ -181,17 +181,17 @@ def plot_curves(report: dict[str, Any], path: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def plot_speedups(report: dict[str, Any], path: pathlib.Path) -> None:
+def plot_speedups(report: Results, path: pathlib.Path) -> None:
     """Per candidate and baseline: the speedup on every task (log scale; hollow = a bound)."""
-    pairs = [(c, b) for c in report["candidates"] for b in report["comparisons"]]
+    pairs = [(c, b) for c in report.candidates for b in report.comparisons]
     fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(pairs)), 3.5))
     for i, (c, b) in enumerate(pairs):
-        for t in report["tasks"].values():
-            vs = t["optimizers"][c]["vs"][b]
+        for t in report.tasks.values():
+            vs = t.optimizers[c].vs[b]
             ax.scatter(
                 i,
-                max(vs["speedup"], 1e-3),
-                facecolors="none" if vs["bound"] else "C0",
+                max(vs.speedup, 1e-3),
+                facecolors="none" if vs.bound else "C0",
                 edgecolors="C0",
             )
     ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
@@ -203,7 +203,7 @@ def plot_speedups(report: dict[str, Any], path: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def write(report: dict[str, Any], out: pathlib.Path) -> None:
+def write(report: Results, out: pathlib.Path) -> None:
     (out / "report.md").write_text(markdown(report))
     plot_curves(report, out / "curves.png")
     plot_speedups(report, out / "speedups.png")

@@ -12,30 +12,30 @@ command that produced it. ``lopt.pretrained(name, num_steps)`` then returns its 
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 from typing import Any
 
 import lopt
+from bench import results
 
 PRETRAINED_DIR = pathlib.Path(lopt.__file__).parent / "pretrained"
 
 
-def benchmark_entry(report: dict[str, Any], candidate: str) -> dict[str, Any]:
-    """The part of a ``bench compare`` report (``results.json``) kept in the metadata."""
-    if candidate not in report["summary"]:
+def benchmark_entry(report: results.Results, candidate: str) -> dict[str, Any]:
+    """The part of a ``bench compare`` report kept in the metadata (JSON)."""
+    if candidate not in report.summary:
         raise ValueError(
-            f"report on {report['suite']!r} has no candidate {candidate!r}; "
-            f"it has {list(report['summary'])}"
+            f"report on {report.suite!r} has no candidate {candidate!r}; "
+            f"it has {list(report.summary)}"
         )
     return {
-        "vs": report["summary"][candidate],
-        "protocol": report["protocol"],
-        "selection": report["selection"],
-        "seeds": report["seeds"],
-        "command": report["command"],
-        "date": report["date"],
+        "vs": results.plain(report.summary[candidate]),
+        "protocol": report.protocol,
+        "selection": report.selection,
+        "seeds": report.seeds,
+        "command": report.command,
+        "date": report.date,
     }
 
 
@@ -52,8 +52,8 @@ def ship(
     candidate = pathlib.Path(source).name.removesuffix(".lopt")
     benchmark = {}
     for path in reports:
-        report = json.loads(pathlib.Path(path).read_text())
-        benchmark[report["suite"]] = benchmark_entry(report, candidate)
+        report = results.load(path)
+        benchmark[report.suite] = benchmark_entry(report, candidate)
     meta = {**frozen.meta, "name": name, "benchmark": benchmark}
     path = pathlib.Path(folder) / f"{name}.lopt"
     return lopt.save(path, frozen.architecture, frozen.theta, meta)

@@ -16,7 +16,7 @@ points, the first thing to look at when an optimizer diverges late.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,40 +24,37 @@ import numpy as np
 import optax
 
 import tasks
+from bench.results import Results
 from tasks.training import train_step
 
 
-def ratios(one: dict[str, Any], four: dict[str, Any]) -> dict[str, dict[str, float]]:
+def ratios(one: Results, four: Results) -> dict[str, dict[str, float]]:
     """``{optimizer: {task: final loss at 4× ÷ final loss at 1×}}`` for the optimizers and
     tasks both reports have (a ``-4x`` suite's tasks are named like the base suite's)."""
-    select = one["selection"]
-    if four["selection"] != select:
-        raise ValueError(f"the reports decide by different metrics: {select}, {four['selection']}")
-    tasks = [t for t in one["tasks"] if t in four["tasks"]]
+    select = one.selection
+    if four.selection != select:
+        raise ValueError(f"the reports decide by different metrics: {select}, {four.selection}")
+    tasks = [t for t in one.tasks if t in four.tasks]
     if not tasks:
         raise ValueError("the two reports have no task in common")
-    names = [
-        n
-        for n in one["tasks"][tasks[0]]["optimizers"]
-        if n in four["tasks"][tasks[0]]["optimizers"]
-    ]
+    names = [n for n in one.tasks[tasks[0]].optimizers if n in four.tasks[tasks[0]].optimizers]
     out: dict[str, dict[str, float]] = {}
     for name in names:
         out[name] = {}
         for t in tasks:
-            short = one["tasks"][t]["optimizers"][name][f"final_{select}"]
-            long = four["tasks"][t]["optimizers"][name][f"final_{select}"]
+            short = one.tasks[t].optimizers[name].final(select)
+            long = four.tasks[t].optimizers[name].final(select)
             out[name][t] = _ratio(long, short)
     return out
 
 
-def _ratio(long: float | None, short: float | None) -> float:
-    if long is None or short is None or not (np.isfinite(long) and np.isfinite(short)):
-        return float("inf")  # a diverged run (results.json holds it as null)
+def _ratio(long: float, short: float) -> float:
+    if not (np.isfinite(long) and np.isfinite(short)):
+        return float("inf")  # a diverged run
     return long / short
 
 
-def markdown(one: dict[str, Any], four: dict[str, Any]) -> str:
+def markdown(one: Results, four: Results) -> str:
     """The per-task table and, per optimizer, the median ratio and the tasks it got worse on."""
     r = ratios(one, four)
     names = list(r)

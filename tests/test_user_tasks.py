@@ -70,10 +70,10 @@ def test_meta_trains_resumes_and_benchmarks(tmp_path):
             max_speedup=1,
             progress=False,
         )
-    assert report["suite"] == "my_tasks:suite"
-    assert report["candidates"] == ["optimizer", "sgd_cosine"]
-    record = report["tasks"]["blobs8-mlp32"]["optimizers"]["sgd_cosine"]
-    assert record["final_train"] < 0.9 * record["initial_loss"]  # it trained the user's model
+    assert report.suite == "my_tasks:suite"
+    assert report.candidates == ["optimizer", "sgd_cosine"]
+    record = report.tasks["blobs8-mlp32"].optimizers["sgd_cosine"]
+    assert record.final_train < 0.9 * record.initial_loss  # it trained the user's model
 
 
 def test_task_and_family_objects_meta_train_from_python_and_resume_only_from_python(tmp_path):

@@ -1,6 +1,7 @@
 """``python -m bench compare``: outputs, a learned optimizer next to a tuned one, speedups
 with a known answer, and errors."""
 
+import dataclasses
 import json
 import shlex
 
@@ -11,7 +12,7 @@ import pytest
 
 import lopt
 import tasks
-from bench import compare, ship, suites
+from bench import compare, results, ship, suites
 from bench.__main__ import TOOLS, main
 
 
@@ -61,6 +62,7 @@ def _reject(token):
 def test_writes_report_json_and_plots(smoke_report):
     out, report, _ = smoke_report
     json.loads((out / "results.json").read_text(), parse_constant=_reject)  # strict JSON
+    assert results.load(out / "results.json").to_json() == report  # read back as written
     for name in ("report.md", "results.json", "curves.png", "speedups.png"):
         assert (out / name).stat().st_size > 0, name
     assert report["command"].startswith("python -m bench compare --optimizer")
@@ -110,17 +112,15 @@ def test_a_baselines_time_per_step_is_its_chosen_configuration_run_alone(smoke_r
 
 def test_each_task_names_its_best_hand_designed_baseline(smoke_report):
     out, report, _ = smoke_report
-    assert report["comparisons"] == ["adam", "adam-cosine", compare.BEST]
-    for task in report["tasks"].values():
-        at_budget = {
-            b: compare._at(task["optimizers"][b]["tuned_curve"], task["num_steps"])
-            for b in report["baselines"]
-        }
+    report = results.Results.from_json(report)
+    assert report.comparisons == ["adam", "adam-cosine", compare.BEST]
+    for task in report.tasks.values():
+        at_budget = {b: task.optimizers[b].tuned_curve.at(task.num_steps) for b in report.baselines}
         best = min(at_budget, key=at_budget.get)
-        assert task["best_baseline"] == best
-        for record in task["optimizers"].values():
-            assert record["vs"][compare.BEST] == {**record["vs"][best], "baseline": best}
-    assert report["summary"]["init"][compare.BEST]["tasks"] == 2
+        assert task.best_baseline == best
+        for record in task.optimizers.values():
+            assert record.vs[compare.BEST] == dataclasses.replace(record.vs[best], baseline=best)
+    assert report.summary["init"][compare.BEST].tasks == 2
     text = (out / "report.md").read_text()
     assert f"| init | {compare.BEST} |" in text and "`best hand-designed`: per task" in text
 
@@ -144,12 +144,12 @@ def test_a_candidate_twice_as_fast_as_the_tuned_baseline_has_speedup_two(tmp_pat
         lr_range=(1e-3, 0.1),
         progress=False,
     )
-    vs = report["tasks"]["line"]["optimizers"]["sgd-0.19"]["vs"]["sgd"]
-    assert vs["speedup"] == pytest.approx(2.0, rel=1e-3) and vs["bound"] == ""
-    assert vs["outcome"] == "won" and report["suite"] == "custom"
+    vs = report.tasks["line"].optimizers["sgd-0.19"].vs["sgd"]
+    assert vs.speedup == pytest.approx(2.0, rel=1e-3) and vs.bound == ""
+    assert vs.outcome == "won" and report.suite == "custom"
     # 1 − η = 0.9^½: half as fast as the baseline.
-    vs = report["tasks"]["line"]["optimizers"]["sgd-slow"]["vs"]["sgd"]
-    assert vs["speedup"] == pytest.approx(0.5, rel=1e-3) and vs["outcome"] == "lost"
+    vs = report.tasks["line"].optimizers["sgd-slow"].vs["sgd"]
+    assert vs.speedup == pytest.approx(0.5, rel=1e-3) and vs.outcome == "lost"
 
 
 def test_files_of_one_architecture_share_one_program_and_match_their_transforms(tmp_path):
@@ -178,9 +178,9 @@ def test_files_of_one_architecture_share_one_program_and_match_their_transforms(
     for path, name in zip(paths, ("0", "1"), strict=True):
         tx = lopt.load(path).as_optax(20)
         alone = compare.runner.run(task, lambda hp, tx=tx: tx, {}, 1, 20, 10)
-        record = report["tasks"]["bowl"]["optimizers"][name]
-        assert record["final_valid"] == pytest.approx(float(alone.valid[0, 0, -1]), rel=1e-5)
-    finals = [report["tasks"]["bowl"]["optimizers"][n]["final_valid"] for n in ("0", "1")]
+        record = report.tasks["bowl"].optimizers[name]
+        assert record.final_valid == pytest.approx(float(alone.valid[0, 0, -1]), rel=1e-5)
+    finals = [report.tasks["bowl"].optimizers[n].final_valid for n in ("0", "1")]
     assert finals[0] != finals[1]  # two thetas, one program
 
 
@@ -328,16 +328,18 @@ def test_ship_keeps_the_recipe_and_adds_the_benchmark_summary(smoke_report, tmp_
 def test_demo_summary_has_a_row_per_candidate_and_comparison(smoke_report):
     from bench import demo
 
-    _, report, _ = smoke_report
+    report = results.Results.from_json(smoke_report[1])
     # The smoke report's candidates are "init" and "adam"; the demo's are "optimizer", "init".
-    report = {
-        **report,
-        "summary": {**report["summary"], "optimizer": report["summary"]["adam"]},
-        "tasks": {
-            name: {**t, "optimizers": {**t["optimizers"], "optimizer": t["optimizers"]["adam"]}}
-            for name, t in report["tasks"].items()
+    report = dataclasses.replace(
+        report,
+        summary={**report.summary, "optimizer": report.summary["adam"]},
+        tasks={
+            name: dataclasses.replace(
+                t, optimizers={**t.optimizers, "optimizer": t.optimizers["adam"]}
+            )
+            for name, t in report.tasks.items()
         },
-    }
+    )
     rows = demo.summary_table({"smoke": report}).splitlines()[2:]
     assert [r.split(" | ")[1:3] for r in rows] == [
         [c, b] for c in demo.CANDIDATES for b in ("adam", "adam-cosine", compare.BEST)

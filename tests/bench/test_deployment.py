@@ -34,19 +34,13 @@ def test_variants_scale_the_shipped_update():
     np.testing.assert_allclose(cosine, factors[:, None, None] * shipped, rtol=1e-5, atol=1e-9)
 
 
-def _results(finals):
-    return {
-        "tasks": {
-            task: {"optimizers": {n: {"final_train": f} for n, f in row.items()}}
-            for task, row in finals.items()
-        }
-    }
-
-
-def test_table_counts_against_each_recorded_baseline_and_the_best():
-    reference = _results({"a": {"adam": 1.0, "muon": 0.5}, "b": {"adam": 1.0, "muon": 2.0}})
-    reference |= {"baselines": ["adam", "muon"], "margin": 0.01}
-    results = _results(
+def test_table_counts_against_each_recorded_baseline_and_the_best(report_of):
+    reference = report_of(
+        {"a": {"adam": 1.0, "muon": 0.5}, "b": {"adam": 1.0, "muon": 2.0}},
+        baselines=["adam", "muon"],
+        margin=0.01,
+    )
+    results = report_of(
         {
             "a": {"adam": 9.0, "shipped": 0.9, "x2": 0.4, "tail": 0.502},
             "b": {"adam": 9.0, "shipped": 1.5, "x2": 3.0, "tail": 1.0},

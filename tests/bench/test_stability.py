@@ -10,19 +10,9 @@ from bench import stability
 from bench.__main__ import main
 
 
-def _report(finals, select="train"):
-    return {
-        "selection": select,
-        "tasks": {
-            task: {"optimizers": {name: {f"final_{select}": v} for name, v in row.items()}}
-            for task, row in finals.items()
-        },
-    }
-
-
-def test_ratios_per_task_and_optimizer_with_diverged_runs_as_inf():
-    one = _report({"a": {"adam": 2.0, "mine": 1.0}, "b": {"adam": 4.0, "mine": 1.0}})
-    four = _report({"a": {"adam": 1.0, "mine": 1.5}, "b": {"adam": 3.0, "mine": None}})
+def test_ratios_per_task_and_optimizer_with_diverged_runs_as_inf(report_of):
+    one = report_of({"a": {"adam": 2.0, "mine": 1.0}, "b": {"adam": 4.0, "mine": 1.0}})
+    four = report_of({"a": {"adam": 1.0, "mine": 1.5}, "b": {"adam": 3.0, "mine": None}})
     assert stability.ratios(one, four) == {
         "adam": {"a": 0.5, "b": 0.75},
         "mine": {"a": 1.5, "b": float("inf")},
@@ -32,11 +22,11 @@ def test_ratios_per_task_and_optimizer_with_diverged_runs_as_inf():
     assert "| worse at 4× | 0/2 | 2/2 |" in text
 
 
-def test_reports_that_cannot_be_compared():
+def test_reports_that_cannot_be_compared(report_of):
     with pytest.raises(ValueError, match="different metrics"):
-        stability.ratios(_report({"a": {"x": 1.0}}), _report({"a": {"x": 1.0}}, "valid"))
+        stability.ratios(report_of({"a": {"x": 1.0}}), report_of({"a": {"x": 1.0}}, "valid"))
     with pytest.raises(ValueError, match="no task in common"):
-        stability.ratios(_report({"a": {"x": 1.0}}), _report({"b": {"x": 1.0}}))
+        stability.ratios(report_of({"a": {"x": 1.0}}), report_of({"b": {"x": 1.0}}))
 
 
 def test_trace_follows_the_weight_matrices_of_one_run():
