@@ -49,10 +49,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lopt import Theta
 from meta_train.compile_cache import COMPILER_OPTIONS
 from meta_train.unroll import Population, Unroller, UnrollOutput
 
-Theta = Any
 DIFFERENCES = ("value", "sign")
 # Each estimator's init and estimate: one compiled program per estimator (its `self`).
 _jit_method = functools.partial(jax.jit, static_argnums=0, compiler_options=COMPILER_OPTIONS)

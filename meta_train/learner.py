@@ -42,14 +42,14 @@ class Learner:
         return LearnerState(theta, self.tx.init(theta), jnp.zeros([], jnp.int32))
 
     @functools.partial(jax.jit, static_argnums=0)
-    def _update(self, state: LearnerState, grad: Any) -> tuple[LearnerState, jax.Array]:
+    def _update(self, state: LearnerState, grad: lopt.Theta) -> tuple[LearnerState, jax.Array]:
         finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grad)]))
         updates, opt_state = self.tx.update(grad, state.opt_state, state.theta)
         new = LearnerState(optax.apply_updates(state.theta, updates), opt_state, state.version + 1)
         return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state), finite
 
     def apply(
-        self, state: LearnerState, estimates: Sequence[tuple[Any, int]]
+        self, state: LearnerState, estimates: Sequence[tuple[lopt.Theta, int]]
     ) -> tuple[LearnerState, dict[str, float]]:
         """``estimates``: ``(grad, version of theta it was computed at)`` pairs."""
         version = int(state.version)

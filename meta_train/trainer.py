@@ -121,7 +121,7 @@ def _run(
     ckpt: Checkpointer,
     resume: bool,
     verbose: bool,
-) -> tuple[Any, Best | None, int]:
+) -> tuple[lopt.Theta, Best | None, int]:
     """The outer loop from the newest intact checkpoint (with ``resume``) or the start;
     returns the final theta, the best one by meta-validation (``None`` without validation)
     and the step it started from."""
