@@ -1,0 +1,156 @@
+"""Performance benchmarks. Every figure is a ratio against a reference measured in the same run.
+
+    python -m bench perf update [--sizes 270k,1M,4M,16M] [--out perf-update.json]
+    python -m bench perf unroll [--tasks mlp-digits,...] [--out perf-unroll.json]
+    python -m bench perf sweep [--task mlp-digits] [--steps 200] [--out perf-sweep.json]
+    python -m bench perf scaling [--workers 1,2] [--rounds 3] [--out perf-scaling.json] [overrides]
+    python -m bench perf compile [--tasks mlp-digits,conv-digits] [--out perf-compile.json]
+    python -m bench perf compare [--suite indist] [--optimizer X ...] [--workers 2] [--out perf-compare.json]
+    python -m bench perf partition [--steps 300] [--out perf-partition.json] [overrides]
+    python -m bench perf demo [--out perf-demo.json] [overrides]
+
+Each benchmark lives in the module of what it measures: ``update`` in ``bench.perf.update``
+(learned optimizers' update step); ``unroll``, ``compile``, ``scaling`` and ``partition`` in
+``bench.perf.meta_training``; ``sweep`` and ``compare`` in ``bench.perf.benchmarking`` (the
+benchmark's own runner); ``demo`` in ``bench.perf.demo``. Their docstrings say what each
+measures against what.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import platform
+
+import jax
+
+import tasks
+from bench.perf import benchmarking, demo, meta_training, update
+from bench.perf.benchmarking import bench_compare, bench_sweep
+from bench.perf.demo import bench_demo
+from bench.perf.meta_training import bench_compile, bench_partition, bench_scaling, bench_unroll
+from bench.perf.update import SIZES, bench_update
+
+_MODULES = {
+    "update": update,
+    "unroll": meta_training,
+    "compile": meta_training,
+    "scaling": meta_training,
+    "partition": meta_training,
+    "sweep": benchmarking,
+    "compare": benchmarking,
+    "demo": demo,
+}
+
+
+def parser(prog: str = "python -m bench perf") -> argparse.ArgumentParser:
+    """The command line of ``python -m bench perf``."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_update = sub.add_parser("update", help="learned-optimizer update cost relative to Adam")
+    p_update.add_argument(
+        "--sizes", default=",".join(SIZES), help=f"comma-separated, of {list(SIZES)}"
+    )
+    p_update.add_argument("--rounds", type=int, default=7)
+    p_update.add_argument("--out", default="perf-update.json")
+    p_unroll = sub.add_parser("unroll", help="meta-training unroll throughput relative to SGD")
+    p_unroll.add_argument(
+        "--tasks", default="mlp-digits,mlp-mnist1d,autoencoder-digits,conv-digits"
+    )
+    p_unroll.add_argument("--rounds", type=int, default=7)
+    p_unroll.add_argument("--out", default="perf-unroll.json")
+    p_sweep = sub.add_parser("sweep", help="vmapped lr sweep relative to one run at a time")
+    p_sweep.add_argument("--task", default="mlp-digits")
+    p_sweep.add_argument("--steps", type=int, default=200)
+    p_sweep.add_argument("--rounds", type=int, default=3)
+    p_sweep.add_argument("--out", default="perf-sweep.json")
+    p_scaling = sub.add_parser("scaling", help="meta-training throughput on 1, 2, ... Ray workers")
+    p_scaling.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    p_scaling.add_argument("--rounds", type=int, default=3)
+    p_scaling.add_argument("--steps", type=int, default=100, help="timed outer steps per run")
+    p_scaling.add_argument("--warmup", type=int, default=20, help="untimed first steps")
+    p_scaling.add_argument("--out", default="perf-scaling.json")
+    p_scaling.add_argument("overrides", nargs="*", help="meta_train config overrides")
+    p_compile = sub.add_parser("compile", help="seconds to compile a meta-training window")
+    p_compile.add_argument("--tasks", default="mlp-digits,conv-digits")
+    p_compile.add_argument("--rounds", type=int, default=3)
+    p_compile.add_argument("--out", default="perf-compile.json")
+    p_compare = sub.add_parser(
+        "compare", help="make demo's benchmark on Ray workers relative to in-process"
+    )
+    p_compare.add_argument("--suite", default="indist")
+    p_compare.add_argument(
+        "--optimizer",
+        action="append",
+        help="a .lopt file or pretrained name (repeatable; default: mlplopt-mix)",
+    )
+    p_compare.add_argument("--workers", type=int, default=2)
+    p_compare.add_argument("--out", default="perf-compare.json")
+    p_partition = sub.add_parser(
+        "partition", help="the demo's meta-training split by particles relative to by streams"
+    )
+    p_partition.add_argument("--steps", type=int, default=300)
+    p_partition.add_argument("--out", default="perf-partition.json")
+    p_partition.add_argument("overrides", nargs="*", help="meta_train config overrides")
+    p_demo = sub.add_parser("demo", help="make demo's wall time against its CPU time, per phase")
+    p_demo.add_argument("--out", default="perf-demo.json")
+    p_demo.add_argument("overrides", nargs="*", help="meta_train config overrides")
+    for name, p in sub.choices.items():  # each --help says what it measures against what
+        p.description = _MODULES[name].__doc__
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
+    return parser
+
+
+def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command: str) -> None:
+    """Runs ``python -m bench perf`` with ``args`` parsed by ``cli``; ``command`` is the
+    command line as typed, for the results files."""
+
+    if args.command == "update":
+        sizes = args.sizes.split(",")
+        unknown = [s for s in sizes if s not in SIZES]
+        if unknown:
+            cli.error(f"unknown --sizes {unknown}; choose from {list(SIZES)}")
+        rows = bench_update(sizes, rounds=args.rounds)
+    elif args.command == "sweep":
+        if args.task not in tasks.names():
+            cli.error(f"unknown --task {args.task!r}; choose from {tasks.names()}")
+        rows = bench_sweep(args.task, args.steps, args.rounds)
+    elif args.command == "scaling":
+        try:
+            workers = [int(k) for k in args.workers.split(",")]
+        except ValueError:
+            cli.error(f"--workers must be comma-separated integers, got {args.workers!r}")
+        if min(workers) < 1:
+            cli.error(f"--workers must be >= 1, got {args.workers!r}")
+        rows = bench_scaling(workers, args.rounds, args.steps, args.warmup, args.overrides)
+    elif args.command == "compare":
+        rows = bench_compare(args.suite, args.optimizer or ["mlplopt-mix"], args.workers)
+    elif args.command == "partition":
+        rows = bench_partition(args.steps, args.overrides)
+    elif args.command == "demo":
+        if not pathlib.Path("/proc/stat").exists():
+            cli.error("perf demo reads the machine's CPU time from /proc/stat (Linux only)")
+        rows = bench_demo(args.overrides, command)
+    else:
+        names = args.tasks.split(",")
+        unknown = [n for n in names if n not in tasks.names()]
+        if unknown:
+            cli.error(f"unknown --tasks {unknown}; choose from {tasks.names()}")
+        run = bench_unroll if args.command == "unroll" else bench_compile
+        rows = run(names, rounds=args.rounds)
+    report = {
+        "benchmark": args.command,
+        "command": command,
+        "jax": jax.__version__,
+        "device": str(jax.devices()[0]),
+        "machine": platform.processor() or platform.machine(),
+        "rows": rows,
+    }
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {args.out}")
