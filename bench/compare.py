@@ -184,17 +184,15 @@ def _run_tuned(opt, entry, task, space, select, seeds, budgets):
     chosen there), for a baseline with its ``tuned_curve`` (the best configuration per
     budget, and its monotone fit) over ``budgets × T`` (see ``metrics``)."""
     T, every = entry.num_steps, entry.eval_every
-    if opt.frozen is not None:  # theta an argument of the program its architecture shares
-        opt.frozen.check_horizon(T)
-        theta = jax.tree.map(lambda a: a[None], opt.frozen.theta)  # one configuration
-        curves = runner.run(
-            task, _Architecture(opt.frozen.architecture, T), {"theta": theta}, seeds, T, every
-        )
-        return _record(curves, {}, select)
-    if opt.learned is not None:
-        tx = opt.learned(T)
-        curves = runner.run(task, lambda hp: tx, {}, seeds, T, every)
-        return _record(curves, {}, select)
+    if opt.baseline is None:  # one untuned run
+        if opt.frozen is not None:  # theta an argument of the program its architecture shares
+            opt.frozen.check_horizon(T)
+            make_tx = _Architecture(opt.frozen.architecture, T)
+            hparams = {"theta": jax.tree.map(lambda a: a[None], opt.frozen.theta)}
+        else:
+            tx = opt.learned(T)
+            make_tx, hparams = (lambda hp: tx), {}
+        return _record(runner.run(task, make_tx, hparams, seeds, T, every), {}, select)
     run = functools.partial(runner.run, task, opt.baseline.tx, evaluate=opt.baseline.evaluate)
     if opt.baseline.schedule is None:  # one long run, read at every step
         curves = run(space, seeds, int(budgets[-1] * T), every)

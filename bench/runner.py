@@ -133,8 +133,8 @@ def run(
     evaluate: Callable[[Any, Any], Any] | None = None,
 ) -> Curves:
     """Trains ``task`` with ``make_tx(hparams[k])`` (every leaf's ``k``-th entry) for every
-    configuration ``k`` and seed
-    (seeds are shared across configurations: same init and batches). The validation loss
+    configuration ``k`` and seed (seeds are shared across configurations: same init and
+    batches). The validation loss
     is the mean over ``num_valid_batches`` fixed batches of the ``valid`` split. Every loss
     is measured at the parameters, or at ``evaluate(opt_state, params)`` when given."""
     if num_steps % eval_every:
