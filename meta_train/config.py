@@ -145,6 +145,12 @@ class TaskConfig:
         )
 
     @property
+    def resamples(self) -> bool:
+        """Whether the task changes every ``resample_every`` outer steps (a family, or an
+        augmented task) rather than staying one fixed task."""
+        return self.name is None or self.augment.active
+
+    @property
     def families(self) -> tuple[str | tasks.TaskFamily, ...]:
         """The families sampled from (empty for a fixed task)."""
         if self.family is None:
@@ -271,6 +277,11 @@ class DistributedConfig:
     run stops if one fails ``max_worker_failures`` times in a row. With ``pin_cpus``, a
     worker without GPUs or custom resources runs on ``cpus_per_worker`` cores of its host
     that no other worker holds (XLA would otherwise spread every worker over all cores).
+    With ``precompile``, when the workers are CPU-only processes of a local Ray instance
+    and the task changes every period, a low-priority process compiles each stream's next
+    period while the workers run the current one (``meta_train.distributed.Precompiler``),
+    so a worker entering a period reads its programs from the persistent compilation
+    cache instead of compiling them while the other workers wait.
 
     Attributes:
       workers: Ray workers; ``null`` computes estimates in this process.
@@ -284,6 +295,8 @@ class DistributedConfig:
       partition: ``streams`` (a stream per worker) or ``particles`` (a slice of every
         stream's population per worker).
       pin_cpus: pin each CPU-only worker to its own ``cpus_per_worker`` cores.
+      precompile: compile each task period ahead in a low-priority process (local CPU-only
+        workers with the compilation cache on).
       max_worker_failures: consecutive failures of one worker that stop the run.
       startup_timeout: seconds to wait for the workers to be placed and start.
     """
@@ -297,6 +310,7 @@ class DistributedConfig:
     estimates_per_step: int | None = None
     partition: str = "streams"
     pin_cpus: bool = True
+    precompile: bool = True
     max_worker_failures: int = 3
     startup_timeout: float = 300.0
 

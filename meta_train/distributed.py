@@ -37,6 +37,7 @@ import ray
 import lopt
 from meta_train import compile_cache
 from meta_train.config import ConfigError, DistributedConfig
+from meta_train.learner import initial_theta
 from meta_train.stream import Estimate, EstimateStream, StreamSpec, merge
 
 
@@ -123,6 +124,38 @@ class Worker:
         return out
 
 
+def _lowest_priority() -> None:
+    """This thread, and the threads it starts (XLA's), run only when a core is otherwise
+    idle: Linux's ``SCHED_IDLE`` policy, elsewhere the lowest ``nice`` level."""
+    if hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    else:
+        os.nice(19)
+
+
+class Precompiler:
+    """The actor that compiles task periods ahead: ``prepare(stream, window)`` compiles the
+    programs of stream ``stream``'s period starting at ``window`` (its slice of
+    ``parts``) into the persistent compilation cache, at the lowest CPU priority, so it
+    runs on the cores the workers leave idle (a worker waiting for a slower one) and a
+    worker entering that period only traces its programs and reads them from the cache.
+    Only for workers on this host: the cache entry must be for the same devices."""
+
+    def __init__(self, spec: StreamSpec, parts: int):
+        _lowest_priority()
+        compile_cache.inherit()
+        self.spec, self.parts = spec, parts
+        self.theta = jax.device_get(initial_theta(spec.optimizer.build(), spec.seed))
+        self.streams: dict[int, EstimateStream] = {}
+
+    def prepare(self, stream: int, window: int) -> None:
+        """Compiles the programs of the period of ``window`` of stream ``stream``."""
+        if stream not in self.streams:
+            self.streams[stream] = EstimateStream(self.spec, stream, parts=self.parts)
+        self.streams[stream].prepare(window, self.theta)
+        jax.clear_caches()  # nothing compiled here runs here
+
+
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
     """Ray keeps retrying an unreachable head for minutes; fail fast with a clear message."""
     if address == "auto" or "://" in address:
@@ -189,11 +222,18 @@ class WorkerPool:
     gathers them, each step until ``d.estimates_per_step`` (default: one per worker) of them
     are at most ``max_staleness`` theta versions old; with ``partition: particles``, the
     slices of every worker, merged into one estimate per stream. The checkpoint holds each
-    worker's count of completed windows. Implements
-    :class:`~meta_train.stream.EstimateSource`."""
+    worker's count of completed windows. With ``d.precompile`` (and local CPU-only workers,
+    a task that changes every period, the compilation cache on) a :class:`Precompiler`
+    compiles the period after each worker's current one, up to window ``num_steps``.
+    Implements :class:`~meta_train.stream.EstimateSource`."""
 
     def __init__(
-        self, spec: StreamSpec, d: DistributedConfig, max_staleness: int, verbose: bool = True
+        self,
+        spec: StreamSpec,
+        d: DistributedConfig,
+        max_staleness: int,
+        verbose: bool = True,
+        num_steps: int | None = None,
     ):
         streams = d.estimates_per_step or d.workers
         self.sliced = d.partition == "particles"
@@ -210,6 +250,7 @@ class WorkerPool:
             max_task_retries=0,
             runtime_env={"env_vars": env} if env else None,
         )
+        self.precompiler = None  # started once the workers are
         self.workers = [actor.remote(spec, d, i, streams) for i in range(d.workers)]
         if verbose:
             print(f"starting {d.workers} Ray workers ...", flush=True)
@@ -236,6 +277,20 @@ class WorkerPool:
         self._failures = [0] * d.workers  # consecutive, per worker
         self._inflight: dict[ray.ObjectRef, tuple[int, int]] = {}  # -> (worker, version)
         self._theta, self._version = None, 0
+        self._streams = [  # the streams each worker computes (or a slice of)
+            list(range(1, streams + 1)) if self.sliced else [i + 1] for i in range(d.workers)
+        ]
+        local_cpus = d.address is None and d.gpus_per_worker == 0 and not d.resources_per_worker
+        if d.precompile and local_cpus and spec.task.resamples and env.get(compile_cache.ENV):
+            self.precompiler = (
+                ray.remote(Precompiler)
+                .options(num_cpus=0, max_restarts=0, runtime_env={"env_vars": env})
+                .remote(spec, d.workers if self.sliced else 1)
+            )
+        self.resample_every, self.num_steps = spec.task.resample_every, num_steps
+        self.precompiled = 0  # periods compiled ahead
+        self._ahead: dict[int, int] = {}  # stream -> the first window of its last one
+        self._precompiling: tuple[ray.ObjectRef, tuple[int, int]] | None = None
 
     def place(self, tree: Any) -> Any:
         return tree  # published to the workers by value or through the object store
@@ -253,7 +308,11 @@ class WorkerPool:
         self.windows = (list(meta["windows"]) + [0] * n)[:n]
 
     def info(self) -> dict[str, Any]:
-        return {"worker_restarts": self.restarts, "lost_requests": self.lost}
+        return {
+            "worker_restarts": self.restarts,
+            "lost_requests": self.lost,
+            "precompiled": self.precompiled,
+        }
 
     def publish(self, theta: lopt.Theta, version: int) -> None:
         """Makes ``theta`` the one new requests are computed at: through the object store
@@ -313,6 +372,7 @@ class WorkerPool:
     def collect(self) -> list[Estimate]:
         """Estimates until ``per_step`` answers are fresh enough for the current version;
         with ``partition: particles``, each stream's slices merged, in stream order."""
+        self._precompile_ahead()
         out, fresh = [], 0
         while fresh < self.per_step:
             self._submit_idle(fresh)
@@ -333,6 +393,46 @@ class WorkerPool:
         streams = sorted({e.metrics["stream"] for e in out})
         return [merge([e for e in out if e.metrics["stream"] == s]) for s in streams]
 
+    def _precompile_ahead(self) -> None:
+        """Keeps the precompiler busy with one period at a time: the earliest one, over
+        every stream, that its worker has not begun (none at or past ``num_steps``; without
+        ``num_steps``, only the period after each worker's current one). A failure is a
+        warning, and the workers compile every period themselves from then on."""
+        if self.precompiler is None:
+            return
+        if self._precompiling is not None:
+            ref, (stream, window) = self._precompiling
+            if not ray.wait([ref], timeout=0)[0]:
+                return
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayError as e:
+                warnings.warn(
+                    f"compiling stream {stream}'s task period at window {window} ahead "
+                    f"failed; the workers compile each period as they enter it ({e})",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                ray.kill(self.precompiler)
+                self.precompiler = None
+                return
+            self.precompiled += 1
+            self._ahead[stream] = window
+        R, todo = self.resample_every, []
+        for i, window in enumerate(self.windows):
+            following = (window // R + 1) * R  # the first window of the next period
+            for stream in self._streams[i]:
+                start = max(following, self._ahead.get(stream, 0) + R)
+                if start < (self.num_steps or following + 1):
+                    todo.append((start, stream))
+        if todo:
+            start, stream = min(todo)
+            self._precompiling = self.precompiler.prepare.remote(stream, start), (stream, start)
+        else:
+            self._precompiling = None
+
     def close(self) -> None:
         for w in self.workers:
             ray.kill(w)
+        if self.precompiler is not None:
+            ray.kill(self.precompiler)

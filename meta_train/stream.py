@@ -75,7 +75,7 @@ class TaskSource:
         self._key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 1), stream)
 
     def period(self, window: int) -> int:
-        if self.cfg.name is not None and not self.cfg.augment.active:
+        if not self.cfg.resamples:
             return 0
         return window // self.cfg.resample_every
 
@@ -187,16 +187,39 @@ class EstimateStream:
             )
         return self._estimators[structure]
 
-    def _place(self, state: ESState) -> ESState:
+    def _place(self, state: ESState, estimator) -> ESState:
         """Shards ``state``, or commits it to the one device, as ``estimate`` returns it (a
         state placed differently from the one returned would compile ``estimate`` again)."""
         if len(self.devices) > 1:
-            return self.estimator.shard(state, self.devices)
+            return estimator.shard(state, self.devices)
         return jax.device_put(state, self.replicated)
 
-    def _fresh_state(self, period: int, theta: lopt.Theta) -> ESState:
+    def _fresh_state(self, period: int, theta: lopt.Theta, estimator) -> ESState:
         key = jax.random.key_data(jax.random.fold_in(self._init_key, period))
-        return self.estimator.init(key, theta, self.part)
+        return self._place(estimator.init(key, theta, self.part), estimator)
+
+    def _key(self, window: int) -> jax.Array:
+        return jax.random.key_data(jax.random.fold_in(self._step_key, window))
+
+    def prepare(self, window: int, theta: lopt.Theta) -> None:
+        """Compiles the programs of ``window``'s task period without running a window: into
+        the persistent compilation cache, for another process whose stream of the same spec
+        and index will run them (``meta_train.distributed.Precompiler``). ``theta`` (host
+        arrays, as a worker receives them) gives the shapes."""
+        period = self.source.period(window)
+        structure = self.source.structure(period)
+        estimator = build_estimator(
+            self.spec.estimator,
+            self.spec.meta_loss,
+            self.source.task(structure),
+            self.lo,
+            self.parts,
+        )
+        theta = jax.device_put(theta, self.replicated)
+        state = self._fresh_state(period, theta, estimator)
+        type(estimator).estimate.lower(
+            estimator, theta, state, self._key(window), self.part
+        ).compile()
 
     def state_template(self, window: int, theta: lopt.Theta) -> ESState:
         """The shapes of the state after ``window`` (for restoring a checkpoint)."""
@@ -210,7 +233,7 @@ class EstimateStream:
         """Continues from ``state``, the state after window ``window`` ran."""
         self.period = self.source.period(window)
         self.estimator = self._estimator_for(self.period)
-        self.state = self._place(state)
+        self.state = self._place(state, self.estimator)
 
     def estimate(self, theta: lopt.Theta, window: int) -> tuple[lopt.Theta, dict[str, Any]]:
         """The estimate of window ``window`` at ``theta``: ``(grad, metrics)`` on the host.
@@ -224,8 +247,8 @@ class EstimateStream:
         if period != self.period or self.state is None:
             self.period = period
             self.estimator = self._estimator_for(period)
-            self.state = self._place(self._fresh_state(period, theta))
-        key = jax.random.key_data(jax.random.fold_in(self._step_key, window))
+            self.state = self._fresh_state(period, theta, self.estimator)
+        key = self._key(window)
         grad, self.state, m = self.estimator.estimate(theta, self.state, key, self.part)
         grad, m = jax.device_get((grad, m))
         metrics = {

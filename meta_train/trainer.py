@@ -105,7 +105,9 @@ def meta_train(
             contextlib.closing(
                 InProcessSource(spec, devices, verbose)
                 if in_process
-                else WorkerPool(spec, cfg.distributed, cfg.outer.max_staleness, verbose)
+                else WorkerPool(
+                    spec, cfg.distributed, cfg.outer.max_staleness, verbose, cfg.num_steps
+                )
             ) as source,
         ):
             theta, best, first = _run(cfg, source, ckpt, resume, verbose)
