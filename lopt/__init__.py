@@ -10,8 +10,9 @@ tx = lopt.load("my.lopt").as_optax(num_steps=5000)
 tx = lopt.pretrained("<name>", num_steps=5000)   # lopt.list_pretrained()
 """
 
+from lopt.architectures import ARCHITECTURES
 from lopt.base import LearnedOptimizer, Theta
-from lopt.frozen import ARCHITECTURES, Frozen, FrozenFileError, load, save
+from lopt.frozen import Frozen, FrozenFileError, load, save
 from lopt.hyper_adam import HyperAdam
 from lopt.mlp_lopt import MLPLOpt
 from lopt.pretrained import list_pretrained, load_pretrained, pretrained

@@ -30,18 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lopt.architectures import ARCHITECTURES
 from lopt.base import LearnedOptimizer, Theta
-from lopt.hyper_adam import HyperAdam
-from lopt.mlp_lopt import MLPLOpt
-from lopt.scheduled import LearnedSchedule
-from lopt.velo import VeLO
 
 FORMAT = "lopt"
 FORMAT_VERSION = 1
 _NPY_HEADER_MAX = 65_536  # bytes: an .npy header is far smaller
-ARCHITECTURES: dict[str, type[LearnedOptimizer]] = {
-    cls.__name__: cls for cls in (MLPLOpt, VeLO, HyperAdam, LearnedSchedule)
-}
 
 
 class FrozenFileError(ValueError):
