@@ -32,9 +32,15 @@ from meta_train import compile_cache
 TOOLS = {
     "demo": ("bench.demo", "make demo: meta-train, export and benchmark one recipe"),
     "perf": ("bench.perf", "performance benchmarks, each a ratio to a reference in the same run"),
-    "estimators": ("bench.estimators", "gradient estimators' meta-training curves on one task"),
-    "deployment": ("bench.deployment", "a learned optimizer's deployment variants on a suite"),
-    "family-eval": ("bench.family_eval", "a .lopt file against Adam on a family's members"),
+    "estimators": (
+        "bench.studies.estimator_curves",
+        "gradient estimators' meta-training curves on one task",
+    ),
+    "deployment": (
+        "bench.studies.deployment",
+        "a learned optimizer's deployment variants on a suite",
+    ),
+    "family-eval": ("bench.studies.family_eval", "a .lopt file against Adam on a family's members"),
     "ship": ("bench.ship", "a trained .lopt file, with its benchmark, into lopt/pretrained/"),
 }
 
@@ -220,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _saturation(args) -> int:
-    from bench import saturation
+    from bench.studies import saturation
 
     if args.seeds < 1 or args.count < 1:
         print("error: --seeds and --count must be >= 1", file=sys.stderr)
@@ -244,7 +250,8 @@ def _saturation(args) -> int:
 
 
 def _stability(args) -> int:
-    from bench import results, stability
+    from bench import results
+    from bench.studies import stability
 
     try:
         one, four = (results.load(p) for p in (args.one, args.four))
@@ -256,8 +263,8 @@ def _stability(args) -> int:
 
 
 def _trace(args) -> int:
-    from bench import stability
     from bench.compare import resolve
+    from bench.studies import stability
 
     try:
         if args.set:

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from bench import deployment
+from bench.studies import deployment
 
 
 def _updates(make, num_steps, steps):

@@ -2,8 +2,8 @@ import jax
 import pytest
 
 import lopt
-from bench import family_eval
 from bench.__main__ import main
+from bench.studies import family_eval
 
 
 def test_scores_trained_init_and_adam(tmp_path):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 import jax
 import numpy as np
@@ -83,9 +82,3 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"wrote {args.out}")
-
-
-if __name__ == "__main__":  # the older form, python -m bench.family_eval
-    from bench.__main__ import main
-
-    sys.exit(main(["family-eval", *sys.argv[1:]]))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -179,9 +178,3 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
         command=command,
     )
     print(table(reference, results))
-
-
-if __name__ == "__main__":  # the older form, python -m bench.deployment
-    from bench.__main__ import main
-
-    sys.exit(main(["deployment", *sys.argv[1:]]))

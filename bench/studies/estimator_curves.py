@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 import time
 
 import jax
@@ -136,9 +135,3 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
     (out / "estimators.json").write_text(json.dumps(result, indent=2))
     plot(result, out / "estimators.png")
     print(f"wrote {out / 'estimators.json'} and {out / 'estimators.png'}")
-
-
-if __name__ == "__main__":  # the older form, python -m bench.estimators
-    from bench.__main__ import main
-
-    sys.exit(main(["estimators", *sys.argv[1:]]))
