@@ -278,8 +278,8 @@ class DistributedConfig:
     worker without GPUs or custom resources runs on ``cpus_per_worker`` cores of its host
     that no other worker holds (XLA would otherwise spread every worker over all cores).
     With ``precompile``, when the workers are CPU-only processes of a local Ray instance
-    and the task changes every period, a low-priority process compiles each stream's next
-    period while the workers run the current one (``meta_train.distributed.Precompiler``),
+    and the task changes every period, a low-priority process compiles the streams' coming
+    periods while the workers run the current one (``meta_train.distributed.Precompiler``),
     so a worker entering a period reads its programs from the persistent compilation
     cache instead of compiling them while the other workers wait.
 

@@ -224,7 +224,7 @@ class WorkerPool:
     slices of every worker, merged into one estimate per stream. The checkpoint holds each
     worker's count of completed windows. With ``d.precompile`` (and local CPU-only workers,
     a task that changes every period, the compilation cache on) a :class:`Precompiler`
-    compiles the period after each worker's current one, up to window ``num_steps``.
+    compiles the coming periods of every stream, earliest first, up to window ``num_steps``.
     Implements :class:`~meta_train.stream.EstimateSource`."""
 
     def __init__(
