@@ -176,9 +176,9 @@ class EstimateStream:
         self.estimator = None
         self.state: ESState | None = None  # the estimator state after the last window run
 
-    def _build(self, period: int):
-        """A new estimator over the task of ``period``."""
-        task, spec = self.source.task(self.source.structure(period)), self.spec
+    def _build(self, structure: Hashable):
+        """A new estimator over the task of ``structure`` (``TaskSource.structure``)."""
+        task, spec = self.source.task(structure), self.spec
         return build_estimator(spec.estimator, spec.meta_loss, task, self.lo, self.parts)
 
     def _estimator_for(self, period: int):
@@ -186,7 +186,7 @@ class EstimateStream:
         if structure not in self._estimators:
             if len(self._estimators) >= _MAX_ESTIMATORS:  # augmented ones never repeat
                 del self._estimators[next(iter(self._estimators))]  # the oldest
-            self._estimators[structure] = self._build(period)
+            self._estimators[structure] = self._build(structure)
         return self._estimators[structure]
 
     def _place(self, state: ESState, estimator) -> ESState:
@@ -209,7 +209,7 @@ class EstimateStream:
         and index will run them (``meta_train.distributed.Precompiler``). ``theta`` (host
         arrays, as a worker receives them) gives the shapes."""
         period = self.source.period(window)
-        estimator = self._build(period)
+        estimator = self._build(self.source.structure(period))
         theta = jax.device_put(theta, self.replicated)
         state = self._fresh_state(period, theta, estimator)
         type(estimator).estimate.lower(

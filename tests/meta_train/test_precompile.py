@@ -27,8 +27,8 @@ PERIODIC = [
 @pytest.fixture
 def cache_every_program():
     """The persistent cache keeps every program, however fast it compiled, and the
-    in-memory caches start empty; yields the names of the cache events seen while
-    ``events.append`` is on."""
+    in-memory caches start empty; yields ``(seen, recording)``: the names of the cache
+    events seen while ``recording[0]`` is true."""
     minimum = jax.config.jax_persistent_cache_min_compile_time_secs
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.clear_caches()
