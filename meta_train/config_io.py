@@ -19,7 +19,8 @@ from typing import Any
 import yaml
 
 import tasks
-from meta_train.config import ConfigError, MetaTrainConfig, check
+from meta_train.config import MetaTrainConfig
+from meta_train.rules import ConfigError, check
 
 
 class _Loader(yaml.SafeLoader):
@@ -68,8 +69,8 @@ def _convert(value: Any, hint: Any, path: str) -> Any:
             try:
                 return _convert(value, inner, path)
             except ConfigError as e:
-                errors.append(str(e).removeprefix(f"{path}: "))
-        raise ConfigError(f"{path}: {' or '.join(errors)}")
+                errors.append(e.message)
+        raise ConfigError(" or ".join(errors), path)
     if origin is tuple:
         check(
             isinstance(value, Sequence) and not isinstance(value, str),
@@ -120,10 +121,8 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
     kwargs = {k: _convert(v, hints[k], f"{path}.{k}" if path else k) for k, v in data.items()}
     try:
         return cls(**kwargs)
-    except ConfigError:
-        raise
-    except ValueError as e:  # validation inside a reused dataclass (e.g. MetaLoss)
-        raise ConfigError(f"{where}: {e}") from None
+    except ConfigError as e:  # a section names its own fields: put its path in front
+        raise e.within(path) from None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""The config reference: every field of :class:`MetaTrainConfig`, its default and its
-description, generated from the dataclasses and their docstrings' ``Attributes`` sections.
+"""The config reference: every field of :class:`MetaTrainConfig`, its default, what it
+allows and its description, generated from the dataclasses, their fields' rules
+(``meta_train.rules``) and their docstrings' ``Attributes`` sections.
 
     python -m meta_train.reference > docs/config.md
 """
@@ -12,6 +13,7 @@ import json
 import re
 
 from meta_train.config import MetaTrainConfig
+from meta_train.rules import rule_of
 
 
 def attribute_docs(cls: type) -> dict[str, str]:
@@ -40,9 +42,10 @@ def _default(field: dataclasses.Field):
     return field.default
 
 
-def rows(cls: type = MetaTrainConfig, prefix: str = "") -> list[tuple[str, str, str]]:
-    """``(path, default as YAML flow, description)`` for every leaf field, depth first.
-    Raises ``ValueError`` naming a field whose class documents it nowhere."""
+def rows(cls: type = MetaTrainConfig, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """``(path, default as YAML flow, allowed values, description)`` for every field, depth
+    first (a section with empty default and allowed values). Raises ``ValueError`` naming a
+    field whose class documents it nowhere."""
     docs, out = attribute_docs(cls), []
     for field in dataclasses.fields(cls):
         path = f"{prefix}{field.name}"
@@ -50,12 +53,14 @@ def rows(cls: type = MetaTrainConfig, prefix: str = "") -> list[tuple[str, str, 
             raise ValueError(f"{cls.__name__}.{field.name} ({path}) has no description")
         default = _default(field)
         if dataclasses.is_dataclass(default):
-            out.append((path, "", docs[field.name]))
+            out.append((path, "", "", docs[field.name]))
             out.extend(rows(type(default), path + "."))
         else:
             if isinstance(default, tuple):
                 default = list(default)
-            out.append((path, json.dumps(default), docs[field.name]))
+            rule = rule_of(field)
+            allowed = "" if rule is None else rule.allowed
+            out.append((path, json.dumps(default), allowed, docs[field.name]))
     return out
 
 
@@ -64,16 +69,17 @@ def markdown() -> str:
         "# Meta-training config reference",
         "",
         "Every field of a meta-training config (YAML, or `key=value` overrides on the command",
-        "line), its default and what it does. Generated from `meta_train.config` by",
-        "`python -m meta_train.reference > docs/config.md`; a test keeps it current.",
+        "line), its default, the values it allows and what it does. Generated from",
+        "`meta_train.config` by `python -m meta_train.reference > docs/config.md`; a test",
+        "keeps it current.",
         "",
-        "| field | default | description |",
-        "| --- | --- | --- |",
+        "| field | default | allowed | description |",
+        "| --- | --- | --- | --- |",
     ]
-    for path, default, text in rows():
-        default = f"`{default}`" if default else ""
+    for path, default, allowed, text in rows():
+        default, allowed = (f"`{x}`" if x else "" for x in (default, allowed))
         text = text.replace("``", "`").replace("|", "/")
-        lines.append(f"| `{path}` | {default} | {text} |")
+        lines.append(f"| `{path}` | {default} | {allowed} | {text} |")
     return "\n".join(lines) + "\n"
 
 

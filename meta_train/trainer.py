@@ -90,7 +90,7 @@ def meta_train(
         >>> lopt.load(result.export_path).meta["outer_steps"]
         3
     """
-    cfg.task.check_buildable()
+    cfg.check_buildable()
     run_dir_lib.check(cfg, resume)
     run_dir = pathlib.Path(cfg.run_dir)
     ckpt_dir = (run_dir / "checkpoints").absolute()

@@ -25,6 +25,7 @@ import optax
 
 import lopt
 import tasks
+from meta_train.rules import above, at_least, between, check, one_of, setting, validate
 
 
 def _swap01(tree):
@@ -38,22 +39,22 @@ class TruncationSchedule:
     ``[min_length, max_length]``.
 
     Attributes:
-      kind: ``constant`` or ``loguniform``.
+      kind: ``constant`` (always ``max_length``) or ``loguniform``.
       min_length: the shortest episode (inner steps).
-      max_length: the longest episode (inner steps).
+      max_length: the longest episode (inner steps), ``>= min_length``.
     """
 
-    kind: str = "loguniform"
-    min_length: int = 100
+    kind: str = setting("loguniform", one_of(("constant", "loguniform")))
+    min_length: int = setting(100, at_least(1))
     max_length: int = 1000
 
     def __post_init__(self):
-        if self.kind not in ("constant", "loguniform"):
-            raise ValueError(f"schedule kind must be 'constant' or 'loguniform', got {self.kind!r}")
-        if not 1 <= self.min_length <= self.max_length:
-            raise ValueError(
-                f"need 1 <= min_length <= max_length, got {self.min_length}, {self.max_length}"
-            )
+        validate(self)
+        check(
+            self.min_length <= self.max_length,
+            "max_length",
+            f"must be >= min_length ({self.min_length}), got {self.max_length}",
+        )
 
     def sample(self, key: jax.Array) -> jax.Array:
         """An int32 episode length (traced)."""
@@ -80,30 +81,19 @@ class MetaLoss:
     free) or ``valid`` (a fresh validation batch after the update: one more forward pass).
 
     Attributes:
-      kind: ``linear`` or ``log``.
-      clip: the ratio above which a step counts as diverged (> 1).
-      floor: the smallest ratio counted, in (0, 1).
-      split: ``train`` or ``valid``.
+      kind: ``linear`` (``r``) or ``log`` (``log r``).
+      clip: the ratio above which a step counts as diverged.
+      floor: the smallest ratio counted.
+      split: the batch of each step's loss: ``train`` (its own) or ``valid`` (a fresh one).
     """
 
-    kind: str = "linear"
-    clip: float = 2.0
-    floor: float = 1e-8
-    split: str = "train"
+    kind: str = setting("linear", one_of(("linear", "log")))
+    clip: float = setting(2.0, above(1))
+    floor: float = setting(1e-8, between(0, 1, open_low=True))
+    split: str = setting("train", one_of(("train", "valid")))
 
     def __post_init__(self):
-        if self.kind not in ("linear", "log"):
-            raise ValueError(f"meta-loss kind must be 'linear' or 'log', got {self.kind!r}")
-        if not self.clip > 1.0:
-            raise ValueError(
-                f"meta-loss clip must be > 1 (a multiple of the initial loss), got {self.clip}"
-            )
-        if not 0.0 < self.floor < 1.0:
-            raise ValueError(
-                f"meta-loss floor must be in (0, 1) (a fraction of the initial loss), got {self.floor}"
-            )
-        if self.split not in ("train", "valid"):
-            raise ValueError(f"meta-loss split must be 'train' or 'valid', got {self.split!r}")
+        validate(self)
 
     def __call__(self, loss: jax.Array, init_loss: float) -> tuple[jax.Array, jax.Array]:
         """(meta-loss value, diverged flag)."""

@@ -21,6 +21,7 @@ import numpy as np
 import lopt
 import tasks
 from meta_train.compile_cache import COMPILER_OPTIONS
+from meta_train.rules import at_least, setting, validate
 from meta_train.unroll import MetaLoss, TruncationSchedule, Unroller
 
 _MEMBER_KEY = 20_000  # member i of a family is family.sample(key(20000 + i))
@@ -39,17 +40,13 @@ class ValidationConfig:
       particles: fixed inits and batch orders per member.
     """
 
-    every: int = 0
-    members: int = 2
-    horizon: int = 300
-    particles: int = 4
+    every: int = setting(0, at_least(0))
+    members: int = setting(2, at_least(1))
+    horizon: int = setting(300, at_least(1))
+    particles: int = setting(4, at_least(1))
 
     def __post_init__(self):
-        for name in ("members", "horizon", "particles"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.every < 0:
-            raise ValueError(f"every must be >= 0 (0: no validation), got {self.every}")
+        validate(self)
 
     @property
     def active(self) -> bool:

@@ -1,10 +1,11 @@
 import dataclasses
 import pathlib
+import pickle
 
 import pytest
 
 from meta_train import reference
-from meta_train.config import ConfigError, MetaTrainConfig
+from meta_train.config import ConfigError, EstimatorConfig, MetaTrainConfig
 from meta_train.config_io import apply_overrides, dump_config, from_dict, load_config, to_dict
 
 
@@ -48,7 +49,7 @@ def test_yaml_file_and_overrides(tmp_path):
         (["num_steps=ten"], r"num_steps: must be an integer, got 'ten'"),
         (["estimator.stagger=3"], r"estimator.stagger: must be true or false"),
         (["task.name=nope", "task.family=null"], r"task.name: must be one of \["),
-        (["task.name=quadratic", "task.family=image-mlp"], r"task: set exactly one of task.name"),
+        (["task.name=quadratic", "task.family=image-mlp"], r"task: set exactly one of name"),
         (
             ["optimizer.architecture=Shampoo"],
             r"optimizer.architecture: must be one of \['HyperAdam'",
@@ -57,20 +58,20 @@ def test_yaml_file_and_overrides(tmp_path):
             ["optimizer.hparams={hidden: [0]}"],
             r"optimizer.hparams: MLPLOpt.hidden must be positive",
         ),
-        (["meta_loss.clip=0.5"], r"meta_loss: meta-loss clip must be > 1"),
+        (["meta_loss.clip=0.5"], r"meta_loss.clip: must be > 1, got 0.5"),
         (["estimator.sigma=.inf"], r"estimator.sigma: must be a finite number, got inf"),
         ([f"outer.clip_norm={10**400}"], r"outer.clip_norm: must be a finite number, got 1000"),
         (["outer.learning_rate=.nan"], r"outer.learning_rate: must be a finite number, got nan"),
         (["task.augment.loss_scale=[1, .inf]"], r"loss_scale\[1\]: must be a finite number"),
-        (["validation.horizon=0"], r"validation: horizon must be >= 1, got 0"),
+        (["validation.horizon=0"], r"validation.horizon: must be >= 1, got 0"),
         (
             ["estimator.difference=size"],
             r"estimator.difference: must be one of \['value', 'sign'\]",
         ),
-        (["meta_loss.floor=1"], r"meta_loss: meta-loss floor must be in \(0, 1\)"),
+        (["meta_loss.floor=1"], r"meta_loss.floor: must be in \(0, 1\), got 1.0"),
         (
             ["estimator.schedule={min_length: 50, max_length: 10}"],
-            r"estimator.schedule: need 1 <= min_length",
+            r"estimator.schedule.max_length: must be >= min_length \(50\), got 10",
         ),
         (
             ["outer.max_staleness=200", "num_steps=100"],
@@ -127,9 +128,12 @@ def test_a_family_mixture_with_augmentation():
 
 
 def test_the_config_reference_documents_every_field_and_is_current():
-    paths = [path for path, _, _ in reference.rows()]
+    rows = reference.rows()
+    paths = [path for path, *_ in rows]
     assert "estimator.schedule.max_length" in paths and "distributed.worker_env" in paths
-    assert all(text for _, _, text in reference.rows())
+    assert all(text for *_, text in rows)
+    allowed = {path: allowed for path, _, allowed, _ in rows}
+    assert allowed["estimator.sigma"] == "> 0" and allowed["estimator.stagger"] == ""
     docs = pathlib.Path(__file__).resolve().parents[2] / "docs" / "config.md"
     assert docs.read_text() == reference.markdown(), (
         "run: python -m meta_train.reference > docs/config.md"
@@ -160,3 +164,12 @@ def test_shipped_configs_load_by_name():
         load_config("dmeo")
     with pytest.raises(ConfigError, match="cannot read config file nowhere.yaml"):
         load_config("nowhere.yaml")
+
+
+def test_a_section_names_its_own_fields_and_the_loader_puts_its_path_in_front():
+    with pytest.raises(ConfigError, match=r"^sigma: must be > 0, got 'x'$"):
+        EstimatorConfig(sigma="x")  # a value the rule cannot compare is not allowed
+    with pytest.raises(ConfigError, match=r"^estimator.sigma: must be > 0, got -1.0$"):
+        load_config(None, ["estimator.sigma=-1"])
+    error = ConfigError("must be > 0", "sigma").within("estimator")
+    assert str(pickle.loads(pickle.dumps(error))) == "estimator.sigma: must be > 0"  # Ray-safe

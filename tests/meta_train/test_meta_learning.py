@@ -60,7 +60,7 @@ def test_meta_loss_is_bounded_by_its_floor_and_clip():
     assert diverged.tolist() == [False, False, False, True, True, True]
     value, _ = MetaLoss("linear", clip=4.0, floor=0.1)(losses * 2.0, 2.0)
     np.testing.assert_allclose(value, [0.1, 0.1, 0.5, 3.0, 4.0, 4.0], rtol=1e-6)
-    with pytest.raises(ValueError, match=r"floor must be in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"floor: must be in \(0, 1\), got 0.0"):
         MetaLoss(floor=0.0)
 
 
