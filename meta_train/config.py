@@ -19,13 +19,10 @@ from meta_train.rules import (
     Rule,
     above,
     at_least,
-    between,
     check,
     each,
-    instance_of,
     one_of,
     optional,
-    scale_range,
     setting,
     validate,
 )
@@ -53,7 +50,7 @@ class OptimizerConfig:
         try:
             return lopt.ARCHITECTURES[self.architecture](**self.hparams)
         except (TypeError, ValueError) as e:
-            raise ConfigError(str(e), "hparams") from None
+            raise ConfigError(str(e), field="hparams") from None
 
 
 def _check_task(field: str, spec, kind: type, build, built_in: list[str]) -> None:
@@ -71,7 +68,10 @@ def _check_task(field: str, spec, kind: type, build, built_in: list[str]) -> Non
         try:
             build(spec)
         except ValueError as e:
-            raise ConfigError(str(e), field) from None
+            raise ConfigError(str(e), field=field) from None
+
+
+_SCALE_RANGE = Rule(lambda v: len(v) == 2 and 0 < v[0] <= v[1], "[low, high] with 0 < low <= high")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,8 +85,8 @@ class AugmentConfig:
       loss_scale: ``[low, high]`` of the loss multiplier ``c``.
     """
 
-    param_scale: tuple[float, float] = setting((1.0, 1.0), scale_range())
-    loss_scale: tuple[float, float] = setting((1.0, 1.0), scale_range())
+    param_scale: tuple[float, float] = setting((1.0, 1.0), _SCALE_RANGE)
+    loss_scale: tuple[float, float] = setting((1.0, 1.0), _SCALE_RANGE)
 
     def __post_init__(self):
         validate(self)
@@ -119,6 +119,7 @@ class TaskConfig:
     augment: AugmentConfig = AugmentConfig()
 
     def __post_init__(self):
+        validate(self)
         check(
             (self.name is None) != (self.family is None),
             "",
@@ -130,7 +131,6 @@ class TaskConfig:
             check(bool(self.families), "family", "must name at least one family")
             for f in self.families:
                 _check_task("family", f, tasks.TaskFamily, tasks.family, tasks.families())
-        validate(self)
 
     @property
     def resamples(self) -> bool:
@@ -181,6 +181,9 @@ class EstimatorConfig:
         validate(self)
 
 
+_DECAY = Rule(lambda b: 0 <= b < 1, "in [0, 1)")
+
+
 @dataclasses.dataclass(frozen=True)
 class OuterConfig:
     """The outer optimizer (optax Adam after global-norm clipping) and the learner's rules.
@@ -196,8 +199,8 @@ class OuterConfig:
 
     learning_rate: float = setting(3e-3, above(0))
     clip_norm: float = setting(1.0, above(0))
-    b1: float = setting(0.9, between(0, 1))
-    b2: float = setting(0.999, between(0, 1))
+    b1: float = setting(0.9, _DECAY)
+    b2: float = setting(0.999, _DECAY)
     max_staleness: int = setting(0, at_least(0))
 
     def __post_init__(self):
@@ -205,7 +208,22 @@ class OuterConfig:
 
 
 PARTITIONS = ("streams", "particles")
-_ADDRESS = Rule(lambda a: bool(a.strip()), "'auto' or host:port")
+
+
+def _is_address(address: str) -> bool:
+    if address == "auto" or "://" in address:  # ray:// (Ray Client)
+        return True
+    _, sep, port = address.rpartition(":")
+    return bool(sep) and port.isdigit()
+
+
+_ADDRESS = Rule(
+    lambda a: isinstance(a, str) and _is_address(a),
+    "'auto' or host:port such as 10.0.0.1:6379",
+)
+_POSITIVE_NUMBER = Rule(
+    lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v > 0, "a number > 0"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,12 +256,16 @@ class DistributedConfig:
       startup_timeout: seconds to wait for the workers to be placed and start.
     """
 
-    workers: int | None = setting(None, optional(at_least(1), "to compute them in this process"))
+    workers: int | None = setting(
+        None, optional(at_least(1), "to compute estimates in this process")
+    )
     address: str | None = setting(None, optional(_ADDRESS, "for a local Ray instance"))
     cpus_per_worker: float = setting(1.0, above(0))
     gpus_per_worker: float = setting(0.0, at_least(0))
-    resources_per_worker: Mapping[str, float] = setting({}, each(above(0)))
-    worker_env: Mapping[str, str] = setting({}, each(instance_of(str, "strings")))
+    resources_per_worker: Mapping[str, float] = setting({}, each(_POSITIVE_NUMBER))
+    worker_env: Mapping[str, str] = setting(
+        {}, each(Rule(lambda v: isinstance(v, str), "a string"))
+    )
     estimates_per_step: int | None = setting(None, optional(at_least(1), "for one per worker"))
     partition: str = setting("streams", one_of(PARTITIONS))
     pin_cpus: bool = True
@@ -298,9 +320,12 @@ class MetaTrainConfig:
         (resampling, augmentation) is kept. A run given an object resumes only from Python,
         given the same object again."""
         family = isinstance(task, tasks.TaskFamily)
-        section = dataclasses.replace(
-            self.task, name=None if family else task, family=task if family else None
-        )
+        try:
+            section = dataclasses.replace(
+                self.task, name=None if family else task, family=task if family else None
+            )
+        except ConfigError as e:
+            raise e.within("task") from None
         return dataclasses.replace(self, task=section)
 
     def __post_init__(self):

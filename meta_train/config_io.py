@@ -69,8 +69,8 @@ def _convert(value: Any, hint: Any, path: str) -> Any:
             try:
                 return _convert(value, inner, path)
             except ConfigError as e:
-                errors.append(e.message)
-        raise ConfigError(" or ".join(errors), path)
+                errors.append(e.message if e.field == path else str(e))  # an item's own path
+        raise ConfigError(" or ".join(errors), field=path)
     if origin is tuple:
         check(
             isinstance(value, Sequence) and not isinstance(value, str),
@@ -122,7 +122,7 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
     try:
         return cls(**kwargs)
     except ConfigError as e:  # a section names its own fields: put its path in front
-        raise e.within(path) from None
+        raise e.within(path).with_traceback(e.__traceback__) from None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

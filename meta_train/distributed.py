@@ -157,14 +157,11 @@ class Precompiler:
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Ray keeps retrying an unreachable head for minutes; fail fast with a clear message."""
+    """Ray keeps retrying an unreachable head for minutes; fail fast with a clear message.
+    ``address`` is ``auto``, ``ray://...`` or ``host:port`` (``DistributedConfig`` checks)."""
     if address == "auto" or "://" in address:
         return  # 'auto' fails fast by itself; ray:// (Ray Client) has its own handshake
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(
-            f"distributed.address: must be 'auto' or host:port (e.g. 10.0.0.1:6379), got {address!r}"
-        )
+    host, _, port = address.rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as e:
@@ -188,9 +185,10 @@ def ray_session(dist: DistributedConfig, verbose: bool = True) -> Iterator[None]
         need = dist.workers * dist.cpus_per_worker
         if need > cpus:
             raise ConfigError(
-                f"distributed.workers: {dist.workers} workers x {dist.cpus_per_worker} CPUs "
-                f"need {need:g} CPUs but this machine has {cpus}; lower distributed.workers or "
-                "distributed.cpus_per_worker, or give distributed.address of a cluster"
+                f"{dist.workers} workers x {dist.cpus_per_worker} CPUs need {need:g} CPUs but "
+                f"this machine has {cpus}; lower distributed.workers or "
+                "distributed.cpus_per_worker, or give distributed.address of a cluster",
+                field="distributed.workers",
             )
         # "local": a new instance of this run's own, even where `ray start` left a cluster
         # running (ray.init() with no address would join that one).

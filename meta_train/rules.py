@@ -11,14 +11,15 @@ A config section is a frozen dataclass whose fields are :func:`setting` s with a
             validate(self)
 
 ``OuterConfig(learning_rate=0)`` raises ``ConfigError: learning_rate: must be > 0, got 0``.
-A section names its own fields only; :func:`meta_train.config_io.from_dict`, which knows
-where the section sits, puts its path in front (``outer.learning_rate: ...``).
+A section names its own fields only (built in Python, it is the section the caller wrote);
+:func:`meta_train.config_io.from_dict`, which knows where the section sits in a config
+file, puts its path in front (``outer.learning_rate: ...``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 
@@ -46,22 +47,24 @@ class ConfigError(ValueError):
 def check(cond: bool, field: str, message: str) -> None:
     """Raises :class:`ConfigError` ``field: message`` unless ``cond``."""
     if not cond:
-        raise ConfigError(message, field)
+        raise ConfigError(message, field=field)
 
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
     """The values a field allows: those for which ``holds`` is true, described by ``allowed``
-    (``"> 0"``, ``"one of ['a', 'b']"``). A value ``holds`` cannot compare (a string for a
-    number) is not allowed."""
+    (``"> 0"``, ``"one of ['a', 'b']"``). A value ``holds`` cannot compare (``TypeError``:
+    a string for a number) is not allowed. ``item``: for a mapping, the rule of each value
+    (:func:`each`), so that an error names the entry at fault."""
 
     holds: Callable[[Any], bool]
     allowed: str
+    item: Rule | None = None
 
     def __call__(self, value: Any) -> bool:
         try:
             return bool(self.holds(value))
-        except (TypeError, ValueError):
+        except TypeError:
             return False
 
 
@@ -73,26 +76,9 @@ def at_least(low: float) -> Rule:
     return Rule(lambda v: v >= low, f">= {low}")
 
 
-def between(low: float, high: float, *, open_low: bool = False) -> Rule:
-    """``[low, high)``, or ``(low, high)`` with ``open_low``."""
-    if open_low:
-        return Rule(lambda v: low < v < high, f"in ({low}, {high})")
-    return Rule(lambda v: low <= v < high, f"in [{low}, {high})")
-
-
 def one_of(values: Collection[Any]) -> Rule:
     values = tuple(values)
     return Rule(lambda v: v in values, f"one of {list(values)}")
-
-
-def instance_of(kind: type, name: str) -> Rule:
-    """Instances of ``kind``, described as ``name``."""
-    return Rule(lambda v: isinstance(v, kind), name)
-
-
-def scale_range() -> Rule:
-    """``[low, high]`` with ``0 < low <= high``: the bounds of a log-uniform draw."""
-    return Rule(lambda v: len(v) == 2 and 0 < v[0] <= v[1], "[low, high] with 0 < low <= high")
 
 
 def optional(rule: Rule, meaning: str) -> Rule:
@@ -103,13 +89,16 @@ def optional(rule: Rule, meaning: str) -> Rule:
 def each(rule: Rule) -> Rule:
     """A mapping whose every value ``rule`` allows."""
     return Rule(
-        lambda m: all(rule(v) for v in m.values()), f"a mapping whose values are {rule.allowed}"
+        lambda m: isinstance(m, Mapping) and all(rule(v) for v in m.values()),
+        f"a mapping to {rule.allowed}",
+        item=rule,
     )
 
 
 def setting(default: Any, rule: Rule) -> Any:
-    """A dataclass field with ``default`` (a dict is copied for each instance) that allows
-    what ``rule`` allows; :func:`validate` checks it."""
+    """A dataclass field with ``default`` that allows what ``rule`` allows; :func:`validate`
+    checks it. A dict default is copied for each instance (the only mutable default a
+    config section has)."""
     if isinstance(default, dict):
         return dataclasses.field(default_factory=default.copy, metadata={"rule": rule})
     return dataclasses.field(default=default, metadata={"rule": rule})
@@ -122,8 +111,14 @@ def rule_of(field: dataclasses.Field) -> Rule | None:
 
 def validate(section: Any) -> None:
     """Raises :class:`ConfigError` naming the first field of dataclass ``section`` whose
-    value its rule does not allow."""
+    value its rule does not allow (for a mapping, the first entry at fault, ``field.key``,
+    and only its value)."""
     for field in dataclasses.fields(section):
-        rule, value = rule_of(field), getattr(section, field.name)
-        if rule is not None:
-            check(rule(value), field.name, f"must be {rule.allowed}, got {value!r}")
+        rule, name, value = rule_of(field), field.name, getattr(section, field.name)
+        if rule is None or rule(value):
+            continue
+        if rule.item is not None and isinstance(value, Mapping):
+            name, value = next((f"{name}.{k}", v) for k, v in value.items() if not rule.item(v))
+            rule = rule.item
+        shown = list(value) if isinstance(value, tuple) else value  # as a config file writes it
+        raise ConfigError(f"must be {rule.allowed}, got {shown!r}", field=name)

@@ -25,7 +25,7 @@ import optax
 
 import lopt
 import tasks
-from meta_train.rules import above, at_least, between, check, one_of, setting, validate
+from meta_train.rules import Rule, above, at_least, check, one_of, setting, validate
 
 
 def _swap01(tree):
@@ -46,7 +46,7 @@ class TruncationSchedule:
 
     kind: str = setting("loguniform", one_of(("constant", "loguniform")))
     min_length: int = setting(100, at_least(1))
-    max_length: int = 1000
+    max_length: int = setting(1000, at_least(1))
 
     def __post_init__(self):
         validate(self)
@@ -89,7 +89,7 @@ class MetaLoss:
 
     kind: str = setting("linear", one_of(("linear", "log")))
     clip: float = setting(2.0, above(1))
-    floor: float = setting(1e-8, between(0, 1, open_low=True))
+    floor: float = setting(1e-8, Rule(lambda f: 0 < f < 1, "in (0, 1)"))
     split: str = setting("train", one_of(("train", "valid")))
 
     def __post_init__(self):

@@ -86,6 +86,11 @@ def test_yaml_file_and_overrides(tmp_path):
             r"task.augment.param_scale: must be \[low, high\] with 0 < low <= high",
         ),
         (["task.augment.loss_scale=[1]"], r"task.augment.loss_scale: must have 2 items"),
+        (
+            ["distributed.worker_env={A: x, B: 3}"],
+            r"^distributed.worker_env.B: must be a string, got 3$",
+        ),
+        (["task.family=[image-mlp, 3]"], r"or task.family\[1\]: must be a string, got 3$"),
     ],
 )
 def test_bad_values_name_the_field(overrides, message):
@@ -171,5 +176,7 @@ def test_a_section_names_its_own_fields_and_the_loader_puts_its_path_in_front():
         EstimatorConfig(sigma="x")  # a value the rule cannot compare is not allowed
     with pytest.raises(ConfigError, match=r"^estimator.sigma: must be > 0, got -1.0$"):
         load_config(None, ["estimator.sigma=-1"])
-    error = ConfigError("must be > 0", "sigma").within("estimator")
+    with pytest.raises(ConfigError, match=r"^task.name: must be one of \["):
+        MetaTrainConfig().with_task("nope")  # the section it builds, by its path
+    error = ConfigError("must be > 0", field="sigma").within("estimator")
     assert str(pickle.loads(pickle.dumps(error))) == "estimator.sigma: must be > 0"  # Ray-safe
