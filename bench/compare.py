@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 import optax
+import tqdm
 
 import lopt
 import tasks
@@ -332,22 +333,7 @@ def compare(
         >>> s.won, s.tied, s.lost, float(s.median_speedup.estimate)
         (0, 1, 0, 1.0)
     """
-    if protocol not in protocols.PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose from {list(protocols.PROTOCOLS)}")
-    if select not in protocols.SELECT:
-        raise ValueError(f"unknown selection {select!r}; choose from {list(protocols.SELECT)}")
-    if not baselines:
-        raise ValueError("give at least one baseline (e.g. --baselines adam)")
-    if not 0 <= margin < 1:
-        raise ValueError(f"margin must be in [0, 1), got {margin!r}")
-    cpus = os.cpu_count() or 1
-    if workers is not None and (workers < 1 or (address is None and workers > cpus)):
-        raise ValueError(
-            f"workers must be None (tasks in this process) or from 1 to this machine's {cpus} "
-            f"CPUs (any number >= 1 on a cluster address), got {workers!r}"
-        )
-    if protocol == "lr-grid":
-        protocols.lr_grid(*(lr_range or ()))  # an invalid range fails before any run
+    _check_arguments(protocol, select, baselines, margin, workers, address, lr_range)
     budgets = fractions(max_speedup)
     entries = suites.get(suite) if isinstance(suite, str) else list(suite)
     candidates = resolve_all(optimizers)
@@ -361,12 +347,6 @@ def compare(
         o.name: protocols.search_space(o.baseline, protocol, trials, lr_range) if o.baseline else {}
         for o in runs
     }
-    # Longest first (scheduled baselines run every budget, constant ones the longest, the
-    # candidates one), so that the last units to start are short. Optimizer-major, so that on
-    # Ray workers the second file of an architecture reaches a task after the first one's
-    # program is in the persistent compilation cache.
-    order = sorted(runs, key=_length_rank)
-    units = [(entry, opt) for opt in order for entry in entries]
     run_one = functools.partial(
         _run_one,
         spaces=spaces,
@@ -375,24 +355,7 @@ def compare(
         budgets=budgets,
         random_search=protocol == "random-search",
     )
-    bar = _bar(len(units), progress)
-
-    def one_by_one():
-        for i, (entry, opt) in enumerate(units):
-            bar.set_description(f"{entry.name}: {opt.name}")
-            yield i, run_one((entry, opt))
-
-    if workers is None:
-        finished = one_by_one()
-    else:  # each unit on whichever worker is free, in the order they finish
-        bar.set_description(f"on {workers} Ray workers")
-        finished = parallel.imap_unordered(run_one, units, workers, address)
-    done = {}  # (task, optimizer) -> record
-    for i, record in finished:
-        entry, opt = units[i]
-        done[entry.name, opt.name] = record
-        bar.update(1)
-    bar.close()
+    done = _run_all(run_one, entries, runs, workers, address, progress)
     per_task = {
         entry.name: _score_task(
             entry, {o.name: done[entry.name, o.name] for o in runs}, refs, select, margin
@@ -431,6 +394,58 @@ def compare(
     return report
 
 
+def _check_arguments(protocol, select, baselines, margin, workers, address, lr_range) -> None:
+    """Raises ``ValueError`` for an argument of :func:`compare` it cannot run with, before any
+    run starts."""
+    if protocol not in protocols.PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose from {list(protocols.PROTOCOLS)}")
+    if select not in protocols.SELECT:
+        raise ValueError(f"unknown selection {select!r}; choose from {list(protocols.SELECT)}")
+    if not baselines:
+        raise ValueError("give at least one baseline (e.g. --baselines adam)")
+    if not 0 <= margin < 1:
+        raise ValueError(f"margin must be in [0, 1), got {margin!r}")
+    cpus = os.cpu_count() or 1
+    if workers is not None and (workers < 1 or (address is None and workers > cpus)):
+        raise ValueError(
+            f"workers must be None (tasks in this process) or from 1 to this machine's {cpus} "
+            f"CPUs (any number >= 1 on a cluster address), got {workers!r}"
+        )
+    if protocol == "lr-grid":
+        protocols.lr_grid(*(lr_range or ()))  # an invalid range raises here
+
+
+def _run_all(run_one, entries, runs, workers, address, progress) -> dict[tuple[str, str], Any]:
+    """``{(task, optimizer): run_one((entry, opt))}`` for every entry and optimizer of
+    ``runs``: one after another here (``workers=None``), or on whichever of ``workers`` Ray
+    workers is free (``bench.parallel``), with a progress bar on stderr.
+
+    Longest first (scheduled baselines run every budget, constant ones the longest, the
+    candidates one), so that the last units to start are short. Optimizer-major, so that on
+    Ray workers the second file of an architecture reaches a task after the first one's
+    program is in the persistent compilation cache."""
+    units = [(entry, opt) for opt in sorted(runs, key=_length_rank) for entry in entries]
+    bar = tqdm.tqdm(total=len(units), unit="run", file=sys.stderr, disable=not progress)
+
+    def one_by_one():
+        for i, (entry, opt) in enumerate(units):
+            bar.set_description(f"{entry.name}: {opt.name}")
+            yield i, run_one((entry, opt))
+
+    if workers is None:
+        finished = one_by_one()
+    else:  # in the order they finish
+        bar.set_description(f"on {workers} Ray workers")
+        finished = parallel.imap_unordered(run_one, units, workers, address)
+    done = {}
+    with bar:
+        for i, record in finished:
+            entry, opt = units[i]
+            done[entry.name, opt.name] = record
+            bar.update(1)
+    return done
+
+
 def _summarize(per_task, candidates, comparisons) -> dict[str, dict[str, results.Summary]]:
     """Per candidate and comparison: won/tied/lost and bootstrap intervals over tasks."""
     summary = {}
@@ -457,22 +472,3 @@ def _summarize(per_task, candidates, comparisons) -> dict[str, dict[str, results
                 median_time_ratio=float(np.median([v.time_ratio for v in rows])),
             )
     return summary
-
-
-class _NoBar:
-    def set_description(self, _):
-        pass
-
-    def update(self, _):
-        pass
-
-    def close(self):
-        pass
-
-
-def _bar(total: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="run", file=sys.stderr)
