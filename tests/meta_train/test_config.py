@@ -163,6 +163,8 @@ def test_shipped_configs_load_by_name():
     from meta_train.config_io import CONFIGS
 
     assert {"demo", "smoke", "pretrained-mlplopt-mix"} <= set(CONFIGS)
+    for name in CONFIGS:  # every shipped config passes the schema's rules
+        load_config(name)
     demo = load_config("demo")
     assert demo.num_steps == 800 and demo.optimizer.hparams["step_mode"] == "orthogonal"
     with pytest.raises(ConfigError, match=r"no config file 'dmeo' and no shipped config .*'demo'"):
