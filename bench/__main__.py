@@ -185,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     compile_cache.enable()  # $LOPT_COMPILATION_CACHE, default ~/.cache/lopt/jax; off: 'off'
     if args.command == "saturation":
         return _saturation(args)
+    return _compare(args, cli, argv)
 
+
+def _compare(args, cli: argparse.ArgumentParser, argv: list[str]) -> int:
     if args.seeds < 1 or args.trials < 1:
         cli.error("--seeds and --trials must be >= 1")
     if args.ray_address and args.workers is None:
