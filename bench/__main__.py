@@ -2,7 +2,8 @@
 study and tool of the package, one subcommand each.
 
     python -m bench compare --optimizer my.lopt [--optimizer adamw ...] --suite heldout \\
-        --baselines adam,adam-cosine,muon-cosine,sf-adamw --protocol lr-grid --out reports/x
+        --baselines adam,adam-cosine,muon-cosine,sf-adamw --protocol lr-grid --out reports/x \\
+        [--tuning-free muon-cosine-default,sf-adamw-default,...]
     python -m bench saturation --suite indist --suite heldout
     python -m bench stability reports/x/results.json reports/x-4x/results.json
     python -m bench trace --optimizer mlplopt-mix --task deepmlp-mnist1d --steps 2000
@@ -25,6 +26,7 @@ import sys
 import lopt
 import tasks
 from bench import baselines, invocation, protocols, suites
+from bench import report as report_lib
 from bench.compare import compare
 from meta_train import compile_cache
 
@@ -88,6 +90,14 @@ def parser() -> argparse.ArgumentParser:
         default=",".join(baselines.STRONG),
         help=f"comma-separated, of {sorted(baselines.BASELINES)} "
         f"(default: {','.join(baselines.STRONG)})",
+    )
+    p.add_argument(
+        "--tuning-free",
+        default=",".join(baselines.TUNING_FREE),
+        metavar="NAMES",
+        help="comma-separated baselines run once per seed at their published defaults, "
+        "untuned (the -default names; 'none' for none; default: "
+        f"{','.join(baselines.TUNING_FREE)})",
     )
     p.add_argument("--protocol", default="lr-grid", choices=protocols.PROTOCOLS)
     p.add_argument(
@@ -202,6 +212,7 @@ def _compare(args, cli: argparse.ArgumentParser, argv: list[str]) -> int:
             [b for b in args.baselines.split(",") if b],
             args.protocol,
             args.out,
+            tuning_free=[b for b in args.tuning_free.split(",") if b not in ("", "none")],
             seeds=args.seeds,
             trials=args.trials,
             select=args.select,
@@ -220,8 +231,9 @@ def _compare(args, cli: argparse.ArgumentParser, argv: list[str]) -> int:
         for b, s in per_baseline.items():
             m = s.median_speedup
             print(
-                f"{c} vs tuned {b}: won {s.won}, tied {s.tied}, lost {s.lost} of "
-                f"{s.tasks} tasks, median speedup {m.estimate:.2f}x [{m.low:.2f}, {m.high:.2f}]"
+                f"{c} vs {report_lib.label(report, b)}: won {s.won}, tied {s.tied}, lost {s.lost} of "
+                f"{s.tasks} tasks (by valid loss {s.valid.won}/{s.valid.tied}/{s.valid.lost}), "
+                f"median speedup {m.estimate:.2f}x [{m.low:.2f}, {m.high:.2f}]"
                 + (f" ({s.bounds} of them bounds: see report.md)" if s.bounds else "")
             )
     print(f"wrote {args.out}/report.md, results.json, curves.png, speedups.png")

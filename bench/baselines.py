@@ -9,6 +9,10 @@ A *scheduled* baseline (``adam-cosine``, ``sf-adamw``, ...) multiplies its learn
 by an optax schedule of the fraction of the run done, ``count / num_steps``; its budget
 ``num_steps`` is one of its hyperparameters, so a tuned schedule is tuned for one budget and
 runs of several budgets share one compiled program.
+
+Every baseline ``X`` also has its *tuning-free* variant ``X-default``: ``X`` at its published
+defaults, one run per seed and no search (``untuned``). ``TUNING_FREE`` is what a user who
+tunes nothing runs; ``STRONG`` is what a practitioner who tunes runs.
 """
 
 from __future__ import annotations
@@ -105,9 +109,10 @@ class Baseline:
 
     ``lr_grid`` is the ``(low, high)`` range of learning rates that the ``lr-grid`` protocol
     tries for this baseline whatever range it is given (for a learning rate that multiplies
-    an estimated step, as Prodigy's and DoG's do; ``(1, 1)`` runs the default alone).
-    ``evaluate(opt_state, params)`` gives the point at which losses are measured when it is
-    not ``params`` (schedule-free methods: the averaged iterate)."""
+    an estimated step, as Prodigy's and DoG's do). An empty ``space`` means *untuned*: the
+    defaults alone, whatever the protocol. ``evaluate(opt_state, params)`` gives the point at
+    which losses are measured when it is not ``params`` (schedule-free methods: the averaged
+    iterate)."""
 
     name: str
     factory: Callable[..., optax.GradientTransformation]
@@ -122,6 +127,11 @@ class Baseline:
             raise ValueError(
                 f"{self.name}: unknown schedule {self.schedule!r}; choose from {sorted(SCHEDULES)}"
             )
+
+    @property
+    def tuned(self) -> bool:
+        """Whether the protocols search its hyperparameters (else: its defaults alone)."""
+        return bool(self.space)
 
     def tx(self, hparams: Mapping[str, Any]) -> optax.GradientTransformation:
         """The optimizer at ``hparams`` (scalars or traced arrays) over the defaults."""
@@ -226,18 +236,25 @@ BASELINES: dict[str, Baseline] = {
             )
             for name, schedule in (("muon", None), ("muon-cosine", "cosine"))
         ),
-        # Learning-rate-free methods: the learning rate multiplies the step they estimate.
-        # "-default" runs their default alone (the self-tuning view).
+        # Learning-rate-free methods: the learning rate multiplies the step they estimate,
+        # searched over 0.1 … 10 around its default 1; Prodigy and D-Adaptation also with
+        # cosine decay, as their authors run them.
         *(
             Baseline(
-                name + suffix,
+                name,
                 factory,
                 {"learning_rate": 1.0},
-                {"learning_rate": Range(*grid)},
-                lr_grid=grid,
+                {"learning_rate": Range(0.1, 10.0)},
+                schedule=schedule,
+                lr_grid=(0.1, 10.0),
             )
-            for name, factory in (("prodigy", optax.contrib.prodigy), ("dog", optax.contrib.dog))
-            for suffix, grid in (("", (0.1, 10.0)), ("-default", (1.0, 1.0)))
+            for name, factory, schedule in (
+                ("prodigy", optax.contrib.prodigy, None),
+                ("prodigy-cosine", optax.contrib.prodigy, "cosine"),
+                ("dadapt-adamw", optax.contrib.dadapt_adamw, None),
+                ("dadapt-adamw-cosine", optax.contrib.dadapt_adamw, "cosine"),
+                ("dog", optax.contrib.dog, None),
+            )
         ),
         Baseline(
             "adam-atan2",
@@ -266,9 +283,28 @@ BASELINES: dict[str, Baseline] = {
 }
 
 
+def untuned(baseline: Baseline) -> Baseline:
+    """``baseline`` at its defaults, one run per seed, no search: ``<name>-default``."""
+    return dataclasses.replace(baseline, name=f"{baseline.name}-default", space={}, lr_grid=None)
+
+
+BASELINES |= {u.name: u for u in map(untuned, list(BASELINES.values()))}
+
 # What `bench compare` tunes by default: constant and cosine-decayed Adam (the references),
 # and what practitioners run in 2026, tuned cosine Muon and schedule-free AdamW.
 STRONG = ("adam", "adam-cosine", "muon-cosine", "sf-adamw")
+# What `bench compare` also runs once per seed at the published defaults: what a user who
+# tunes nothing gets (Muon at 0.02, schedule-free AdamW at 0.0025, Adam and AlgoPerf's NAdamW
+# at 1e-3, the learning-rate-free methods at 1).
+TUNING_FREE = (
+    "adam-default",
+    "nadamw-warmup-cosine-default",
+    "sf-adamw-default",
+    "muon-cosine-default",
+    "prodigy-cosine-default",
+    "dadapt-adamw-cosine-default",
+    "dog-default",
+)
 
 
 def get(name: str) -> Baseline:

@@ -1,8 +1,13 @@
 """Compare optimizers with tuned baselines on a suite: ``python -m bench compare ...``.
 
 Every baseline (and every candidate given by a baseline name) is tuned per task by the
-protocol (``bench.protocols``); learned optimizers (a ``.lopt`` file or a pretrained name)
-enter with zero tuning trials, at the task's step budget ``T``. Baselines also run longer, so
+protocol (``bench.protocols``); the tuning-free baselines (``baselines.TUNING_FREE``) run once
+per seed at their published defaults, the bar for an optimizer that needs no tuning; learned
+optimizers (a ``.lopt`` file or a pretrained name) enter with zero tuning trials, at the
+task's step budget ``T``. Each candidate is scored against every tuned baseline, the best
+tuned one and the best tuning-free one per task, by the final smoothed train loss and by the
+final validation loss; a win or a loss needs a difference beyond the margin and beyond two
+standard errors over seeds (``metrics.outcome``). Baselines also run longer, so
 that a candidate faster than them gets a measured speedup instead of a bound: a
 constant-rate baseline once for ``K·T`` steps (read at every step), a scheduled one once per
 budget ``T/K … K·T`` (powers of two) with its schedule set to that budget, each tuned. All
@@ -35,6 +40,7 @@ import tasks
 from bench import baselines as baselines_lib
 from bench import metrics, parallel, protocols, results, runner, suites
 from bench import report as report_lib
+from bench.results import BEST, BEST_FREE
 
 SPEEDUP_NOTE = (
     "speedup = the budget at which the tuned baseline first reaches the candidate's final "
@@ -126,13 +132,20 @@ def resolve_all(optimizers: Sequence[str | Optimizer]) -> list[Optimizer]:
     return candidates
 
 
-def _record(curves: runner.Curves, space: dict[str, np.ndarray], select: str) -> results.Record:
+def _record(
+    curves: runner.Curves, space: dict[str, np.ndarray], select: str, default: int | None = None
+) -> results.Record:
     """The record of the configuration ``protocols.choose`` picks (final/best train and valid
-    losses, mean over seeds), with the tuning record."""
+    losses, mean over seeds, and each seed's final losses), with the tuning record; a tuned
+    baseline's configuration number ``default`` (its defaults) is recorded as ``default``."""
     tuned = protocols.choose(curves, select)
     i = tuned.best
     train = metrics.ema(curves.train[i], protocols.TRAIN_EMA).mean(axis=0)
     valid = curves.valid[i].mean(axis=0)
+    finals = lambda k: results.Finals(
+        metrics.ema(curves.train[k], protocols.TRAIN_EMA)[:, -1].tolist(),
+        curves.valid[k][:, -1].tolist(),
+    )
     return results.Record(
         final_train=float(train[-1]),
         best_train=float(np.min(metrics.finite_or_inf(train))),
@@ -145,10 +158,23 @@ def _record(curves: runner.Curves, space: dict[str, np.ndarray], select: str) ->
         train_curve=train.tolist(),
         valid_curve=valid.tolist(),
         valid_band=[curves.valid[i].min(axis=0).tolist(), curves.valid[i].max(axis=0).tolist()],
-        tuning_trials=len(tuned.scores) if space else 0,
+        tuning_trials=len(tuned.scores) if default is not None else 0,
         chosen={k: float(v[i]) for k, v in space.items()},
         scores=tuned.scores.tolist(),
+        finals=finals(i),
+        default=finals(default) if default is not None else None,
     )
+
+
+def _default_index(baseline: baselines_lib.Baseline, space: dict[str, np.ndarray]) -> int | None:
+    """The configuration of ``space`` at ``baseline``'s defaults, for a tuned baseline (the
+    protocols put it in every search); ``None`` for an untuned one."""
+    if not baseline.tuned:
+        return None
+    match = np.logical_and.reduce(
+        [np.isclose(v, baseline.defaults[k], rtol=1e-6) for k, v in space.items()]
+    )
+    return int(np.flatnonzero(match)[0])
 
 
 def _tuned_curve(steps, best) -> results.TunedCurve:
@@ -159,20 +185,15 @@ def _tuned_curve(steps, best) -> results.TunedCurve:
     )
 
 
-# With several baselines, each task is also scored against the one whose tuned loss at the
-# task's budget is lowest.
-BEST = "best hand-designed"
-
-
-def _run_one(unit, spaces, select, seeds, budgets, random_search=False):
+def _run_one(unit, spaces, select, seeds, budgets, protocol="lr-grid"):
     """One unit of the comparison's work, ``unit = (entry, opt)``: ``_run_tuned`` on the
     entry's task, built where the unit runs (a unit travels to a Ray worker whole), the
-    baseline tuned over ``spaces[opt.name]``; a random search's record also holds its quality
-    against the number of trials (``budget_curve``)."""
+    baseline tuned from ``spaces[opt.name]`` by ``protocol``; a random search's record also
+    holds its quality against the number of trials (``budget_curve``)."""
     entry, opt = unit
     task = entry.make()
-    record = _run_tuned(opt, entry, task, spaces[opt.name], select, seeds, budgets)
-    if opt.baseline is not None and random_search:
+    record = _run_tuned(opt, entry, task, spaces[opt.name], select, seeds, budgets, protocol)
+    if opt.baseline is not None and opt.baseline.tuned and protocol == "random-search":
         scores = np.asarray(record.scores)
         sizes = [b for b in (1, 2, 4, 8, 16, 32, 64, 128) if b <= len(scores)]
         curve = {str(b): list(v) for b, v in protocols.budget_curve(scores, sizes).items()}
@@ -180,7 +201,13 @@ def _run_one(unit, spaces, select, seeds, budgets, random_search=False):
     return record
 
 
-def _run_tuned(opt, entry, task, space, select, seeds, budgets):
+def _search(run, space, score, refining: bool):
+    """``protocols.refine`` when ``refining`` (a tuned baseline under ``lr-grid``), else
+    ``space`` run as it is; returns ``(space, curves)``."""
+    return protocols.refine(run, space, score) if refining else (space, run(space))
+
+
+def _run_tuned(opt, entry, task, space, select, seeds, budgets, protocol="lr-grid"):
     """Runs ``opt`` on ``entry``: its record at the entry's budget ``T`` (the configuration
     chosen there), for a baseline with its ``tuned_curve`` (the best configuration per
     budget, and its monotone fit) over ``budgets × T`` (see ``metrics``)."""
@@ -194,22 +221,33 @@ def _run_tuned(opt, entry, task, space, select, seeds, budgets):
             tx = opt.learned(T)
             make_tx, hparams = (lambda hp: tx), {}
         return _record(runner.run(task, make_tx, hparams, seeds, T, every), {}, select)
-    run = functools.partial(runner.run, task, opt.baseline.tx, evaluate=opt.baseline.evaluate)
-    if opt.baseline.schedule is None:  # one long run, read at every step
-        curves = run(space, seeds, int(budgets[-1] * T), every)
+    baseline = opt.baseline
+    refining = baseline.tuned and protocol == "lr-grid"
+    run = functools.partial(runner.run, task, baseline.tx, evaluate=baseline.evaluate)
+    if baseline.schedule is None:  # one long run, read at every step
+        longest = int(budgets[-1] * T)
+        space, curves = _search(
+            lambda hp: run(hp, seeds, longest, every),
+            space,
+            lambda c: protocols.scores(c.head(T), select),
+            refining,
+        )
         steps, values = protocols.metric(curves, select)
-        record = _record(curves.head(T), space, select)
+        record = _record(curves.head(T), space, select, _default_index(baseline, space))
         return dataclasses.replace(
             record,
             seconds_per_step=_alone(run, record.chosen, seeds, T, every),
             tuned_curve=_tuned_curve(steps, np.min(values, 0)),
         )
     records = {}
-    num = len(next(iter(space.values())))
     for budget in (int(f * T) for f in budgets):  # one tuned run per budget
-        hparams = {**space, "num_steps": np.full(num, budget, np.float32)}
-        curves = run(hparams, seeds, budget, every)
-        records[budget] = _record(curves, space, select)
+
+        def run_budget(hp, budget=budget):
+            num = len(next(iter(hp.values())))
+            return run({**hp, "num_steps": np.full(num, budget, np.float32)}, seeds, budget, every)
+
+        tried, curves = _search(run_budget, space, lambda c: protocols.scores(c, select), refining)
+        records[budget] = _record(curves, tried, select, _default_index(baseline, tried))
     record = records[T]
     return dataclasses.replace(
         record,
@@ -219,32 +257,71 @@ def _run_tuned(opt, entry, task, space, select, seeds, budgets):
     )
 
 
-def _score_task(entry, records, refs, select, margin) -> results.TaskResult:
+def _versus(record, ref, num_steps, select, margin) -> results.Versus:
+    """``record`` against the baseline ``ref`` at the budget ``num_steps``: the speedup read
+    from ``ref``'s tuned curve, and the outcome by each metric with the standard error of
+    both records' seeds (by the deciding metric against the tuned curve's value at the
+    budget, as the speedup is; by the other against ``ref``'s final loss)."""
+    curve = ref.tuned_curve
+    s = metrics.speedup(
+        record.final(select), np.array(curve.loss), np.array(curve.steps), num_steps
+    )
+    outcomes = {}
+    for metric in protocols.SELECT:
+        target = curve.at(num_steps) if metric == select else ref.final(metric)
+        se = metrics.standard_error(record.finals.of(metric), ref.finals.of(metric))
+        outcomes[metric] = metrics.outcome(record.final(metric), target, margin, se)
+    return results.Versus(
+        speedup=s.value,
+        bound=s.bound,
+        outcome=outcomes[select],
+        time_ratio=record.seconds_per_step / ref.seconds_per_step,
+        train_outcome=outcomes["train"],
+        valid_outcome=outcomes["valid"],
+    )
+
+
+def _score_task(entry, records, tuned, free, select, margin) -> results.TaskResult:
     """The results of one task: each optimizer's record (``records[name]``) with its outcome
-    and speedup against every baseline of ``refs`` (read from its ``tuned_curve``), and
-    against the best of them when there are several."""
+    and speedup against every baseline of ``tuned`` and ``free`` (the tuning-free ones), the
+    best tuned one when there are several (``BEST``) and the best tuning-free one
+    (``BEST_FREE``), each the lowest loss at the task's budget."""
     T = entry.num_steps
-    best = None
-    if len(refs) > 1:  # the comparison a practitioner makes: with the best of them here
-        best = min(refs, key=lambda r: records[r.name].tuned_curve.at(T)).name
+    at_budget = lambda ref: records[ref.name].tuned_curve.at(T)
+    bests = {}
+    if len(tuned) > 1:  # the comparison a practitioner who tunes makes
+        bests[BEST] = min(tuned, key=at_budget).name
+    if free:  # the one a practitioner who tunes nothing makes
+        bests[BEST_FREE] = min(free, key=at_budget).name
     scored = {}
     for name, record in records.items():
-        final = record.final(select)
-        vs = {}
-        for ref in refs:
-            ref_record = records[ref.name]
-            curve = ref_record.tuned_curve
-            s = metrics.speedup(final, np.array(curve.loss), np.array(curve.steps), T)
-            vs[ref.name] = results.Versus(
-                speedup=s.value,
-                bound=s.bound,
-                outcome=metrics.outcome(final, curve.at(T), margin),
-                time_ratio=record.seconds_per_step / ref_record.seconds_per_step,
-            )
-        if best is not None:
-            vs[BEST] = dataclasses.replace(vs[best], baseline=best)
+        vs = {r.name: _versus(record, records[r.name], T, select, margin) for r in (*tuned, *free)}
+        vs |= {label: dataclasses.replace(vs[b], baseline=b) for label, b in bests.items()}
         scored[name] = dataclasses.replace(record, vs=vs)
-    return results.TaskResult(T, scored, best)
+    return results.TaskResult(T, scored, bests.get(BEST), bests.get(BEST_FREE))
+
+
+def _self_check(per_task, tuned, margin) -> list[results.Check]:
+    """Every tuned baseline and task where tuning lost to the baseline's own default (by
+    ``metrics.outcome``, on either metric): the search failed to find the rate. By the
+    deciding metric at the task's budget it cannot happen while the default is in the
+    search; by the other metric it can (a rate chosen by train loss that overfits)."""
+    checks = []
+    for task, t in per_task.items():
+        for ref in tuned:
+            r = t.optimizers[ref.name]
+            if r.default is None:
+                continue
+            for metric in protocols.SELECT:
+                mine, default = r.finals.of(metric), r.default.of(metric)
+                se = metrics.standard_error(mine, default)
+                if metrics.outcome(np.mean(mine), np.mean(default), margin, se) == "lost":
+                    checks.append(
+                        results.Check(
+                            task, ref.name, metric, float(np.mean(mine)), float(np.mean(default))
+                        )
+                    )
+    return checks
 
 
 def _length_rank(opt: Optimizer) -> int:
@@ -276,16 +353,24 @@ def _check_budgets(entries, budgets) -> None:
 
 def describe_runs(baseline: baselines_lib.Baseline, budgets: list[float]) -> str:
     """What the benchmark runs of ``baseline`` on each task, in words."""
+    defaults = ", ".join(f"{k}={v:g}" for k, v in baseline.defaults.items())
     if baseline.schedule is None:
+        if not baseline.tuned:
+            return (
+                f"constant rate at its defaults ({defaults}): one run of {budgets[-1]:g}× the "
+                "task's steps, read at every step"
+            )
         return (
             f"constant rate: one run of {budgets[-1]:g}× the task's steps per configuration, "
             "the best configuration read at every step"
         )
-    return (
-        f"{baseline.schedule} schedule: one run per budget of "
-        f"{', '.join(f'{f:g}×' for f in budgets)} the task's steps, the schedule set to "
-        "that budget, each tuned"
+    runs = (
+        f"one run per budget of {', '.join(f'{f:g}×' for f in budgets)} the task's steps, "
+        "the schedule set to that budget"
     )
+    if not baseline.tuned:
+        return f"{baseline.schedule} schedule at its defaults ({defaults}): {runs}"
+    return f"{baseline.schedule} schedule: {runs}, each tuned"
 
 
 def compare(
@@ -294,6 +379,7 @@ def compare(
     baselines: Sequence[str] = ("adam", "adam-cosine"),
     protocol: str = "lr-grid",
     out: str | pathlib.Path = "reports/compare",
+    tuning_free: Sequence[str] = baselines_lib.TUNING_FREE,
     seeds: int = 3,
     trials: int = 16,
     select: str = "train",
@@ -309,13 +395,16 @@ def compare(
     (``results.json`` is its ``to_json()``).
 
     ``optimizers`` are names for ``resolve`` or ``Optimizer`` records; ``suite`` is a suite
-    name or a list of ``suites.Entry`` (reported as suite ``"custom"``).
+    name or a list of ``suites.Entry`` (reported as suite ``"custom"``). ``baselines`` are
+    tuned by ``protocol``; ``tuning_free`` (untuned ``-default`` baselines; may be empty) run
+    at their defaults.
 
     ``select`` is the deciding metric (tuning, won/tied/lost and speedups): the smoothed final
     train loss or the final validation loss. Baselines also run at longer budgets, up to
     ``max_speedup`` × the task's, so that speedups up to that factor can be measured; a
-    candidate *wins* a task when its final loss is more than ``margin`` (relative) below the
-    tuned baseline's at the same budget, *loses* when more than ``margin`` above.
+    candidate *wins* a task when its final loss is more than ``margin`` (relative) and more
+    than two standard errors over seeds below the baseline's at the same budget, *loses*
+    when above by both; won/tied/lost are also counted by the other metric.
 
     The units of work (one optimizer on one task, its tuning included) run one after another
     in this process (``workers=None``), or ``workers`` at a time on Ray workers of one core
@@ -327,8 +416,9 @@ def compare(
         >>> import tempfile, tasks
         >>> from bench import compare, suites
         >>> suite = [suites.Entry("quadratic", lambda: tasks.get("quadratic"), 40, 10)]
-        >>> report = compare.compare(["adam"], suite, baselines=["adam"], seeds=1,
-        ...     lr_range=(1e-2, 1.0), max_speedup=1, out=tempfile.mkdtemp(), progress=False)
+        >>> report = compare.compare(["adam"], suite, baselines=["adam"], tuning_free=[],
+        ...     seeds=1, lr_range=(1e-2, 1.0), max_speedup=1, out=tempfile.mkdtemp(),
+        ...     progress=False)
         >>> s = report.summary["adam"]["adam"]
         >>> s.won, s.tied, s.lost, float(s.median_speedup.estimate)
         (0, 1, 0, 1.0)
@@ -337,7 +427,9 @@ def compare(
     budgets = fractions(max_speedup)
     entries = suites.get(suite) if isinstance(suite, str) else list(suite)
     candidates = resolve_all(optimizers)
-    refs = [Optimizer(b, baseline=baselines_lib.get(b)) for b in baselines]
+    tuned = [Optimizer(b, baseline=baselines_lib.get(b)) for b in baselines]
+    free = [_tuning_free(b) for b in tuning_free if b not in baselines]
+    refs = [*tuned, *free]
     _check_budgets(entries, budgets)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -348,21 +440,16 @@ def compare(
         for o in runs
     }
     run_one = functools.partial(
-        _run_one,
-        spaces=spaces,
-        select=select,
-        seeds=seeds,
-        budgets=budgets,
-        random_search=protocol == "random-search",
+        _run_one, spaces=spaces, select=select, seeds=seeds, budgets=budgets, protocol=protocol
     )
     done = _run_all(run_one, entries, runs, workers, address, progress)
     per_task = {
         entry.name: _score_task(
-            entry, {o.name: done[entry.name, o.name] for o in runs}, refs, select, margin
+            entry, {o.name: done[entry.name, o.name] for o in runs}, tuned, free, select, margin
         )
         for entry in entries
     }
-    comparisons = [*baselines, BEST] if len(refs) > 1 else list(baselines)
+    comparisons = [*baselines, *([BEST] if len(tuned) > 1 else []), *([BEST_FREE] if free else [])]
     report = results.Results(
         command=command or "bench.compare.compare(...)",
         date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -382,16 +469,29 @@ def compare(
         max_speedup=max_speedup,
         margin=margin,
         baselines=list(baselines),
+        tuning_free=[f.name for f in free],
         comparisons=comparisons,
         runs={r.name: describe_runs(r.baseline, budgets) for r in refs},
         candidates=[c.name for c in candidates],
         speedup_definition=SPEEDUP_NOTE,
         summary=_summarize(per_task, [c.name for c in candidates], comparisons),
         tasks=per_task,
+        self_check=_self_check(per_task, tuned, margin),
     )
     report.save(out / "results.json")
     report_lib.write(report, out)
     return report
+
+
+def _tuning_free(name: str) -> Optimizer:
+    """The tuning-free baseline ``name``: an untuned ``-default`` baseline."""
+    baseline = baselines_lib.get(name)
+    if baseline.tuned:
+        raise ValueError(
+            f"tuning-free baseline {name!r} has a search space; give an untuned one, e.g. "
+            f"{name}-default"
+        )
+    return Optimizer(name, baseline=baseline)
 
 
 def _check_arguments(protocol, select, baselines, margin, workers, address, lr_range) -> None:
@@ -447,7 +547,12 @@ def _run_all(run_one, entries, runs, workers, address, progress) -> dict[tuple[s
 
 
 def _summarize(per_task, candidates, comparisons) -> dict[str, dict[str, results.Summary]]:
-    """Per candidate and comparison: won/tied/lost and bootstrap intervals over tasks."""
+    """Per candidate and comparison: won/tied/lost (by the deciding metric, and by each) and
+    bootstrap intervals over tasks."""
+
+    def counts(outcomes):
+        return results.Counts(*(outcomes.count(o) for o in metrics.OUTCOMES))
+
     summary = {}
     for c in candidates:
         records = [t.optimizers[c] for t in per_task.values()]
@@ -470,5 +575,7 @@ def _summarize(per_task, candidates, comparisons) -> dict[str, dict[str, results
                 bounds=sum(bool(v.bound) for v in rows),
                 iqm_normalized_train=metrics.bootstrap(normalized, metrics.iqm),
                 median_time_ratio=float(np.median([v.time_ratio for v in rows])),
+                train=counts([v.train_outcome for v in rows]),
+                valid=counts([v.valid_outcome for v in rows]),
             )
     return summary

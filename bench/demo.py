@@ -4,7 +4,8 @@
    two Ray workers of an embedded local Ray instance, and exports it to
    ``runs/demo/optimizer.lopt``; its starting point is exported as ``runs/demo/init.lopt``.
 2. Benchmarks both against per-task learning-rate-tuned Adam, at a constant rate and with
-   cosine decay (``bench.compare``), on the ``indist`` suite (ten image-mlp members the run
+   cosine decay, and against optax's Muon with cosine decay at its default rate 0.02, untuned
+   (``bench.compare``), on the ``indist`` suite (ten image-mlp members the run
    never sampled; its runs shared among as many Ray workers, one core each), writing
    ``runs/demo/indist/`` (``report.md``, ``results.json``, ``curves.png``,
    ``speedups.png``). ``--suites indist,heldout`` adds the ``heldout`` suite (other
@@ -29,17 +30,25 @@ from collections.abc import Sequence
 
 import lopt
 from bench import compare, metrics
-from bench.report import interval
+from bench.report import interval, label
 from bench.results import Results
 from meta_train import compile_cache, initial_theta, load_config, meta_train
 from meta_train.config import ConfigError, DistributedConfig, MetaTrainConfig
 
 CONFIG = "demo"
 SUITES = ("indist",)
-# The comparison's settings: constant and cosine-decayed Adam, each at 9 half-decade
-# learning rates from 1e-4 to 1, 2 seeds, run up to 4x the task's steps.
+# The comparison's settings: constant and cosine-decayed Adam, each tuned from 9 half-decade
+# learning rates from 1e-4 to 1 (then refined), and cosine Muon at its default rate, untuned;
+# 2 seeds, run up to 4x the task's steps.
 BASELINES = ("adam", "adam-cosine")
-COMPARE = {"baselines": BASELINES, "select": "train", "seeds": 2, "lr_range": (1e-4, 1.0)}
+TUNING_FREE = ("muon-cosine-default",)
+COMPARE = {
+    "baselines": BASELINES,
+    "tuning_free": TUNING_FREE,
+    "select": "train",
+    "seeds": 2,
+    "lr_range": (1e-4, 1.0),
+}
 CANDIDATES = ("optimizer", "init")  # trained, and the point meta-training started from
 
 
@@ -54,12 +63,14 @@ def _beats_init(report: Results) -> tuple[int, int]:
 
 
 def summary_table(reports: dict[str, Results]) -> str:
-    """A Markdown table: per suite and candidate, won/tied/lost and the median speedup
-    against each tuned baseline and the best of them per task, and the tasks on which
-    training beat the initialization."""
+    """A Markdown table: per suite and candidate, won/tied/lost (by the smoothed train loss,
+    and by the validation loss) and the median speedup against each tuned baseline, the best
+    of them and the best tuning-free one per task, and the tasks on which training beat the
+    initialization."""
     lines = [
-        "| suite | optimizer | vs | won / tied / lost | median speedup [95% CI] | beats init |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| suite | optimizer | vs | won / tied / lost | by valid loss | median speedup [95% CI] "
+        "| beats init |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for suite, report in reports.items():
         wins, total = _beats_init(report)
@@ -68,7 +79,8 @@ def summary_table(reports: dict[str, Results]) -> str:
                 s = report.summary[c][b]
                 beats = f"{wins}/{total}" if c == "optimizer" else "—"
                 lines.append(
-                    f"| {suite} | {c} | {b} | {s.won} / {s.tied} / {s.lost} | "
+                    f"| {suite} | {c} | {label(report, b)} | {s.won} / {s.tied} / {s.lost} | "
+                    f"{s.valid.won} / {s.valid.tied} / {s.valid.lost} | "
                     f"{interval(s.median_speedup)} | {beats} |"
                 )
     return "\n".join(lines)
@@ -154,7 +166,7 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
         print(
             f"\n[{i}/{1 + len(suites)}] benchmarking on `{suite}` against {', '.join(BASELINES)} "
             f"tuned over learning rates {COMPARE['lr_range'][0]:g}..{COMPARE['lr_range'][1]:g} "
-            f"({where})",
+            f"and {', '.join(TUNING_FREE)} untuned ({where})",
             flush=True,
         )
         began = time.perf_counter()
@@ -163,9 +175,10 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
         )
         print(f"      done in {time.perf_counter() - began:.0f} s", flush=True)
     if reports:
-        print("\nWon / lost = final smoothed train loss more than 1% below / above the tuned")
-        print("baseline's at the same budget; speedup = the budget the tuned baseline needs to")
-        print("reach the optimizer's final loss / the optimizer's steps (measured up to 4x).\n")
+        print("\nWon / lost = final smoothed train loss (or validation loss) below / above the")
+        print("baseline's at the same budget by more than 1% and 2 standard errors over seeds;")
+        print("speedup = the budget the baseline needs to reach the optimizer's final loss /")
+        print("the optimizer's steps (measured up to 4x).\n")
         print(summary_table(reports))
     print(f"\nwrote {run_dir}/:")
     print("  optimizer.lopt   the meta-trained optimizer (lopt.load(...).as_optax(num_steps))")

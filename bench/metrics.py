@@ -99,17 +99,33 @@ def speedup(
 OUTCOMES = ("won", "tied", "lost")
 
 
-def outcome(candidate: float, baseline: float, margin: float = 0.01) -> str:
+def outcome(candidate: float, baseline: float, margin: float = 0.01, se: float = 0.0) -> str:
     """``"won"`` if the candidate's (non-negative) loss is below ``(1 − margin)`` × the
-    baseline's, ``"lost"`` if above ``(1 + margin)`` ×, else ``"tied"``; diverged is worst."""
+    baseline's and below it by more than ``2·se`` (the standard error of the difference,
+    ``standard_error``), ``"lost"`` if above by both, else ``"tied"``; diverged is worst."""
     candidate, baseline = finite_or_inf(np.float64(candidate)), finite_or_inf(np.float64(baseline))
     if candidate == baseline:  # both diverged, or equal
         return "tied"
-    if candidate < (1 - margin) * baseline:
+    if not np.isfinite(candidate + baseline):  # one diverged: that is not noise
+        se = 0.0
+    if candidate < (1 - margin) * baseline and baseline - candidate > 2 * se:
         return "won"
-    if candidate > (1 + margin) * baseline:
+    if candidate > (1 + margin) * baseline and candidate - baseline > 2 * se:
         return "lost"
     return "tied"
+
+
+def standard_error(a: np.ndarray, b: np.ndarray) -> float:
+    """The standard error of ``mean(a) − mean(b)`` from per-seed values of two optimizers,
+    treated as independent samples (Welch): ``√(var(a)/n_a + var(b)/n_b)`` with unbiased
+    variances. Shared seeds correlate the two, so this overstates the noise: ties err on the
+    safe side. A side with one value, or a non-finite one, adds nothing (with one seed each
+    the margin alone decides)."""
+    total = 0.0
+    for x in (np.asarray(a, np.float64), np.asarray(b, np.float64)):
+        if x.size > 1 and np.all(np.isfinite(x)):
+            total += np.var(x, ddof=1) / x.size
+    return float(np.sqrt(total))
 
 
 def normalized_loss(loss: np.ndarray, initial: np.ndarray) -> np.ndarray:

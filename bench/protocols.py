@@ -1,15 +1,22 @@
 """Tuning protocols for the baselines (Choi et al. 2019; the VeLOdrome Adam-speedup protocol).
 
-- ``lr-grid``: a half-decade learning-rate grid (other hyperparameters at their defaults) ×
-  seeds; the best learning rate is chosen by the final validation loss or by the smoothed
-  final train loss (mean over seeds).
-- ``random-search``: ``trials`` Halton points over all of an optimizer's hyperparameters on log
-  scales (Choi et al. 2019), chosen the same way; quality as a function of the trial budget
-  is estimated by bootstrapping subsets of the trials.
+- ``lr-grid``: a half-decade learning-rate grid plus the default learning rate (other
+  hyperparameters at their defaults) × seeds, then refined around its best point
+  (``refine``: quarter-decade neighbours while the best moves, then eighth-decade ones); the
+  best learning rate is chosen by the final validation loss or by the smoothed final train
+  loss (mean over seeds).
+- ``random-search``: the defaults and ``trials − 1`` Halton points over all of an optimizer's
+  hyperparameters on log scales (Choi et al. 2019), chosen the same way; quality as a function
+  of the trial budget is estimated by bootstrapping subsets of the trials.
+
+Both searches hold the default point, so a tuned baseline is never worse than its default by
+the deciding metric at the tuned budget. An untuned baseline (``Baseline.tuned`` false) runs
+its defaults alone under either protocol.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -17,7 +24,7 @@ import scipy.stats.qmc
 
 from bench import metrics
 from bench.baselines import Baseline
-from bench.runner import Curves
+from bench.runner import Curves, concat
 
 PROTOCOLS = ("lr-grid", "random-search")
 SELECT = ("valid", "train")
@@ -51,12 +58,57 @@ def halton(num: int, dims: int, seed: int = 0) -> np.ndarray:
 
 
 def search_space(baseline: Baseline, protocol: str, trials: int, lr_range=None, seed: int = 0):
-    """The configurations ``{name: values[K]}`` that ``protocol`` runs for ``baseline``."""
+    """The configurations ``{name: values[K]}`` that ``protocol`` starts from for ``baseline``
+    (``lr-grid`` then refines them: ``refine``). The default point is always among them; an
+    untuned baseline has it alone."""
+    default = {"learning_rate": np.array([baseline.defaults["learning_rate"]], np.float32)}
+    if not baseline.tuned:
+        return default
     if protocol == "lr-grid":
-        return {"learning_rate": lr_grid(*(baseline.lr_grid or lr_range or ()))}
+        grid = lr_grid(*(baseline.lr_grid or lr_range or ()))
+        return {"learning_rate": np.union1d(grid, default["learning_rate"]).astype(np.float32)}
     if protocol == "random-search":
-        return baseline.sample(halton(trials, len(baseline.space), seed))
+        points = baseline.sample(halton(max(trials - 1, 1), len(baseline.space), seed))
+        first = {k: np.array([baseline.defaults[k]], np.float32) for k in baseline.space}
+        return {k: np.concatenate([first[k], v])[:trials] for k, v in points.items()}
     raise ValueError(f"unknown protocol {protocol!r}; choose from {list(PROTOCOLS)}")
+
+
+# Points per decade of the refinement passes after a half-decade grid.
+REFINE = (4, 8)
+
+
+def refine(
+    run: Callable[[dict[str, np.ndarray]], Curves],
+    space: dict[str, np.ndarray],
+    score: Callable[[Curves], np.ndarray],
+    passes: Sequence[int] = REFINE,
+    max_moves: int = 8,
+) -> tuple[dict[str, np.ndarray], Curves]:
+    """Runs the learning rates of ``space`` (``run(space) -> Curves``), then refines around
+    the best by ``score`` (lower is better): for each ``n`` of ``passes`` it runs the best
+    point's neighbours at ``10^(±1/n)`` not yet tried, again from the new best while the best
+    moves (at most ``max_moves`` times per pass). Returns every learning rate tried and its
+    curves, in the order run (the grid first)."""
+    lrs = np.asarray(space["learning_rate"], np.float32)
+    curves = run({"learning_rate": lrs})
+    for per_decade in passes:
+        factor = 10.0 ** (1.0 / per_decade)
+        for _ in range(max_moves):
+            best = lrs[int(np.argmin(score(curves)))]
+            new = [
+                x
+                for x in (best / factor, best * factor)
+                if not np.any(np.isclose(lrs, x, rtol=1e-3))
+            ]
+            if not new:
+                break
+            new = np.array(new, np.float32)
+            curves = concat(curves, run({"learning_rate": new}))
+            lrs = np.concatenate([lrs, new])
+            if lrs[int(np.argmin(score(curves)))] == best:  # the best did not move
+                break
+    return {"learning_rate": lrs}, curves
 
 
 def metric(curves: Curves, select: str) -> tuple[np.ndarray, np.ndarray]:

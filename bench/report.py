@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bench.metrics import Interval
-from bench.results import Record, Results, Versus
+from bench.results import BEST, BEST_FREE, Counts, Record, Results, Versus
 
 
 def interval(d: Interval, fmt: str = ".2f") -> str:
@@ -27,70 +27,111 @@ def _speedup(vs: Versus) -> str:
 def _chosen(record: Record) -> str:
     if not record.chosen:
         return "—"
-    return ", ".join(f"{k}={v:.3g}" for k, v in record.chosen.items())
+    chosen = ", ".join(f"{k}={v:.3g}" for k, v in record.chosen.items())
+    return f"{chosen} ({record.tuning_trials})" if record.tuning_trials else f"{chosen} (default)"
+
+
+def label(report: Results, comparison: str) -> str:
+    """How the summary names a comparison: ``tuned adam``, ``adam-default``, ``best tuned``."""
+    return f"tuned {comparison}" if comparison in report.baselines else comparison
 
 
 def markdown(report: Results) -> str:
-    baselines, candidates = report.comparisons, report.candidates
+    comparisons, candidates = report.comparisons, report.candidates
     metric = {"train": "smoothed train", "valid": "validation"}[report.selection]
+    if report.protocol == "lr-grid":
+        protocol = (
+            f"a half-decade learning-rate grid ({report.trials} points) plus the default rate, "
+            "refined around the best (quarter-decade neighbours while the best moves, then "
+            "eighth-decade ones)"
+        )
+    else:
+        protocol = f"the defaults and {report.trials - 1} Halton points over all hyperparameters"
+    noise = (
+        "and by more than 2 standard errors of the difference (each side's seeds treated as "
+        "independent samples)"
+        if report.seeds > 1
+        else "(one seed: no standard error, the margin alone)"
+    )
     lines = [
-        f"# {', '.join(candidates)} vs tuned {', '.join(report.baselines)} on `{report.suite}`",
+        f"# {', '.join(candidates)} vs tuned {', '.join(report.baselines)}"
+        + (" and tuning-free baselines" if report.tuning_free else "")
+        + f" on `{report.suite}`",
         "",
         f"- Command: `{report.command}`",
         f"- Deciding metric: the final {metric} loss (mean over seeds); it chooses each "
-        "baseline's configuration, decides won/tied/lost and defines speedups.",
-        f"- Protocol: `{report.protocol}` ({report.trials} configurations × "
-        f"{report.seeds} seeds per baseline, task and budget). Learned optimizers: zero "
-        "tuning trials, run at the task's budget.",
+        "baseline's configuration, defines speedups and gives the first won/tied/lost; the "
+        "other metric is counted beside it, for the same runs.",
+        f"- Tuned baselines (`{report.protocol}`): {protocol}, × {report.seeds} seeds per "
+        "baseline, task and budget; the configurations tried per task are in the per-task "
+        "table.",
+        *(
+            [
+                f"- Tuning-free baselines, one run per seed at their published defaults: "
+                f"{', '.join(f'`{b}`' for b in report.tuning_free)}. Learned optimizers: zero "
+                "tuning trials, run at the task's budget."
+            ]
+            if report.tuning_free
+            else ["- Learned optimizers: zero tuning trials, run at the task's budget."]
+        ),
         *(f"- `{b}`: {how}." for b, how in report.runs.items()),
         *(
             [
-                "- `best hand-designed`: per task, the tuned baseline whose loss at the "
-                "task's budget is lowest (named in the per-task table)."
+                "- `best tuned`: per task, the tuned baseline whose loss at the task's budget "
+                "is lowest (named in the per-task table)."
             ]
-            if len(baselines) > len(report.baselines)
+            if BEST in comparisons
             else []
         ),
-        f"- Won / lost: a final loss more than {100 * report.margin:g}% below / above the "
-        "tuned baseline's at the task's budget; otherwise tied.",
+        *(
+            ["- `best tuning-free`: per task, the tuning-free baseline lowest at the budget."]
+            if BEST_FREE in comparisons
+            else []
+        ),
+        f"- Won / lost: a final loss below / above the baseline's at the task's budget by more "
+        f"than {100 * report.margin:g}% {noise}; otherwise tied.",
         f"- Speedup: {report.speedup_definition}.",
         "- Time/step ratio: the candidate's wall time per step ÷ the baseline's, each run "
         "by itself (the baseline at its chosen configuration), compilation excluded.",
         "- Intervals: 95% percentile bootstrap over tasks. Normalized loss: final "
-        f"{metric} loss ÷ the validation loss at initialization.",
+        "smoothed train loss ÷ the validation loss at initialization.",
         f"- {report.date}, jax {report.versions['jax']}, optax "
         f"{report.versions['optax']}, {report.device}.",
         "",
         "## Summary",
         "",
-        "| candidate | vs | won / tied / lost | fraction won | median speedup | IQM speedup | "
-        "speedups that are bounds | IQM normalized loss | time/step ratio |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| candidate | vs | won / tied / lost, train | won / tied / lost, valid | fraction won | "
+        "median speedup | IQM speedup | speedups that are bounds | IQM normalized loss | "
+        "time/step ratio |",
+        "| --- " * 10 + "|",
     ]
     for c in candidates:
-        for b in baselines:
+        for b in comparisons:
             s = report.summary[c][b]
             lines.append(
-                f"| {c} | {b} | {s.won} / {s.tied} / {s.lost} of {s.tasks} | "
+                f"| {c} | {label(report, b)} | {_counts(s.train, s.tasks)} | "
+                f"{_counts(s.valid, s.tasks)} | "
                 f"{interval(s.fraction_won)} | {interval(s.median_speedup)} | "
                 f"{interval(s.iqm_speedup)} | {s.bounds} | "
                 f"{interval(s.iqm_normalized_train, '.3f')} | "
                 f"{s.median_time_ratio:.2f} |"
             )
-    lines += ["", *_calibration(report), "", "## Per task", ""]
+    lines += ["", *_self_check(report), "", *_calibration(report), ""]
+    lines += _final_losses(report)
+    lines += ["", "## Per task", ""]
     header = (
-        "| task | steps | optimizer | tuned hyperparameters | final train | ÷ initial | "
+        "| task | steps | optimizer | hyperparameters (tried) | final train | ÷ initial | "
         "final valid | best valid |"
     )
-    header += "".join(f" vs {b} |" for b in baselines)
-    lines += [header, "| --- " * (8 + len(baselines)) + "|"]
+    header += "".join(f" vs {b} |" for b in comparisons)
+    lines += [header, "| --- " * (8 + len(comparisons)) + "|"]
     for task, t in report.tasks.items():
         for name, r in t.optimizers.items():
             row = (
                 f"| {task} | {t.num_steps} | {name} | {_chosen(r)} | {r.final_train:.4g} | "
                 f"{r.normalized_train:.3f} | {r.final_valid:.4g} | {r.best_valid:.4g} |"
             )
-            for b in baselines:
+            for b in comparisons:
                 vs = r.vs[b]
                 of = f" ({vs.baseline})" if vs.baseline else ""
                 row += " — |" if name == b else f" {vs.outcome}, {_speedup(vs)}{of} |"
@@ -98,6 +139,48 @@ def markdown(report: Results) -> str:
     lines += _budget_table(report)
     lines += ["", "![loss curves](curves.png)", "", "![speedups](speedups.png)", ""]
     return "\n".join(lines)
+
+
+def _counts(counts: Counts | None, tasks: int) -> str:
+    if counts is None:
+        return "—"
+    return f"{counts.won} / {counts.tied} / {counts.lost} of {tasks}"
+
+
+def _self_check(report: Results) -> list[str]:
+    """The report's check of its own tuning: tuned never worse than the default."""
+    head = (
+        "Self-check — every tuned baseline against its own default configuration, on every "
+        "task, by both metrics (a loss beyond the margin and the noise means the search "
+        "missed the rate): "
+    )
+    if not report.self_check:
+        return [head + "all hold."]
+    lines = [head + f"{len(report.self_check)} violations:", ""]
+    lines += ["| task | baseline | metric | tuned | default |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        f"| {c.task} | {c.baseline} | {c.metric} | {c.tuned:.4g} | {c.default:.4g} |"
+        for c in report.self_check
+    ]
+    return lines
+
+
+def _final_losses(report: Results) -> list[str]:
+    """Per task, every optimizer's final loss by the deciding metric, then by the other (the
+    lowest in bold)."""
+    names = list(next(iter(report.tasks.values())).optimizers)
+    lines = ["## Final losses", ""]
+    for metric in ("train", "valid") if report.selection == "train" else ("valid", "train"):
+        what = {"train": "smoothed train", "valid": "validation"}[metric]
+        lines += [f"Final {what} loss (mean over seeds; bold: the lowest):", ""]
+        lines += ["| task | " + " | ".join(names) + " |", "| --- " * (1 + len(names)) + "|"]
+        for task, t in report.tasks.items():
+            values = [t.optimizers[n].final(metric) for n in names]
+            low = min(values, key=lambda v: v if math.isfinite(v) else math.inf)
+            cells = [f"**{v:.4g}**" if v == low else f"{v:.4g}" for v in values]
+            lines.append(f"| {task} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def _calibration(report: Results) -> list[str]:

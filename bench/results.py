@@ -5,6 +5,7 @@
       .tasks[task]                   TaskResult
         .optimizers[name]            Record     one optimizer on one task
           .vs[baseline]              Versus     its outcome and speedup against that baseline
+      .self_check                    [Check]    tuned baselines worse than their own default
 
 ``Results.to_json()`` is the content of ``results.json``: strict JSON (NaN and infinities as
 ``null``); the optional parts of a record (``OPTIONAL``) are left out when absent. ``load(path)`` reads a file back (``null``
@@ -24,6 +25,11 @@ import numpy as np
 
 from bench.metrics import Interval
 
+# Each task is also scored against the tuned baseline whose loss at the task's budget is the
+# lowest (with several), and against the lowest of the tuning-free ones.
+BEST = "best tuned"
+BEST_FREE = "best tuning-free"
+
 OPTIONAL = {"omit_if_none": True}  # a field's metadata: left out of the JSON when None
 
 
@@ -33,13 +39,27 @@ def _optional():
 
 @dataclasses.dataclass(frozen=True)
 class Versus:
-    """One optimizer against one tuned baseline on one task."""
+    """One optimizer against one baseline on one task."""
 
-    speedup: float  # the budget the tuned baseline needs for the optimizer's final loss ÷ T
+    speedup: float  # the budget the baseline needs for the optimizer's final loss ÷ T
     bound: str  # "": measured; ">=" / "<=": a bound (``metrics.Speedup``)
-    outcome: str  # "won" | "tied" | "lost" (``metrics.OUTCOMES``)
+    outcome: str  # by the deciding metric: "won" | "tied" | "lost" (``metrics.OUTCOMES``)
     time_ratio: float  # seconds per step ÷ the baseline's, each run by itself
-    baseline: str | None = _optional()  # against the best hand-designed one: which it was
+    baseline: str | None = _optional()  # against the best of several: which it was
+    train_outcome: str | None = _optional()  # by the final smoothed train loss
+    valid_outcome: str | None = _optional()  # by the final validation loss
+
+
+@dataclasses.dataclass(frozen=True)
+class Finals:
+    """Per seed, the final smoothed train loss and the final validation loss of one
+    configuration."""
+
+    train: list[float]
+    valid: list[float]
+
+    def of(self, metric: str) -> list[float]:
+        return self.train if metric == "train" else self.valid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +103,8 @@ class Record:
     tuning_trials: int  # 0 for an untuned candidate
     chosen: dict[str, float]  # the chosen hyperparameters ({} untuned)
     scores: list[float]  # every configuration's score by the deciding metric
+    finals: Finals | None = _optional()  # per seed: what the standard errors come from
+    default: Finals | None = _optional()  # a tuned baseline: its default configuration's
     budgets: dict[str, Budget] | None = _optional()  # a scheduled baseline: tuned per budget
     budget_curve: dict[str, list[float]] | None = _optional()  # random search: per trials
     tuned_curve: TunedCurve | None = _optional()  # a baseline: what speedups are read from
@@ -97,12 +119,33 @@ class Record:
 class TaskResult:
     num_steps: int  # the task's budget T
     optimizers: dict[str, Record]
-    best_baseline: str | None = _optional()  # with several baselines: the lowest loss at T
+    best_baseline: str | None = _optional()  # with several tuned baselines: the lowest at T
+    best_tuning_free: str | None = _optional()  # of the tuning-free baselines: the lowest at T
+
+
+@dataclasses.dataclass(frozen=True)
+class Counts:
+    won: int
+    tied: int
+    lost: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """A tuned baseline whose final loss by ``metric`` is above its own default's by more than
+    the margin and 2 standard errors (``metrics.outcome``): tuning that missed."""
+
+    task: str
+    baseline: str
+    metric: str  # "train" or "valid"
+    tuned: float
+    default: float
 
 
 @dataclasses.dataclass(frozen=True)
 class Summary:
-    """One candidate against one baseline over the suite's tasks (95% bootstrap intervals)."""
+    """One candidate against one baseline over the suite's tasks (95% bootstrap intervals);
+    ``won``/``tied``/``lost`` by the deciding metric, ``train`` and ``valid`` by each."""
 
     tasks: int
     won: int
@@ -114,6 +157,8 @@ class Summary:
     bounds: int  # speedups that are bounds
     iqm_normalized_train: Interval
     median_time_ratio: float
+    train: Counts | None = _optional()
+    valid: Counts | None = _optional()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,13 +177,15 @@ class Results:
     max_speedup: int
     margin: float
     baselines: list[str]
-    comparisons: list[str]  # the baselines, and "best hand-designed" when there are several
+    comparisons: list[str]  # the tuned baselines, "best tuned" of several, "best tuning-free"
     runs: dict[str, str]  # what ran of each baseline, in words
     candidates: list[str]
     speedup_definition: str
     summary: dict[str, dict[str, Summary]]
     tasks: dict[str, TaskResult]
     workers: int | None = None  # units run at a time, on one core each (None: one process)
+    tuning_free: list[str] = dataclasses.field(default_factory=list)  # run at their defaults
+    self_check: list[Check] = dataclasses.field(default_factory=list)  # empty: tuning held
 
     def to_json(self) -> dict[str, Any]:
         """The content of ``results.json``."""
@@ -157,9 +204,11 @@ class Results:
                         t["num_steps"],
                         {n: _record(r) for n, r in t["optimizers"].items()},
                         t.get("best_baseline"),
+                        t.get("best_tuning_free"),
                     )
                     for name, t in d["tasks"].items()
                 },
+                "self_check": [Check(**c) for c in d.get("self_check", [])],
             }
         )
 
@@ -215,7 +264,11 @@ def _interval(d: dict[str, float | None]) -> Interval:
 
 def _summary(d: dict[str, Any]) -> Summary:
     intervals = ("fraction_won", "median_speedup", "iqm_speedup", "iqm_normalized_train")
-    return Summary(**{k: _interval(v) if k in intervals else v for k, v in d.items()})
+    s = {k: _interval(v) if k in intervals else v for k, v in d.items()}
+    for metric in ("train", "valid"):
+        if metric in d:
+            s[metric] = Counts(**d[metric])
+    return Summary(**s)
 
 
 def _record(d: dict[str, Any]) -> Record:
@@ -224,6 +277,9 @@ def _record(d: dict[str, Any]) -> Record:
     r["train_curve"], r["valid_curve"] = _nums(d["train_curve"]), _nums(d["valid_curve"])
     r["valid_band"] = [_nums(b) for b in d["valid_band"]]
     r["scores"] = _nums(d["scores"])
+    for part in ("finals", "default"):
+        if part in d:
+            r[part] = Finals(_nums(d[part]["train"]), _nums(d[part]["valid"]))
     if "budgets" in d:
         r["budgets"] = {k: Budget(_num(b["loss"]), b["chosen"]) for k, b in d["budgets"].items()}
     if "tuned_curve" in d:

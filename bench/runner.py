@@ -53,6 +53,18 @@ class Curves(NamedTuple):
         )
 
 
+def concat(a: Curves, b: Curves) -> Curves:
+    """The curves of ``a``'s configurations and then ``b``'s (same seeds and steps); the time
+    per step is their average weighted by configurations."""
+    ka, kb = len(a.train), len(b.train)
+    return Curves(
+        np.concatenate([a.train, b.train]),
+        np.concatenate([a.valid, b.valid]),
+        a.eval_steps,
+        (ka * a.seconds_per_step + kb * b.seconds_per_step) / (ka + kb),
+    )
+
+
 def _programs(task, make_tx, eval_every, num_configs, evaluate=None):
     """The two functions a run is made of, over ``[K]`` configurations (vmapped) × ``[S]``
     seeds: ``start(hp, keys, valid) -> (carry, valid_loss)`` initializes params and state, and

@@ -69,6 +69,7 @@ def test_meta_trains_resumes_and_benchmarks(tmp_path):
             lr_range=(1e-3, 1e-1),
             max_speedup=1,
             progress=False,
+            tuning_free=("muon-cosine-default",),
         )
     assert report.suite == "my_tasks:suite"
     assert report.candidates == ["optimizer", "sgd_cosine"]

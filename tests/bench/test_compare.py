@@ -41,6 +41,8 @@ def smoke_report(tmp_path_factory):
                 "smoke",
                 "--baselines",
                 "adam,adam-cosine",
+                "--tuning-free",
+                "muon-cosine-default",
                 "--lr-range",
                 "1e-3",
                 "1",
@@ -68,12 +70,21 @@ def test_writes_report_json_and_plots(smoke_report):
     assert report["command"].startswith("python -m bench compare --optimizer")
     assert report["versions"]["jax"] == jax.__version__
     assert list(report["tasks"]) == [e.name for e in suites.get("smoke")]
+    assert report["tuning_free"] == ["muon-cosine-default"] and report["self_check"] == []
     learned = "init"  # a file is named by its file name
     assert report["candidates"] == [learned, "adam"]
     assert report["selection"] == "train" and report["max_speedup"] == 4
     quad = report["tasks"]["quadratic"]["optimizers"]
     assert quad[learned]["tuning_trials"] == 0 and quad[learned]["chosen"] == {}
-    assert quad["adam"]["tuning_trials"] == 7 and "learning_rate" in quad["adam"]["chosen"]
+    # Tuned: the 7 half-decade rates 1e-3 … 1 (the default 1e-3 among them), then refined.
+    adam = quad["adam"]
+    assert adam["tuning_trials"] == len(adam["scores"]) > 7 and "learning_rate" in adam["chosen"]
+    assert adam["default"]["train"][0] >= min(adam["finals"]["train"]) - 1e-9
+    # Tuning-free: one configuration, the published default, no search.
+    free = quad["muon-cosine-default"]
+    assert free["tuning_trials"] == 0 and free["chosen"] == {"learning_rate": pytest.approx(0.02)}
+    assert len(free["scores"]) == 1 and "default" not in free
+    assert list(free["budgets"]) == ["10", "20", "40", "80", "160"]
     for record in quad.values():
         assert len(record["valid_curve"]) == 40 // 10 + 1 and len(record["train_curve"]) == 40
         assert record["vs"]["adam"]["outcome"] in ("won", "tied", "lost")
@@ -88,13 +99,27 @@ def test_writes_report_json_and_plots(smoke_report):
     assert np.all(np.diff(cosine["tuned_curve"]["loss"]) <= 0)
     # A baseline against itself: tied, and its speedup is 1.
     assert quad["adam"]["vs"]["adam"] == pytest.approx(
-        {"speedup": 1.0, "bound": "", "outcome": "tied", "time_ratio": 1.0}, abs=0.03
+        {
+            "speedup": 1.0,
+            "bound": "",
+            "outcome": "tied",
+            "time_ratio": 1.0,
+            "train_outcome": "tied",
+            "valid_outcome": "tied",
+        },
+        abs=0.03,
     )
     summary = report["summary"][learned]["adam"]
     assert summary["tasks"] == 2 and summary["won"] + summary["tied"] + summary["lost"] == 2
     assert 0 <= summary["fraction_won"]["estimate"] <= 1
+    assert summary["train"] == {k: summary[k] for k in ("won", "tied", "lost")}  # deciding
+    assert sum(summary["valid"].values()) == 2
     text = (out / "report.md").read_text()
-    assert f"| {learned} | adam |" in text and "| quadratic | 40 | adam | learning_rate=" in text
+    assert f"| {learned} | tuned adam |" in text and f"| {learned} | best tuning-free |" in text
+    assert "| quadratic | 40 | adam | learning_rate=" in text
+    assert "| quadratic | 40 | muon-cosine-default | learning_rate=0.02 (default) |" in text
+    assert "Self-check — every tuned baseline against its own default" in text
+    assert "all hold" in text and "Final validation loss" in text
     assert "one run per budget of 0.25×, 0.5×, 1×, 2×, 4×" in text
     assert "- `adam-cosine`: median speedup 1.00, range 1.00–1.00" in text  # calibration
 
@@ -110,26 +135,55 @@ def test_a_baselines_time_per_step_is_its_chosen_configuration_run_alone(smoke_r
             assert (task, alone, t["num_steps"]) in runs, (task, name)
 
 
-def test_each_task_names_its_best_hand_designed_baseline(smoke_report):
+def test_a_tuning_free_baseline_runs_once_per_seed_at_its_default(smoke_report):
+    _, report, runs = smoke_report
+    for task, t in report["tasks"].items():
+        mine = [(hp, steps) for name, hp, steps in runs if name == task and "num_steps" in hp]
+        free = [(hp, steps) for hp, steps in mine if hp["learning_rate"] == [pytest.approx(0.02)]]
+        # one configuration per budget (its schedule set to it), plus its time measured alone
+        budgets = [t["num_steps"] * f for f in (0.25, 0.5, 1, 2, 4)]
+        assert sorted(steps for _, steps in free) == sorted([*budgets, t["num_steps"]])
+        assert all(hp["num_steps"] == [steps] for hp, steps in free)
+
+
+def test_the_self_check_lists_a_tuned_baseline_worse_than_its_default(smoke_report):
+    report = results.Results.from_json(smoke_report[1])
+    tuned = [compare.Optimizer(b, baseline=compare.baselines_lib.get(b)) for b in report.baselines]
+    assert compare._self_check(report.tasks, tuned, report.margin) == []
+    task = report.tasks["quadratic"]
+    adam = task.optimizers["adam"]
+    worse = results.Finals([2.0, 2.1], [1.0, 1.1])  # tuned: train 2.05, valid 1.05
+    default = results.Finals([2.0, 2.1], [0.5, 0.6])  # its default: same train, valid 0.55
+    rigged = dataclasses.replace(adam, finals=worse, default=default)
+    tasks_ = {"quadratic": dataclasses.replace(task, optimizers={"adam": rigged})}
+    assert compare._self_check(tasks_, tuned[:1], report.margin) == [
+        results.Check("quadratic", "adam", "valid", pytest.approx(1.05), pytest.approx(0.55))
+    ]
+
+
+def test_each_task_names_its_best_tuned_and_best_tuning_free_baseline(smoke_report):
     out, report, _ = smoke_report
     report = results.Results.from_json(report)
-    assert report.comparisons == ["adam", "adam-cosine", compare.BEST]
+    assert report.comparisons == ["adam", "adam-cosine", compare.BEST, compare.BEST_FREE]
     for task in report.tasks.values():
         at_budget = {b: task.optimizers[b].tuned_curve.at(task.num_steps) for b in report.baselines}
         best = min(at_budget, key=at_budget.get)
         assert task.best_baseline == best
         for record in task.optimizers.values():
             assert record.vs[compare.BEST] == dataclasses.replace(record.vs[best], baseline=best)
+        free = "muon-cosine-default"  # the only tuning-free baseline run
+        assert task.best_tuning_free == free
+        assert task.optimizers["init"].vs[compare.BEST_FREE].baseline == free
     assert report.summary["init"][compare.BEST].tasks == 2
     text = (out / "report.md").read_text()
-    assert f"| init | {compare.BEST} |" in text and "`best hand-designed`: per task" in text
+    assert f"| init | {compare.BEST} |" in text and "`best tuned`: per task" in text
 
 
-def test_a_candidate_twice_as_fast_as_the_tuned_baseline_has_speedup_two(tmp_path):
-    """½x² under gradient descent: x_t = (1 − η)^t x_0. With the baseline's grid topped at
-    η = 0.1, tuned SGD reaches the loss ½·0.9^(2t) at step t; a fixed η' = 0.19 has
-    1 − η' = 0.9², so it reaches at step T the loss the baseline needs 2T steps for. The
-    validation loss (no smoothing, a noiseless problem) is read at multiples of 10."""
+def test_a_candidate_twice_as_fast_as_the_baseline_has_speedup_two(tmp_path):
+    """½x² under gradient descent: x_t = (1 − η)^t x_0. SGD at its default η = 0.1 (the
+    untuned baseline ``sgd-default``) reaches the loss ½·0.9^(2t) at step t; a fixed
+    η' = 0.19 has 1 − η' = 0.9², so it reaches at step T the loss the baseline needs 2T steps
+    for. The validation loss (no smoothing, a noiseless problem) is read at multiples of 10."""
     task = tasks.quadratic_task("line", dim=1, condition=1.0, noise=0.0)
     entries = [suites.Entry("line", lambda: task, num_steps=40, eval_every=10)]
     fast = compare.Optimizer("sgd-0.19", learned=lambda num_steps: optax.sgd(0.19))
@@ -137,18 +191,18 @@ def test_a_candidate_twice_as_fast_as_the_tuned_baseline_has_speedup_two(tmp_pat
     report = compare.compare(
         [fast, slow],
         entries,
-        baselines=("sgd",),
+        baselines=("sgd-default",),
         out=tmp_path,
         seeds=1,
         select="valid",
-        lr_range=(1e-3, 0.1),
         progress=False,
+        tuning_free=(),
     )
-    vs = report.tasks["line"].optimizers["sgd-0.19"].vs["sgd"]
+    vs = report.tasks["line"].optimizers["sgd-0.19"].vs["sgd-default"]
     assert vs.speedup == pytest.approx(2.0, rel=1e-3) and vs.bound == ""
     assert vs.outcome == "won" and report.suite == "custom"
     # 1 − η = 0.9^½: half as fast as the baseline.
-    vs = report.tasks["line"].optimizers["sgd-slow"].vs["sgd"]
+    vs = report.tasks["line"].optimizers["sgd-slow"].vs["sgd-default"]
     assert vs.speedup == pytest.approx(0.5, rel=1e-3) and vs.outcome == "lost"
 
 
@@ -172,9 +226,12 @@ def test_files_of_one_architecture_share_one_program_and_match_their_transforms(
         select="valid",
         lr_range=(1e-2, 0.1),
         max_speedup=1,
+        tuning_free=(),
     )
     after = compare.runner._compile.cache_info()
-    assert after.misses - before.misses == 3  # sgd's sweep and its chosen configuration alone
+    # sgd's grid, its refinement's pairs and single points (the chosen one alone among
+    # them), and one program for both files
+    assert after.misses - before.misses == 3 + 1
     for path, name in zip(paths, ("0", "1"), strict=True):
         tx = lopt.load(path).as_optax(20)
         alone = compare.runner.run(task, lambda hp, tx=tx: tx, {}, 1, 20, 10)
@@ -186,7 +243,7 @@ def test_files_of_one_architecture_share_one_program_and_match_their_transforms(
 
 def test_random_search_reports_quality_against_the_trial_budget(tmp_path):
     args = ["compare", "--optimizer", "sgd", "--suite", "smoke", "--protocol", "random-search"]
-    args += ["--baselines", "adam"]
+    args += ["--baselines", "adam", "--tuning-free", "none"]
     assert main([*args, "--trials", "4", "--seeds", "1", "--out", str(tmp_path), "--quiet"]) == 0
     report = json.loads((tmp_path / "results.json").read_text())
     record = report["tasks"]["quadratic"]["optimizers"]["adam"]
@@ -252,6 +309,7 @@ def test_tasks_on_two_ray_workers_give_the_results_of_one_process(smoke_report, 
                 ["adam"],
                 [suites.Entry("bad", unbuildable, 40, 10)],
                 baselines=["adam"],
+                tuning_free=(),
                 lr_range=(1e-2, 1.0),
                 out=tmp_path / "bad",
                 progress=False,
@@ -342,5 +400,7 @@ def test_demo_summary_has_a_row_per_candidate_and_comparison(smoke_report):
     )
     rows = demo.summary_table({"smoke": report}).splitlines()[2:]
     assert [r.split(" | ")[1:3] for r in rows] == [
-        [c, b] for c in demo.CANDIDATES for b in ("adam", "adam-cosine", compare.BEST)
+        [c, b]
+        for c in demo.CANDIDATES
+        for b in ("tuned adam", "tuned adam-cosine", compare.BEST, compare.BEST_FREE)
     ]

@@ -36,6 +36,28 @@ def test_outcome_needs_a_margin_to_win_or_lose():
     assert metrics.outcome(np.nan, np.nan) == "tied"
 
 
+def test_a_difference_inside_two_standard_errors_is_a_tie():
+    """Seeds 1.00 ± 0.05 against 1.10 ± 0.05 (3 each): the difference 0.10 is 10% (beyond the
+    1% margin) and its standard error √(0.05²/3 + 0.05²/3) = 0.0408, so 2 SE = 0.0816: lost.
+    With the spread doubled, 2 SE = 0.163 > 0.10: tied."""
+    a, b = np.array([0.95, 1.0, 1.05]), np.array([1.05, 1.10, 1.15])
+    se = metrics.standard_error(b, a)
+    assert se == pytest.approx(np.sqrt(2 * 0.05**2 / 3))
+    assert metrics.outcome(b.mean(), a.mean(), se=se) == "lost"
+    assert metrics.outcome(a.mean(), b.mean(), se=se) == "won"
+    wide = np.array([0.9, 1.0, 1.1]), np.array([1.0, 1.1, 1.2])
+    se = metrics.standard_error(*wide)
+    assert se == pytest.approx(np.sqrt(2 * 0.1**2 / 3))
+    assert metrics.outcome(wide[0].mean(), wide[1].mean(), se=se) == "tied"
+    # Both rules must hold: 5% apart but 0.5 SE is a tie; 0.5% apart, SE 0 is a tie too.
+    assert metrics.outcome(0.95, 1.0, se=0.1) == "tied"
+    assert metrics.outcome(0.995, 1.0, se=0.0) == "tied"
+    # One seed each: no standard error, the margin alone decides. Diverged seeds add none.
+    assert metrics.standard_error([1.0], [2.0]) == 0.0
+    assert metrics.standard_error([1.0, np.nan], [2.0, 2.2]) == pytest.approx(0.1)
+    assert metrics.outcome(np.inf, 1.0, se=np.inf) == "lost"  # divergence is not noise
+
+
 def test_tuned_curve_is_the_monotone_fit_of_the_best_over_the_sweep_and_ignores_divergence():
     curves = np.array([[3.0, 2.0, 2.5, 1.0], [2.5, np.nan, np.nan, np.nan], [4.0, 1.5, 3.0, 3.0]])
     # best per step: 2.5, 1.5, 2.5, 1.0; the bump is averaged away, not taken as progress.

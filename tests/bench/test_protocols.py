@@ -64,7 +64,7 @@ def test_adam_atan2_matches_its_formula_and_is_scale_invariant():
 
 def test_every_baseline_runs_as_a_vmapped_sweep():
     task = tasks.get("quadratic")
-    for b in baselines.BASELINES.values():
+    for b in filter(lambda b: b.tuned, baselines.BASELINES.values()):  # and so each default
         hp = b.sample(protocols.halton(2, len(b.space)))
         if b.schedule:
             hp["num_steps"] = np.array([4.0, 8.0], np.float32)
@@ -220,6 +220,48 @@ def test_lr_grid_picks_the_analytically_best_step_size_on_a_quadratic():
     assert space["learning_rate"][analytic] == pytest.approx(10**-0.5)
     for select in protocols.SELECT:
         assert protocols.choose(curves, select).best == analytic
+
+
+def test_every_search_holds_the_default_and_an_untuned_baseline_runs_it_alone():
+    muon = baselines.get("muon-cosine")
+    grid = protocols.search_space(muon, "lr-grid", trials=0, lr_range=(1e-4, 1.0))
+    assert len(grid["learning_rate"]) == 10 and np.isclose(grid["learning_rate"], 0.02).any()
+    adam = baselines.get("adam")
+    trials = protocols.search_space(adam, "random-search", trials=5)
+    assert {k: v[0] for k, v in trials.items()} == pytest.approx(adam.defaults)
+    assert all(len(v) == 5 for v in trials.values())
+    for name in baselines.TUNING_FREE:
+        free = baselines.get(name)
+        assert not free.tuned and name.endswith("-default"), name
+        assert free.defaults == baselines.get(name.removesuffix("-default")).defaults
+        for protocol in protocols.PROTOCOLS:
+            space = protocols.search_space(free, protocol, trials=16, lr_range=(1e-4, 1.0))
+            assert list(space) == ["learning_rate"], name
+            np.testing.assert_allclose(space["learning_rate"], [free.defaults["learning_rate"]])
+    assert baselines.get("muon-cosine-default").defaults["learning_rate"] == 0.02
+    assert baselines.get("sf-adamw-default").defaults["learning_rate"] == 0.0025
+
+
+def test_refinement_finds_the_best_rate_between_grid_points():
+    """½·h·x² with h = 2 under SGD for 20 steps: x_T = (1 − 2η)^T x_0, best at η = 0.5, which
+    lies between the half-decade points 0.316 and 1. The grid picks 0.316 (|1 − 2η| = 0.37);
+    quarter-decade refinement moves to 0.562 (0.12), and its eighth-decade neighbours 0.422
+    (0.16) and 0.75 (0.5) do not beat it: the best within 10^(1/8) of the optimum."""
+    task = tasks.augment.scale_loss(tasks.quadratic_task(dim=1, condition=1.0, noise=0.0), 2.0)
+    sgd = baselines.get("sgd")
+    run = lambda hp: runner.run(task, sgd.tx, hp, num_seeds=1, num_steps=20, eval_every=5)
+    score = lambda c: protocols.scores(c, "valid")
+    grid = {"learning_rate": protocols.lr_grid(1e-2, 1.0)}
+    tried, curves = protocols.refine(run, grid, score)
+    lrs = tried["learning_rate"]
+    assert len(lrs) == len(curves.valid) == 5 + 2 + 2  # grid, a quarter-decade pair, an eighth
+    np.testing.assert_allclose(lrs[:5], grid["learning_rate"])
+    best = lrs[protocols.choose(curves, "valid").best]
+    assert best == pytest.approx(10**-0.25, rel=1e-5)
+    assert abs(np.log10(best / 0.5)) < 1 / 8
+    # Every point's curves are those of a run of it alone.
+    alone = run({"learning_rate": lrs[-2:]})
+    np.testing.assert_allclose(curves.valid[-2:], alone.valid, rtol=1e-6)
 
 
 def test_budget_curve_improves_with_the_budget():
