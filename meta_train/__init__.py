@@ -8,6 +8,13 @@ or ``python -m meta_train --config smoke [--workers N] [--ray-address ADDR]
 (``meta_train.distributed``) on a local Ray instance or the cluster at the address.
 """
 
+import os
+
+# A local Ray instance stays on loopback: Ray reads this when it is imported, and without it
+# binds the machine's network interface (``distributed.ray_session`` also gives the node
+# 127.0.0.1). A cluster across machines sets it to 1.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 from meta_train.config import (
     ConfigError,
     DistributedConfig,

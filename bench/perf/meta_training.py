@@ -201,7 +201,14 @@ def bench_scaling(
     configs = {0: load_config(None, base)}
     configs.update({k: load_config(None, [*base, f"distributed.workers={k}"]) for k in workers})
     samples: dict[int, list[dict]] = {k: [] for k in configs}
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # stay on loopback
+    ray.init(
+        address="local",
+        num_cpus=os.cpu_count(),
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        _node_ip_address="127.0.0.1",
+    )
     try:
         for r in range(rounds):
             for k, cfg in configs.items():

@@ -92,8 +92,12 @@ def test_population_slices_on_two_workers_give_the_streams_estimates(tmp_path):
     from meta_train.config import DistributedConfig
     from meta_train.distributed import ray_session
 
+    import ray
+
     varied = "estimator.schedule={kind: loguniform, min_length: 5, max_length: 40}"
     with ray_session(DistributedConfig(workers=2), verbose=False):  # one instance for both
+        node = ray._private.worker.global_worker.node  # the local instance is on loopback
+        assert node.node_ip_address == "127.0.0.1" and node.gcs_address.startswith("127.0.0.1:")
         runs = {
             p: meta_train(
                 _cfg(tmp_path / p, "num_steps=4", varied, f"distributed.partition={p}"),
