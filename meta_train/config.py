@@ -254,6 +254,11 @@ class DistributedConfig:
         programs from the persistent compilation cache.
       max_worker_failures: consecutive failures of one worker that stop the run.
       startup_timeout: seconds to wait for the workers to be placed and start.
+      stall_timeout: seconds an estimate may go with its process using (almost) no CPU
+        before it counts as wedged (``meta_train.watchdog``): in this process the run stops
+        with one line and its checkpoints intact for ``--resume``; a worker exits and is
+        restarted as after a crash. Compiling and computing use CPU, so slow work never
+        trips it.
     """
 
     workers: int | None = setting(
@@ -272,6 +277,7 @@ class DistributedConfig:
     precompile: bool = True
     max_worker_failures: int = setting(3, at_least(1))
     startup_timeout: float = setting(300.0, above(0))
+    stall_timeout: float = setting(120.0, above(0))
 
     def __post_init__(self):
         validate(self)

@@ -25,6 +25,7 @@ import logging
 import os
 import pathlib
 import socket
+import sys
 import tempfile
 import time
 import warnings
@@ -39,6 +40,7 @@ from meta_train import compile_cache
 from meta_train.config import ConfigError, DistributedConfig
 from meta_train.learner import initial_theta
 from meta_train.stream import Estimate, EstimateStream, StreamSpec, merge
+from meta_train.watchdog import Watchdog
 
 
 def pin_to_free_cores(
@@ -82,7 +84,9 @@ class Worker:
     of the populations of streams ``1 .. streams``, its own first (so that workers starting
     a task period compile different structures first and may read the others' from the
     compilation cache). CPU-only workers are pinned to ``cpus_per_worker`` free cores of
-    their host when ``distributed.pin_cpus`` (see :func:`pin_to_free_cores`)."""
+    their host when ``distributed.pin_cpus`` (see :func:`pin_to_free_cores`). An estimate
+    that stalls (``meta_train.watchdog``) ends the worker's process, which Ray restarts as
+    after a crash."""
 
     def __init__(self, spec: StreamSpec, d: DistributedConfig, index: int, streams: int):
         cpu_only = d.gpus_per_worker == 0 and not d.resources_per_worker
@@ -99,6 +103,16 @@ class Worker:
             ]
         else:
             self.streams = [EstimateStream(spec, stream=index + 1)]
+        self.watchdog = Watchdog(d.stall_timeout, self._stalled).start()
+
+    def _stalled(self, label: str, seconds: float) -> None:
+        print(
+            f"Ray worker {self.index}: {label} has used no CPU for {seconds:.0f} s (XLA's CPU "
+            "runtime wedged); exiting, to be restarted",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(1)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -112,7 +126,9 @@ class Worker:
         """Window ``window`` of each of its streams (or slices) at ``theta``."""
         out = []
         for stream in self.streams:
-            grad, metrics = stream.estimate(theta, window)
+            label = f"the estimate of window {window} of stream {stream.stream}"
+            with self.watchdog.watch(f"{label} ({stream.task_name(window)})"):
+                grad, metrics = stream.estimate(theta, window)
             identity = {
                 "worker": self.index,
                 "window": window,

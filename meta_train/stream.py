@@ -9,6 +9,7 @@ task sequence, and an estimate lost in flight is recomputed for the same window.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Hashable, Sequence
@@ -24,6 +25,7 @@ from meta_train import compile_cache, estimators
 from meta_train.config import EstimatorConfig, MetaTrainConfig, OptimizerConfig, TaskConfig
 from meta_train.estimators import ESTIMATORS, ESState
 from meta_train.unroll import MetaLoss, Unroller
+from meta_train.watchdog import Watchdog
 
 _MAX_ESTIMATORS = 8  # compiled estimators kept per stream (one per task structure)
 
@@ -230,6 +232,10 @@ class EstimateStream:
         self.estimator = self._estimator_for(self.period)
         self.state = self._place(state, self.estimator)
 
+    def task_name(self, window: int) -> str:
+        """The name of the task that window ``window`` trains."""
+        return self._estimator_for(self.source.period(window)).unroller.task.name
+
     def estimate(self, theta: lopt.Theta, window: int) -> tuple[lopt.Theta, dict[str, Any]]:
         """The estimate of window ``window`` at ``theta``: ``(grad, metrics)`` on the host.
 
@@ -298,12 +304,18 @@ class EstimateSource(Protocol):
 class InProcessSource:
     """One estimate per outer step, computed in this process at the published theta
     (synchronous), so a run is deterministic and its checkpoint holds the estimator state
-    for an exact resume. Implements :class:`EstimateSource`."""
+    for an exact resume; each under ``watchdog`` when given. Implements
+    :class:`EstimateSource`."""
 
     def __init__(
-        self, spec: StreamSpec, devices: Sequence[jax.Device] | None, verbose: bool = True
+        self,
+        spec: StreamSpec,
+        devices: Sequence[jax.Device] | None,
+        verbose: bool = True,
+        watchdog: Watchdog | None = None,
     ):
         self.stream = EstimateStream(spec, stream=0, devices=devices)
+        self.watchdog = watchdog
         self.window = 0
         local = len(devices or jax.local_devices())
         if local > 1 and len(self.stream.devices) == 1 and verbose:
@@ -332,7 +344,12 @@ class InProcessSource:
         self._theta, self._version = theta, version
 
     def collect(self) -> list[Estimate]:
-        grad, metrics = self.stream.estimate(self._theta, self.window)
+        watch = contextlib.nullcontext()
+        if self.watchdog is not None:
+            task = self.stream.task_name(self.window)
+            watch = self.watchdog.watch(f"the estimate of outer step {self.window + 1} ({task})")
+        with watch:
+            grad, metrics = self.stream.estimate(self._theta, self.window)
         self.window += 1
         return [Estimate(grad, self._version, metrics)]
 

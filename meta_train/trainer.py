@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
+import os
 import pathlib
+import sys
 import time
 import warnings
 from typing import Any
@@ -28,6 +31,7 @@ from meta_train.learner import Learner, LearnerState, initial_theta
 from meta_train.monitor import Progress, Watch, step_record
 from meta_train.stream import EstimateSource, InProcessSource, StreamSpec
 from meta_train.validation import Best, Score, Validator, held_out_tasks
+from meta_train.watchdog import Watchdog
 
 
 @dataclasses.dataclass
@@ -65,6 +69,10 @@ def meta_train(
     ``distributed.address``; a resumed run continues the step count and each worker's task
     sequence with fresh particle populations.
 
+    A computation of this process that stalls (``meta_train.watchdog``: no CPU used for
+    ``distributed.stall_timeout`` seconds, as when XLA's CPU runtime wedges) ends the
+    process with exit status 3 and one line on stderr; its checkpoints are intact.
+
     Args:
       cfg: the run (``meta_train.load_config``).
       resume: continue the run in ``cfg.run_dir`` from its newest intact checkpoint.
@@ -97,24 +105,38 @@ def meta_train(
     in_process = cfg.distributed.workers is None
     spec = StreamSpec.of(cfg)
     session = contextlib.nullcontext() if in_process else ray_session(cfg.distributed, verbose)
-    with session:  # Ray is up (or the run is in-process): nothing is written before this
+    watchdog = Watchdog(cfg.distributed.stall_timeout, functools.partial(_stalled, run_dir))
+    with session, watchdog:  # Ray is up (or the run is in-process): nothing written before
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, run_dir / "config.yaml")
         with (
             contextlib.closing(Checkpointer(ckpt_dir)) as ckpt,
             contextlib.closing(
-                InProcessSource(spec, devices, verbose)
+                InProcessSource(spec, devices, verbose, watchdog)
                 if in_process
                 else WorkerPool(
                     spec, cfg.distributed, cfg.outer.max_staleness, verbose, cfg.num_steps
                 )
             ) as source,
         ):
-            theta, best, first = _run(cfg, source, ckpt, resume, verbose)
+            theta, best, first = _run(cfg, source, ckpt, resume, verbose, watchdog)
     records = run_dir_lib.history(cfg)
     export_path, best_path = run_dir_lib.export(cfg, theta, best, records)
     history = [r for r in records if r["step"] > first]
     return MetaTrainResult(theta, history, run_dir, ckpt_dir, export_path, best_path)
+
+
+def _stalled(run_dir: pathlib.Path, label: str, seconds: float) -> None:
+    """The watchdog's report: one line, then the process ends (its stalled thread cannot be
+    woken); every checkpoint was written before the stall and is intact."""
+    print(
+        f"error: meta-training stalled: {label} has used no CPU for {seconds:.0f} s (XLA's "
+        "CPU runtime wedged; see meta_train.watchdog). Its checkpoints are intact: resume "
+        f"with python -m meta_train --resume {run_dir}",
+        file=sys.stderr,
+        flush=True,
+    )
+    os._exit(3)
 
 
 def _run(
@@ -123,10 +145,12 @@ def _run(
     ckpt: Checkpointer,
     resume: bool,
     verbose: bool,
+    watchdog: Watchdog,
 ) -> tuple[lopt.Theta, Best | None, int]:
     """The outer loop from the newest intact checkpoint (with ``resume``) or the start;
     returns the final theta, the best one by meta-validation (``None`` without validation)
-    and the step it started from."""
+    and the step it started from. Meta-validation runs under ``watchdog`` (estimates computed
+    in this process run under it in the source)."""
     learner = Learner(cfg.outer)
     state = source.place(learner.init(initial_theta(cfg.optimizer.build(), cfg.seed)))
     validate = None
@@ -143,7 +167,8 @@ def _run(
         metrics.write_text("")
     progress, watch = Progress(cfg.num_steps, start, cfg.log_every, verbose), Watch()
     if validate is not None and best is None:  # the starting theta is the first candidate
-        best = Best(start, validate(state.theta), jax.device_get(state.theta))
+        with watchdog.watch("meta-validation of the initial theta"):
+            best = Best(start, validate(state.theta), jax.device_get(state.theta))
         progress.note(f"validation of the initial theta: {best.score.mean:.4f}")
     try:
         source.publish(state.theta, int(state.version))
@@ -158,7 +183,8 @@ def _run(
             record = step_record(step, estimates, done - began, **extra)
             last = step == cfg.num_steps
             if validate is not None and (step % cfg.validation.every == 0 or last):
-                best, valid = _validate(validate, best, step, state.theta)
+                with watchdog.watch(f"meta-validation after outer step {step}"):
+                    best, valid = _validate(validate, best, step, state.theta)
                 record |= valid
             if (warning := watch.check(record)) is not None:
                 record["warning"] = warning

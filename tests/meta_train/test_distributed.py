@@ -89,10 +89,10 @@ def test_population_slices_on_two_workers_give_the_streams_estimates(tmp_path):
     merged, they are the estimates of one stream per worker (the same tasks, particles and
     keys) up to float summation order, and every step's work is spread over both workers.
     Episodes of random lengths make the halves count different numbers of steps."""
+    import ray
+
     from meta_train.config import DistributedConfig
     from meta_train.distributed import ray_session
-
-    import ray
 
     varied = "estimator.schedule={kind: loguniform, min_length: 5, max_length: 40}"
     with ray_session(DistributedConfig(workers=2), verbose=False):  # one instance for both
