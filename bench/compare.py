@@ -234,11 +234,11 @@ def _run_tuned(opt, entry, task, space, select, seeds, budgets, protocol="lr-gri
         )
         steps, values = protocols.metric(curves, select)
         record = _record(curves.head(T), space, select, _default_index(baseline, space))
-        return dataclasses.replace(
-            record,
-            seconds_per_step=_alone(run, record.chosen, seeds, T, every),
-            tuned_curve=_tuned_curve(steps, np.min(values, 0)),
-        )
+        if baseline.tuned:
+            record = dataclasses.replace(
+                record, seconds_per_step=_alone(run, record.chosen, seeds, T, every)
+            )
+        return dataclasses.replace(record, tuned_curve=_tuned_curve(steps, np.min(values, 0)))
     records = {}
     for budget in (int(f * T) for f in budgets):  # one tuned run per budget
 
@@ -249,9 +249,11 @@ def _run_tuned(opt, entry, task, space, select, seeds, budgets, protocol="lr-gri
         tried, curves = _search(run_budget, space, lambda c: protocols.scores(c, select), refining)
         records[budget] = _record(curves, tried, select, _default_index(baseline, tried))
     record = records[T]
+    if baseline.tuned:
+        alone = _alone(run, {**record.chosen, "num_steps": T}, seeds, T, every)
+        record = dataclasses.replace(record, seconds_per_step=alone)
     return dataclasses.replace(
         record,
-        seconds_per_step=_alone(run, {**record.chosen, "num_steps": T}, seeds, T, every),
         budgets={str(b): results.Budget(r.final(select), r.chosen) for b, r in records.items()},
         tuned_curve=_tuned_curve(list(records), [r.final(select) for r in records.values()]),
     )
@@ -335,7 +337,8 @@ def _length_rank(opt: Optimizer) -> int:
 def _alone(run, chosen, seeds, num_steps, every) -> float:
     """Seconds per step of the ``chosen`` configuration run by itself, as a learned candidate
     is: a sweep's time divided by its configurations would understate what one run costs,
-    since the configurations share each vectorized step."""
+    since the configurations share each vectorized step. (An untuned baseline's one
+    configuration already ran by itself.)"""
     hparams = {k: np.full(1, v, np.float32) for k, v in chosen.items()}
     return run(hparams, seeds, num_steps, every).seconds_per_step
 
