@@ -11,6 +11,7 @@ import textwrap
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from meta_train.watchdog import Watchdog, cpu_seconds
@@ -169,3 +170,40 @@ def test_a_wedged_ray_worker_is_restarted_and_the_run_goes_on(tmp_path, monkeypa
     result = meta_train(cfg, verbose=False)
     assert [r["step"] for r in result.history] == list(range(1, 9))
     assert result.history[-1]["worker_restarts"] >= 1
+
+
+def test_the_program_on_which_xla_wedged_runs():
+    """The task period on which XLA's CPU runtime wedged: char-lm's lstm32-t16-b32 under the
+    schedule-muon recipe mixed with image-mlp, from window 175 of the in-process stream.
+    With XLA's concurrency-optimized scheduler on (jaxlib 0.10.2) its first windows stalled
+    in 5 of 5 runs; ``import meta_train`` turns it off. Should it stall here, the watchdog
+    ends this test process (a crashed test, never a hung suite)."""
+    import meta_train
+    from meta_train import initial_theta, load_config
+    from meta_train.stream import EstimateStream, StreamSpec
+
+    assert f"{meta_train.SCHEDULER_FLAG}=false" in os.environ["XLA_FLAGS"]
+    cfg = load_config(
+        "schedule-muon",
+        [
+            "task.family=[image-mlp, char-lm]",
+            "task.resample_every=25",
+            "estimator.sigma=0.05",
+            "estimator.schedule.min_length=200",
+            "estimator.schedule.max_length=2000",
+            "meta_loss.kind=linear",
+        ],
+    )
+    stream = EstimateStream(StreamSpec.of(cfg))
+    assert stream.task_name(175) == "char-lm/lstm32-t16-b32"
+    theta = initial_theta(cfg.optimizer.build(), cfg.seed)
+
+    def stalled(label, seconds):
+        print(f"XLA wedged: {label} used no CPU for {seconds:.0f} s", file=sys.stderr, flush=True)
+        os._exit(1)
+
+    with Watchdog(30, stalled) as dog:
+        for window in range(175, 178):
+            with dog.watch(f"window {window}"):
+                _, metrics = stream.estimate(theta, window)
+            assert metrics["inner_steps"] > 0 and np.isfinite(metrics["meta_loss"])
