@@ -88,8 +88,10 @@ def refine(
     """Runs the learning rates of ``space`` (``run(space) -> Curves``), then refines around
     the best by ``score`` (lower is better): for each ``n`` of ``passes`` it runs the best
     point's neighbours at ``10^(±1/n)`` not yet tried, again from the new best while the best
-    moves (at most ``max_moves`` times per pass). Returns every learning rate tried and its
-    curves, in the order run (the grid first)."""
+    moves (at most ``max_moves`` times per pass). Each new point runs by itself, so every
+    refinement reuses one compiled program, the one that also times the chosen configuration
+    alone (``bench.compare``). Returns every learning rate tried and its curves, in the order
+    run (the grid first)."""
     lrs = np.asarray(space["learning_rate"], np.float32)
     curves = run({"learning_rate": lrs})
     for per_decade in passes:
@@ -103,9 +105,9 @@ def refine(
             ]
             if not new:
                 break
-            new = np.array(new, np.float32)
-            curves = concat(curves, run({"learning_rate": new}))
-            lrs = np.concatenate([lrs, new])
+            for x in np.array(new, np.float32):  # one by one: a single configuration's
+                curves = concat(curves, run({"learning_rate": x[None]}))  # program is reused
+                lrs = np.append(lrs, x)
             if lrs[int(np.argmin(score(curves)))] == best:  # the best did not move
                 break
     return {"learning_rate": lrs}, curves
