@@ -156,7 +156,8 @@ def _self_check(report: Results) -> list[str]:
     )
     if not report.self_check:
         return [head + "all hold."]
-    lines = [head + f"{len(report.self_check)} violations:", ""]
+    n = len(report.self_check)
+    lines = [head + f"{n} violation{'s' if n > 1 else ''}:", ""]
     lines += ["| task | baseline | metric | tuned | default |", "| --- | --- | --- | --- | --- |"]
     lines += [
         f"| {c.task} | {c.baseline} | {c.metric} | {c.tuned:.4g} | {c.default:.4g} |"
