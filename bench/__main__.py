@@ -230,11 +230,16 @@ def _compare(args, cli: argparse.ArgumentParser, argv: list[str]) -> int:
     for c, per_baseline in report.summary.items():
         for b, s in per_baseline.items():
             m = s.median_speedup
-            print(
-                f"{c} vs {report_lib.label(report, b)}: won {s.won}, tied {s.tied}, lost {s.lost} of "
-                f"{s.tasks} tasks (by valid loss {s.valid.won}/{s.valid.tied}/{s.valid.lost}), "
-                f"median speedup {m.estimate:.2f}x [{m.low:.2f}, {m.high:.2f}]"
+            speedup = (
+                "speedups not measured (--max-speedup 1)"
+                if report.max_speedup == 1
+                else f"median speedup {m.estimate:.2f}x [{m.low:.2f}, {m.high:.2f}]"
                 + (f" ({s.bounds} of them bounds: see report.md)" if s.bounds else "")
+            )
+            print(
+                f"{c} vs {report_lib.label(report, b)}: won {s.won}, tied {s.tied}, lost "
+                f"{s.lost} of {s.tasks} tasks (by valid loss {s.valid.won}/{s.valid.tied}/"
+                f"{s.valid.lost}), {speedup}"
             )
     print(f"wrote {args.out}/report.md, results.json, curves.png, speedups.png")
     return 0

@@ -241,10 +241,12 @@ def test_files_of_one_architecture_share_one_program_and_match_their_transforms(
     assert finals[0] != finals[1]  # two thetas, one program
 
 
-def test_random_search_reports_quality_against_the_trial_budget(tmp_path):
+def test_random_search_reports_quality_against_the_trial_budget(tmp_path, capsys):
     args = ["compare", "--optimizer", "sgd", "--suite", "smoke", "--protocol", "random-search"]
-    args += ["--baselines", "adam", "--tuning-free", "none"]
+    args += ["--baselines", "adam", "--tuning-free", "none", "--max-speedup", "1"]
     assert main([*args, "--trials", "4", "--seeds", "1", "--out", str(tmp_path), "--quiet"]) == 0
+    assert "tasks (by valid loss " in (out := capsys.readouterr().out)
+    assert "speedups not measured (--max-speedup 1)" in out and "median speedup" not in out
     report = json.loads((tmp_path / "results.json").read_text())
     record = report["tasks"]["quadratic"]["optimizers"]["adam"]
     assert record["tuning_trials"] == 4 and set(record["chosen"]) == {
