@@ -75,3 +75,5 @@ def test_documented_command_parses_and_names_what_exists(where, program, argv, m
     if args.command == "compare":
         for name in (b for b in args.baselines.split(",") if b):
             baselines.get(name)
+        for name in (b for b in args.tuning_free.split(",") if b not in ("", "none")):
+            assert not baselines.get(name).tuned, (where, name)
