@@ -92,20 +92,22 @@ def wedge():
 """
 
 
+# A tiny meta-training run on that task, its watchdog at 2 s.
+WEDGE_RUN = [
+    "task.name=wedge_task:wedge",
+    "task.family=null",
+    "optimizer.hparams={hidden: [2]}",
+    "estimator.num_particles=2",
+    "estimator.window=5",
+    "estimator.schedule={kind: constant, min_length: 20, max_length: 20}",
+    "distributed.stall_timeout=2",
+]
+
+
 def test_a_wedged_run_stops_with_one_line_and_resumes_from_its_checkpoint(tmp_path):
     (tmp_path / "wedge_task.py").write_text(textwrap.dedent(WEDGE))
     run_dir = tmp_path / "run"
-    config = [
-        "task.name=wedge_task:wedge",
-        "task.family=null",
-        "optimizer.hparams={hidden: [2]}",
-        "estimator.num_particles=2",
-        "estimator.window=5",
-        "estimator.schedule={kind: constant, min_length: 20, max_length: 20}",
-        "num_steps=12",
-        "checkpoint_every=1",
-        "distributed.stall_timeout=2",
-    ]
+    config = [*WEDGE_RUN, "num_steps=12", "checkpoint_every=1"]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
@@ -153,15 +155,9 @@ def test_a_wedged_ray_worker_is_restarted_and_the_run_goes_on(tmp_path, monkeypa
     cfg = load_config(
         None,
         [
-            "task.name=wedge_task:wedge",
-            "task.family=null",
-            "optimizer.hparams={hidden: [2]}",
-            "estimator.num_particles=2",
-            "estimator.window=5",
-            "estimator.schedule={kind: constant, min_length: 20, max_length: 20}",
+            *WEDGE_RUN,
             "num_steps=8",
             "distributed.workers=1",
-            "distributed.stall_timeout=2",
             "distributed.precompile=false",
             f"distributed.worker_env={{BLOCK_AFTER: '40', PYTHONPATH: '{path}'}}",
             f"run_dir={tmp_path / 'run'}",
