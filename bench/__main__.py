@@ -309,8 +309,9 @@ def _trace(args) -> int:
 
 def _changed(spec: str, settings: list[str]) -> lopt.Frozen:
     """The frozen optimizer ``spec`` (a pretrained name or a .lopt file) with its
-    architecture's fields changed by ``FIELD=VALUE`` settings (YAML values)."""
-    import yaml
+    architecture's fields changed by ``FIELD=VALUE`` settings (values read as config
+    overrides are, ``meta_train.config_io.read_value``)."""
+    from meta_train.config_io import read_value
 
     if spec in lopt.list_pretrained():
         frozen = lopt.load_pretrained(spec)
@@ -326,7 +327,7 @@ def _changed(spec: str, settings: list[str]) -> lopt.Frozen:
             raise ValueError(
                 f"--set {setting!r}: expected FIELD=VALUE with FIELD one of {sorted(fields)}"
             )
-        changes[field] = yaml.safe_load(value)
+        changes[field] = read_value(value, f"--set {setting}")
     architecture = dataclasses.replace(frozen.architecture, **changes)
     return dataclasses.replace(frozen, architecture=architecture)
 

@@ -63,15 +63,21 @@ def check_widths(owner: str, **values) -> tuple[int, ...]:
     return widths
 
 
+MAX_NUM_STEPS = 2**31 - 1  # the optimizers' step counters are int32
+
+
 def check_num_steps(num_steps: int | jax.Array) -> None:
-    """A Python/NumPy integer must be >= 1; a JAX integer scalar (possibly traced, e.g. one
+    """A Python/NumPy integer must be in ``[1, MAX_NUM_STEPS]``; a JAX integer scalar (possibly traced, e.g. one
     horizon per particle of a vmapped population) is checked for dtype and shape only."""
     if isinstance(num_steps, bool) or not jnp.issubdtype(jnp.result_type(num_steps), jnp.integer):
         raise ValueError(f"num_steps (the training horizon) must be an integer, got {num_steps!r}")
     if jnp.ndim(num_steps) != 0:
         raise ValueError(f"num_steps must be a scalar, got shape {jnp.shape(num_steps)}")
-    if isinstance(num_steps, int | np.integer) and num_steps < 1:
-        raise ValueError(f"num_steps (the training horizon) must be >= 1, got {num_steps!r}")
+    if isinstance(num_steps, int | np.integer) and not 1 <= num_steps <= MAX_NUM_STEPS:
+        raise ValueError(
+            f"num_steps (the training horizon) must be from 1 to {MAX_NUM_STEPS} (steps are "
+            f"counted in int32), got {num_steps!r}"
+        )
 
 
 def check_float_params(tree: Any, what: str = "params") -> None:

@@ -52,6 +52,23 @@ def _yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
 
 
+def _yaml_error(e: yaml.YAMLError) -> str:
+    """One line: where the text stops being YAML and why."""
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"not valid YAML/JSON{where}: {problem}"
+
+
+def read_value(text: str, what: str) -> Any:
+    """The value of a ``field=value`` setting, read as YAML 1.2 reads it (``null``, numbers
+    such as ``3e-2``, lists, mappings); ``ConfigError`` naming ``what`` when it is not YAML."""
+    try:
+        return _yaml(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(_yaml_error(e), field=what) from None
+
+
 def _convert(value: Any, hint: Any, path: str) -> Any:
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
@@ -156,7 +173,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         for p in parents:
             node = node.setdefault(p, {})
             check(isinstance(node, dict), key, f"{p!r} is not a section")
-        node[leaf] = _yaml(raw)
+        node[leaf] = read_value(raw, item)
     return data
 
 
@@ -191,10 +208,7 @@ def load_config(
         try:
             data = _yaml(text) or {}
         except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ConfigError(f"{path}: not valid YAML/JSON{where}: {problem}") from None
+            raise ConfigError(f"{path}: {_yaml_error(e)}") from None
     return from_dict(MetaTrainConfig, apply_overrides(data, overrides))
 
 

@@ -51,5 +51,11 @@ def test_trace_cli_prints_the_table_with_fields_changed_and_rejects_a_baseline(t
     assert table[0] == "| step | mean loss | largest weight-matrix RMS |" and len(table) == 12
     assert main([*run, "--optimizer", path, "--set", "growth=off"]) == 2
     assert "expected FIELD=VALUE with FIELD one of" in capsys.readouterr().err
+    # values are read as config overrides are: 3e-2 is a number (YAML 1.2), not a string
+    assert main([*run, "--optimizer", path, "--set", "step_scale=3e-2"]) == 0
+    capsys.readouterr()
+    assert main([*run, "--optimizer", path, "--set", "step_scale=[1,"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --set step_scale=[1,: not valid YAML")
     assert main([*run, "--optimizer", "adam"]) == 2
     assert "hyperparameters to tune" in capsys.readouterr().err

@@ -221,6 +221,9 @@ def test_bad_horizon(arch):
     _, lo, theta, _ = arch
     with pytest.raises(ValueError, match="num_steps"):
         lo.as_optax(theta, num_steps=0)
+    # beyond the int32 step counter: refused where it is given, not at the first update
+    with pytest.raises(ValueError, match=r"must be from 1 to 2147483647 .* got 2147483648"):
+        lo.as_optax(theta, num_steps=2**31)
 
 
 def test_velo_paper_sizes():

@@ -221,6 +221,12 @@ def test_cli_reports_bad_configs_and_run_dirs_in_one_line(tmp_path, monkeypatch,
 
     code, err = run("--config", "smoke", f"run_dir={tmp_path / 'bad'}", "estimator.window=0")
     assert code == 2 and "estimator.window: must be >= 1, got 0" in err
+    # a malformed YAML value: one line naming the override; overrides after a flag too
+    code, err = run("--config", "smoke", "--quiet", "optimizer.hparams={hidden: [4,")
+    assert code == 2 and err.strip().splitlines() == [
+        "error: optimizer.hparams={hidden: [4,: not valid YAML/JSON at line 1, column 13: "
+        "expected the node content, but found '<stream end>'"
+    ]
     code, err = run("--resume", str(tmp_path / "nowhere"))
     assert code == 2 and "cannot read config file" in err
     code, err = run("--config", "smoke", f"run_dir={tmp_path / 'w'}", "--workers", "500")

@@ -174,11 +174,10 @@ def test_the_program_on_which_xla_wedged_runs():
     With XLA's concurrency-optimized scheduler on (jaxlib 0.10.2) its first windows stalled
     in 5 of 5 runs; ``import meta_train`` turns it off. Should it stall here, the watchdog
     ends this test process (a crashed test, never a hung suite)."""
-    import meta_train
-    from meta_train import initial_theta, load_config
+    from meta_train import environment, initial_theta, load_config
     from meta_train.stream import EstimateStream, StreamSpec
 
-    assert f"{meta_train.SCHEDULER_FLAG}=false" in os.environ["XLA_FLAGS"]
+    assert f"{environment.SCHEDULER_FLAG}=false" in os.environ["XLA_FLAGS"]
     cfg = load_config(
         "schedule-muon",
         [
