@@ -58,9 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"distributed.workers={args.workers}")
     if args.ray_address is not None:
         overrides.append(f"distributed.address={args.ray_address}")
+    cfg = None
     try:
         cfg = load_config(config_path, overrides)
         result = meta_train(cfg, resume=bool(args.resume), verbose=not args.quiet)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
+        print(f"\n{_interrupted(cfg)}", file=sys.stderr)
+        return 130
     # A bad config (ConfigError is a ValueError) or resume (e.g. with a different config), a
     # run_dir in use or missing, a cluster out of reach.
     except (ValueError, FileExistsError, FileNotFoundError, ConnectionError) as e:
@@ -75,6 +79,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"meta-trained {cfg.num_steps} steps; optimizer written to {result.export_path}")
     return 0
+
+
+def _interrupted(cfg) -> str:
+    """What an interrupted run left: its newest checkpoint and how to resume from it."""
+    if cfg is None:
+        return "interrupted"
+    run_dir = pathlib.Path(cfg.run_dir)
+    steps = [int(p.name) for p in (run_dir / "checkpoints").glob("*") if p.name.isdigit()]
+    if not steps:
+        return f"interrupted before the first checkpoint of {run_dir}: nothing to resume"
+    return (
+        f"interrupted; the newest checkpoint is of step {max(steps)}: resume with "
+        f"python -m meta_train --resume {run_dir}"
+    )
 
 
 if __name__ == "__main__":

@@ -212,6 +212,36 @@ def test_cli_runs_the_smoke_config_and_reads_the_compilation_cache_back(tmp_path
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir() if p.name in written} == written
 
 
+def test_ctrl_c_prints_one_line_naming_the_checkpoint_to_resume_from(tmp_path):
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    overrides = [*TINY, "num_steps=100000", "checkpoint_every=2", f"run_dir={run_dir}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meta_train", "--quiet", *overrides],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert re.fullmatch(
+        rf"interrupted; the newest checkpoint is of step \d+: resume with "
+        rf"python -m meta_train --resume {re.escape(str(run_dir))}",
+        lines[0],
+    )
+
+
 def test_cli_reports_bad_configs_and_run_dirs_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LOPT_COMPILATION_CACHE", "off")  # leave this process's JAX alone
 
