@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 
@@ -63,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(config_path, overrides)
         result = meta_train(cfg, resume=bool(args.resume), verbose=not args.quiet)
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
-        print(f"\n{_interrupted(cfg)}", file=sys.stderr)
-        return 130
+        print(f"\n{_interrupted(cfg)}", file=sys.stderr, flush=True)
+        # Out at once, as a kill would: a checkpoint save it interrupted stays a temporary
+        # directory that resuming ignores, and its writer threads cannot print tracebacks
+        # while the interpreter shuts down around them.
+        os._exit(130)
     # A bad config (ConfigError is a ValueError) or resume (e.g. with a different config), a
     # run_dir in use or missing, a cluster out of reach.
     except (ValueError, FileExistsError, FileNotFoundError, ConnectionError) as e:

@@ -1,6 +1,7 @@
 """A run's directory: whether a run may start or resume in it, its metrics file, and the
 optimizers it exports.
 
+    run_dir/.lock               held by the one process running in it (``lock``)
     run_dir/config.yaml         the config (a resumed run may change only where it runs)
     run_dir/metrics.jsonl       one JSON record per outer step
     run_dir/checkpoints/<step>  orbax checkpoints (``meta_train.checkpoint``)
@@ -10,8 +11,13 @@ optimizers it exports.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import pathlib
+import socket
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -27,11 +33,49 @@ from meta_train.validation import Best
 RESUMABLE_CHANGES = ("num_steps", "run_dir", "checkpoint_every", "log_every", "distributed")
 
 
-def check(cfg: MetaTrainConfig, resume: bool) -> None:
-    """Raises unless a run of ``cfg`` may start (``resume`` false: no checkpoint or metrics
+def _take(run_dir: pathlib.Path):
+    """``run_dir/.lock``, open and exclusively ``flock``-ed by this process (the kernel
+    releases it when the process ends, however it ends: a dead run's lock never blocks);
+    ``FileExistsError`` naming the holder (its PID and host) when another process has it."""
+    handle = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise FileExistsError(
+            f"{run_dir} is in use by a run of {holder}; wait for it to end or choose another "
+            "run_dir"
+        ) from None
+    return handle
+
+
+@contextlib.contextmanager
+def lock(run_dir: pathlib.Path) -> Iterator[None]:
+    """Makes this process the only one running in ``run_dir`` while the block runs
+    (``_take``); ``run_dir/.lock`` names it. (``flock`` is local to a host: hosts sharing the
+    directory over NFS are not kept apart.)"""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = _take(run_dir)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+    try:
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
+def check(cfg: MetaTrainConfig, resume: bool, held: bool = False) -> None:
+    """Raises unless a run of ``cfg`` may start (no other run in ``cfg.run_dir`` now, unless
+    this process ``held`` its ``lock``; and, with ``resume`` false, no checkpoint or metrics
     of an earlier run) or resume (a checkpoint, and a config that differs from the saved one
     only in :data:`RESUMABLE_CHANGES`) in ``cfg.run_dir``."""
     run_dir = pathlib.Path(cfg.run_dir)
+    if not held and (run_dir / ".lock").exists():
+        _take(run_dir).close()  # raises while another run holds it
     ckpt_dir = (run_dir / "checkpoints").absolute()
     metrics = run_dir / "metrics.jsonl"
     latest = None

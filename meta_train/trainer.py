@@ -106,8 +106,10 @@ def meta_train(
     spec = StreamSpec.of(cfg)
     session = contextlib.nullcontext() if in_process else ray_session(cfg.distributed, verbose)
     watchdog = Watchdog(cfg.distributed.stall_timeout, functools.partial(_stalled, run_dir))
-    with session, watchdog:  # Ray is up (or the run is in-process): nothing written before
-        run_dir.mkdir(parents=True, exist_ok=True)
+    # Ray is up (or the run is in-process): nothing is written before. Then this process
+    # holds the run directory, and checks it again (another run may have begun meanwhile).
+    with session, run_dir_lib.lock(run_dir), watchdog:
+        run_dir_lib.check(cfg, resume, held=True)
         dump_config(cfg, run_dir / "config.yaml")
         with (
             contextlib.closing(Checkpointer(ckpt_dir)) as ckpt,
