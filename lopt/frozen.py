@@ -18,11 +18,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import os
 import pathlib
 import tempfile
 import warnings
 import zipfile
+import zlib
 from typing import Any
 
 import jax
@@ -36,6 +38,7 @@ from lopt.base import LearnedOptimizer, Theta
 FORMAT = "lopt"
 FORMAT_VERSION = 1
 _NPY_HEADER_MAX = 65_536  # bytes: an .npy header is far smaller
+MAX_ARRAY_BYTES = 2**31  # bytes one array of a file may declare (2 GiB)
 
 
 class FrozenFileError(ValueError):
@@ -227,55 +230,40 @@ def _read_npy(zf: zipfile.ZipFile, name: str, shape: tuple[int, ...], dtype: np.
     return np.lib.format.read_array(io.BytesIO(zf.read(name)), allow_pickle=False)
 
 
+# What a damaged zip archive raises while it is read: a bad CRC or structure (BadZipFile), a
+# broken deflate stream (zlib.error), flag bits asking for unsupported or encrypted data
+# (NotImplementedError, RuntimeError), a short read (EOFError, OSError), absurd sizes
+# (OverflowError).
+_DAMAGE = (
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    EOFError,
+    OSError,
+    OverflowError,
+)
+
+
 def load(path: str | os.PathLike) -> Frozen:
-    """Reads a file written by :func:`save`; raises :class:`FrozenFileError` if it is unusable."""
+    """Reads a file written by :func:`save`. Raises ``FileNotFoundError`` for a missing path
+    and :class:`FrozenFileError` for any content it cannot use, whatever its bytes: damaged,
+    incompatible, inconsistent, or declaring arrays beyond ``MAX_ARRAY_BYTES`` (checked
+    before anything is allocated)."""
     source = str(path)
     try:
         zf = zipfile.ZipFile(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"{source}: no such frozen-optimizer file") from None
-    except (zipfile.BadZipFile, OSError) as e:
+    except _DAMAGE as e:
         raise FrozenFileError(
             f"{source}: not a readable frozen-optimizer file (corrupt or truncated: {e})"
         ) from None
-    with zf:
-        manifest = _read_manifest(zf, source)
-        name = manifest["architecture"]
-        if name not in ARCHITECTURES:
-            raise FrozenFileError(
-                f"{source}: unknown architecture {name!r}; this lopt knows {sorted(ARCHITECTURES)}"
-            )
-        try:
-            lo = ARCHITECTURES[name](**manifest["hparams"])
-        except (TypeError, ValueError) as e:
-            raise FrozenFileError(f"{source}: bad hyperparameters for {name}: {e}") from None
-        # The declared shapes are checked before anything is decompressed, and each entry's
-        # size against its declared shape, so a small file cannot unpack into a huge one.
-        declared = {}
-        for key, info in manifest["arrays"].items():
-            try:
-                declared[key] = (tuple(info["shape"]), np.dtype(info["dtype"]))
-            except (KeyError, TypeError, ValueError):
-                raise FrozenFileError(
-                    f"{source}: manifest entry of array {key!r} is malformed"
-                ) from None
-        _check_arrays(lo, declared, source)
-        flat = {}
-        for key, (shape, dtype) in declared.items():
-            name = f"arrays/{key}.npy"
-            try:
-                size = zf.getinfo(name).file_size
-            except KeyError:
-                raise FrozenFileError(f"{source}: array {key!r} is listed but missing") from None
-            if size > _NPY_HEADER_MAX + int(np.prod(shape)) * dtype.itemsize:
-                raise FrozenFileError(
-                    f"{source}: array {key!r} unpacks to {size} bytes, more than a {shape} "
-                    f"{dtype} array needs"
-                )
-            try:
-                flat[key] = _read_npy(zf, name, shape, dtype)
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-                raise FrozenFileError(f"{source}: array {key!r} is corrupt ({e})") from None
+    try:
+        with zf:
+            lo, flat, meta = _read(zf, source)
+    except _DAMAGE as e:
+        raise FrozenFileError(f"{source}: corrupt ({type(e).__name__}: {e})") from None
     _check_arrays(lo, _shapes(flat), source)
     for key, a in flat.items():
         if not np.all(np.isfinite(a)):
@@ -283,4 +271,52 @@ def load(path: str | os.PathLike) -> Frozen:
     template = _template(lo)
     paths = [_path_str(p) for p, _ in jax.tree_util.tree_leaves_with_path(template)]
     theta = jax.tree.unflatten(jax.tree.structure(template), [jnp.asarray(flat[p]) for p in paths])
-    return Frozen(lo, theta, manifest["meta"])
+    return Frozen(lo, theta, meta)
+
+
+def _read(zf: zipfile.ZipFile, source: str) -> tuple[LearnedOptimizer, dict[str, np.ndarray], dict]:
+    """The architecture, arrays (key path -> array) and metadata of an open file."""
+    manifest = _read_manifest(zf, source)
+    name = manifest["architecture"]
+    if name not in ARCHITECTURES:
+        raise FrozenFileError(
+            f"{source}: unknown architecture {name!r}; this lopt knows {sorted(ARCHITECTURES)}"
+        )
+    try:
+        lo = ARCHITECTURES[name](**manifest["hparams"])
+    except (TypeError, ValueError, OverflowError) as e:
+        raise FrozenFileError(f"{source}: bad hyperparameters for {name}: {e}") from None
+    # The declared shapes are checked before anything is decompressed, and each entry's
+    # size against its declared shape, so a small file cannot unpack into a huge one.
+    declared = {}
+    for key, info in manifest["arrays"].items():
+        try:
+            declared[key] = (tuple(info["shape"]), np.dtype(info["dtype"]))
+        except (KeyError, TypeError, ValueError):
+            raise FrozenFileError(
+                f"{source}: manifest entry of array {key!r} is malformed"
+            ) from None
+    _check_arrays(lo, declared, source)
+    flat = {}
+    for key, (shape, dtype) in declared.items():
+        name = f"arrays/{key}.npy"
+        try:
+            size = zf.getinfo(name).file_size
+        except KeyError:
+            raise FrozenFileError(f"{source}: array {key!r} is listed but missing") from None
+        needed = math.prod(shape) * dtype.itemsize
+        if needed > MAX_ARRAY_BYTES:
+            raise FrozenFileError(
+                f"{source}: array {key!r} declares {needed} bytes, more than the "
+                f"{MAX_ARRAY_BYTES} an array may have"
+            )
+        if not needed <= size <= _NPY_HEADER_MAX + needed:
+            raise FrozenFileError(
+                f"{source}: array {key!r} unpacks to {size} bytes, but a {shape} {dtype} "
+                f"array takes {needed} and a header"
+            )
+        try:
+            flat[key] = _read_npy(zf, name, shape, dtype)
+        except (ValueError, *_DAMAGE) as e:
+            raise FrozenFileError(f"{source}: array {key!r} is corrupt ({e})") from None
+    return lo, flat, manifest["meta"]

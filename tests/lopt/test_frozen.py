@@ -128,7 +128,7 @@ def test_damaged_members(saved, tmp_path):
         lopt.load(_rewrite(path, tmp_path / "a.lopt", drop=("manifest.json",)))
     with pytest.raises(lopt.FrozenFileError, match="'mlp/0/w' is listed but missing"):
         lopt.load(_rewrite(path, tmp_path / "b.lopt", drop=("arrays/mlp/0/w.npy",)))
-    with pytest.raises(lopt.FrozenFileError, match="'mlp/0/b' is corrupt"):
+    with pytest.raises(lopt.FrozenFileError, match=r"'mlp/0/b' unpacks to 11 bytes, but a"):
         lopt.load(
             _rewrite(path, tmp_path / "c.lopt", replace={"arrays/mlp/0/b.npy": b"\x93NUMPY junk"})
         )
@@ -160,16 +160,61 @@ def test_non_finite_and_oversized_arrays_are_rejected(saved, tmp_path):
     huge = {"arrays/mlp/0/b.npy": _npy(np.zeros(2**24, np.float32))}
     bomb = _rewrite(path, tmp_path / "bomb.lopt", replace=huge, compression=zipfile.ZIP_DEFLATED)
     assert bomb.stat().st_size < 2**20
-    with pytest.raises(lopt.FrozenFileError, match=r"'mlp/0/b' unpacks to \d+ bytes, more than"):
+    with pytest.raises(lopt.FrozenFileError, match=r"'mlp/0/b' unpacks to \d+ bytes, but a"):
         lopt.load(bomb)
-    # A header alone may claim a terabyte: it is compared with the manifest before reading.
+    # A header may claim a terabyte: it is compared with the manifest before reading.
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(
         header, {"descr": "<f4", "fortran_order": False, "shape": (2**40,)}
     )
-    liar = _rewrite(path, tmp_path / "liar.lopt", replace={"arrays/mlp/0/b.npy": header.getvalue()})
+    data = header.getvalue() + bytes(4 * shape[0])  # the size the manifest's shape needs
+    liar = _rewrite(path, tmp_path / "liar.lopt", replace={"arrays/mlp/0/b.npy": data})
     with pytest.raises(lopt.FrozenFileError, match=r"'mlp/0/b' is corrupt \(its header declares"):
         lopt.load(liar)
+    # A manifest may declare huge arrays consistently (hyperparameters and shapes): refused
+    # before anything is allocated.
+    wide = lopt.MLPLOpt(hidden=(4, 1_500_000_000))
+    shapes = {
+        lopt.frozen._path_str(k): list(x.shape)
+        for k, x in jax.tree_util.tree_leaves_with_path(lopt.frozen._template(wide))
+    }
+
+    def declare_wide(m):
+        m["hparams"]["hidden"] = [4, 1_500_000_000]
+        for key, entry in m["arrays"].items():
+            entry["shape"] = shapes[key]
+
+    with pytest.raises(lopt.FrozenFileError, match=r"declares \d+ bytes, more than the 2147483648"):
+        lopt.load(_rewrite(path, tmp_path / "wide.lopt", manifest_fn=declare_wide))
+
+
+def test_any_damage_to_a_file_is_a_frozen_file_error(tmp_path):
+    """Whatever the bytes, ``lopt.load`` loads (a flip in a field zip ignores) or raises
+    FrozenFileError: one bit flipped in every byte, 300 random multi-byte corruptions and
+    50 truncations of a small file."""
+    lo = lopt.MLPLOpt.bare(hidden=(2,))
+    data = lopt.save(tmp_path / "s.lopt", lo, lo.init(jax.random.key(0))).read_bytes()
+    rng = np.random.default_rng(0)
+    cases = []
+    for i in range(len(data)):
+        flipped = bytearray(data)
+        flipped[i] ^= 1 << (i % 8)
+        cases.append(bytes(flipped))
+    for _ in range(300):
+        damaged = np.frombuffer(data, np.uint8).copy()
+        at = rng.integers(0, len(data), rng.integers(2, 17))
+        damaged[at] = rng.integers(0, 256, len(at), dtype=np.uint8)
+        cases.append(damaged.tobytes())
+    cases += [data[:n] for n in rng.integers(0, len(data), 50)]
+    bad, outcomes = tmp_path / "bad.lopt", {"loaded": 0, "refused": 0}
+    for case in cases:
+        bad.write_bytes(case)
+        try:
+            lopt.load(bad)
+            outcomes["loaded"] += 1
+        except lopt.FrozenFileError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > len(cases) // 2, outcomes
 
 
 def test_a_run_length_outside_the_trained_horizons_warns(saved, tmp_path):
