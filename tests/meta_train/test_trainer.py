@@ -138,6 +138,27 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_the_one_before_resumed(ful
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["2", "4", "6"]
 
 
+def test_changed_checkpoint_arrays_are_found_and_the_one_before_resumed(full_run, tmp_path):
+    """Arrays that changed after saving while the files stay well-formed (bit-rot in the
+    data, a stray write; here checkpoint 6's arrays replaced by checkpoint 4's): the
+    checksum saved with the metadata no longer matches, so checkpoint 6 is set aside like
+    any damage and the run resumes from 4, to the uninterrupted run's theta. (Without the
+    checksum, checkpoint 6 restored silently with step 4's theta.)"""
+    _, result = full_run
+    run_dir = tmp_path / "rot"
+    meta_train(_cfg(run_dir), verbose=False)  # checkpoints at steps 2, 4, 6
+    ckpts = run_dir / "checkpoints"
+    shutil.rmtree(ckpts / "6" / "state")
+    shutil.copytree(ckpts / "4" / "state", ckpts / "6" / "state")
+    with pytest.warns(
+        UserWarning, match=r"checkpoint 6 cannot be restored \(.*checksum.*checkpoint 4"
+    ):
+        resumed = meta_train(_cfg(run_dir), resume=True, verbose=False)
+    assert [r["step"] for r in resumed.history] == [5, 6]
+    for a, b in zip(_leaves(result.theta), _leaves(resumed.theta), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
