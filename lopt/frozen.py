@@ -33,7 +33,7 @@ import numpy as np
 import optax
 
 from lopt.architectures import ARCHITECTURES
-from lopt.base import LearnedOptimizer, Theta
+from lopt.base import LearnedOptimizer, Theta, check_num_steps
 
 FORMAT = "lopt"
 FORMAT_VERSION = 1
@@ -75,7 +75,8 @@ class Frozen:
 
     def as_optax(self, num_steps: int) -> optax.GradientTransformationExtraArgs:
         """The optax transform for a run of ``num_steps`` (:meth:`check_horizon` warns
-        outside the horizons it was meta-trained on)."""
+        outside the horizons it was meta-trained on, once ``num_steps`` is valid)."""
+        check_num_steps(num_steps)
         self.check_horizon(num_steps)
         return self.architecture.as_optax(self.theta, num_steps)
 
