@@ -7,8 +7,10 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import types
 
 import jax
@@ -233,27 +235,31 @@ def test_cli_runs_the_smoke_config_and_reads_the_compilation_cache_back(tmp_path
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir() if p.name in written} == written
 
 
-def test_a_run_directory_has_one_writer_and_a_dead_writer_never_blocks(tmp_path, capsys):
-    """A second driver, fresh or resuming, is refused while a run holds the directory, with
-    one line naming the holder; the first run goes on untouched; once it is killed
-    (SIGKILL: no clean-up), the directory resumes."""
-    import signal
-    import time
-
-    run_dir = tmp_path / "run"
-    first = [*TINY, "num_steps=100000", "checkpoint_every=2", f"run_dir={run_dir}"]
+def _running(run_dir: pathlib.Path) -> subprocess.Popen:
+    """A long ``python -m meta_train`` run in ``run_dir`` (checkpoints every 2 steps), once it
+    has logged 3 steps."""
+    overrides = [*TINY, "num_steps=100000", "checkpoint_every=2", f"run_dir={run_dir}"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "meta_train", "--quiet", *first],
+        [sys.executable, "-m", "meta_train", "--quiet", *overrides],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    metrics = run_dir / "metrics.jsonl"
-    deadline = time.monotonic() + 120
+    metrics, deadline = run_dir / "metrics.jsonl", time.monotonic() + 120
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
         assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
         time.sleep(0.2)
+    return proc
+
+
+def test_a_run_directory_has_one_writer_and_a_dead_writer_never_blocks(tmp_path, capsys):
+    """A second driver, fresh or resuming, is refused while a run holds the directory, with
+    one line naming the holder; the first run goes on untouched; once it is killed
+    (SIGKILL: no clean-up), the directory resumes."""
+    run_dir = tmp_path / "run"
+    proc = _running(run_dir)
+    metrics = run_dir / "metrics.jsonl"
     config = (run_dir / "config.yaml").read_text()
     holder = f"is in use by a run of pid {proc.pid} on "
     assert cli_main(["--quiet", *TINY, "seed=1", f"run_dir={run_dir}"]) == 2
@@ -275,23 +281,8 @@ def test_a_run_directory_has_one_writer_and_a_dead_writer_never_blocks(tmp_path,
 
 
 def test_ctrl_c_prints_one_line_naming_the_checkpoint_to_resume_from(tmp_path):
-    import signal
-    import time
-
     run_dir = tmp_path / "run"
-    overrides = [*TINY, "num_steps=100000", "checkpoint_every=2", f"run_dir={run_dir}"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meta_train", "--quiet", *overrides],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    metrics = run_dir / "metrics.jsonl"
-    deadline = time.monotonic() + 120
-    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
-        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
-        time.sleep(0.2)
+    proc = _running(run_dir)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
