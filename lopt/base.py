@@ -67,8 +67,9 @@ MAX_NUM_STEPS = 2**31 - 1  # the optimizers' step counters are int32
 
 
 def check_num_steps(num_steps: int | jax.Array) -> None:
-    """A Python/NumPy integer must be in ``[1, MAX_NUM_STEPS]``; a JAX integer scalar (possibly traced, e.g. one
-    horizon per particle of a vmapped population) is checked for dtype and shape only."""
+    """A Python/NumPy integer must be in ``[1, MAX_NUM_STEPS]``; a JAX integer scalar
+    (possibly traced, e.g. one horizon per particle of a vmapped population) is checked for
+    dtype and shape only."""
     if isinstance(num_steps, bool) or not jnp.issubdtype(jnp.result_type(num_steps), jnp.integer):
         raise ValueError(f"num_steps (the training horizon) must be an integer, got {num_steps!r}")
     if jnp.ndim(num_steps) != 0:

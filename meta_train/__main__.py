@@ -90,6 +90,8 @@ def _interrupted(cfg) -> str:
     if cfg is None:
         return "interrupted"
     run_dir = pathlib.Path(cfg.run_dir)
+    # The step directories, listed rather than asked of orbax: a checkpoint manager made in a
+    # process interrupted during a save was seen to hang.
     steps = [int(p.name) for p in (run_dir / "checkpoints").glob("*") if p.name.isdigit()]
     if not steps:
         return f"interrupted before the first checkpoint of {run_dir}: nothing to resume"

@@ -209,7 +209,7 @@ def ray_session(dist: DistributedConfig, verbose: bool = True) -> Iterator[None]
         # "local": a new instance of this run's own, even where `ray start` left a cluster
         # running (ray.init() with no address would join that one). It stays on loopback.
         address = "local"
-        options["_node_ip_address"] = "127.0.0.1"  # and see meta_train/__init__.py
+        options["_node_ip_address"] = "127.0.0.1"  # and see meta_train/environment.py
     else:
         _check_reachable(dist.address)
         address, cpus = dist.address, None
