@@ -1,7 +1,7 @@
 """Learned optimizers as drop-in optax transforms.
 
 import lopt
-lo = lopt.MLPLOpt()                      # or lopt.VeLO(), lopt.HyperAdam(), lopt.LearnedSchedule()
+lo = lopt.MLPLOpt()                      # or lopt.LearnedMuon(), lopt.VeLO(), ...
 theta = lo.init(key)
 tx = lo.as_optax(theta, num_steps=5000)  # optax.GradientTransformationExtraArgs
 updates, state = tx.update(grads, state, params, value=loss)
@@ -14,6 +14,7 @@ from lopt.architectures import ARCHITECTURES
 from lopt.base import LearnedOptimizer, Theta
 from lopt.frozen import Frozen, FrozenFileError, load, save
 from lopt.hyper_adam import HyperAdam
+from lopt.learned_muon import LearnedMuon
 from lopt.mlp_lopt import MLPLOpt
 from lopt.pretrained import list_pretrained, load_pretrained, pretrained
 from lopt.scheduled import LearnedSchedule
@@ -24,6 +25,7 @@ __all__ = [
     "Frozen",
     "FrozenFileError",
     "HyperAdam",
+    "LearnedMuon",
     "LearnedOptimizer",
     "LearnedSchedule",
     "MLPLOpt",

@@ -12,6 +12,7 @@ ARCHITECTURES = {
     "velo": lopt.VeLO(lstm_hidden=8, bank_size=3),
     "hyper-adam": lopt.HyperAdam(lr=1e-2),
     "schedule-muon": lopt.LearnedSchedule(base="muon", lr=1e-2),
+    "learned-muon": lopt.LearnedMuon(controller_hidden=4, term="momentum"),
 }
 
 

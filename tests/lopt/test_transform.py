@@ -10,7 +10,11 @@ import pytest
 import lopt
 
 LOSS = jnp.float32(2.0)
-AS_OPTAX = {"hyper-adam", "schedule-muon"}  # their optax base's semantics for bad gradients
+AS_OPTAX = {
+    "hyper-adam",
+    "schedule-muon",
+    "learned-muon",
+}  # their optax base's semantics for bad gradients
 
 
 def odd_params():
@@ -210,6 +214,10 @@ def test_non_float_leaves_are_named(arch):
         (lambda: lopt.MLPLOpt(ns_steps=0), "MLPLOpt.ns_steps must be an integer >= 1"),
         (lambda: lopt.HyperAdam(b1=1.5), r"HyperAdam.b1 must be in \(0, 1\)"),
         (lambda: lopt.HyperAdam(lr=0.0), "HyperAdam.lr must be > 0"),
+        (lambda: lopt.LearnedMuon(term="before"), "LearnedMuon.term must be one of"),
+        (lambda: lopt.LearnedMuon(controller_hidden=-1), "LearnedMuon.controller_hidden"),
+        (lambda: lopt.LearnedMuon(lr=float("nan")), "LearnedMuon.lr must be a finite"),
+        (lambda: lopt.LearnedMuon(max_log_rate=0.0), r"LearnedMuon.max_log_rate must be in"),
     ],
 )
 def test_bad_hyperparameters(make, message):
