@@ -78,6 +78,30 @@ def test_a_diverging_episode_scores_the_clipped_value_for_the_steps_it_did_not_r
     assert stable < 0 < diverging
 
 
+def test_end_power_weighs_each_step_by_its_fraction_of_the_episode():
+    """With ``end_power`` k, step t of T contributes (k + 1)(t/T)^k times its value; the
+    weights average about 1, and a diverged episode's lost steps count at the largest one."""
+    lo, theta = lopt.HyperAdam(), {"log_lr": jnp.log(jnp.float32(1e-2))}
+    schedule = TruncationSchedule("constant", 20, 20)
+    values = {}
+    for k in (0.0, 2.0):
+        unroller = Unroller(tasks.get("quadratic"), lo, schedule, MetaLoss(end_power=k), 20, False)
+        thetas = jax.tree.map(lambda x: jnp.broadcast_to(x, (1, 3, *x.shape)), theta)
+        _, out = unroller.unroll(thetas, unroller.init(jax.random.PRNGKey(0), thetas))
+        values[k] = np.asarray(out.values[:, 0])  # [W = T, N]
+    weights = 3.0 * (np.arange(1, 21) / 20) ** 2
+    np.testing.assert_allclose(values[2.0], values[0.0] * weights[:, None], rtol=1e-5)
+    assert weights.mean() == pytest.approx(1.0, abs=0.08)
+    diverging = Unroller(
+        tasks.get("quadratic"), lo, schedule, MetaLoss("log", end_power=2.0), 20, False
+    )
+    score = jax.jit(diverging.episode_loss, static_argnums=2)
+    lost = float(score({"log_lr": jnp.log(jnp.float32(1e4))}, jax.random.PRNGKey(0), 2))
+    assert lost == pytest.approx(np.log(2.0) * (weights[1] + 18 * 3.0) / 20, abs=0.05)
+    with pytest.raises(ValueError, match=r"end_power: must be >= 0"):
+        MetaLoss(end_power=-1.0)
+
+
 def test_diverging_inner_runs_never_poison_meta_training():
     """A perturbation scale that makes many inner runs blow up: every estimate stays finite,
     divergences are counted, and theta stays finite."""
