@@ -146,7 +146,20 @@ class RateState(NamedTuple):
     count: jax.Array  # int32: updates taken
     loss: F.LossState  # EMAs of the loss
     first_loss: jax.Array  # float32: the first finite loss (0 before it)
-    carry: jax.Array  # float32[controller_hidden]: the GRU's state ([0] without one)
+    carry: Any  # float32[controller_hidden]: the GRU's state; () without one
+    rate: jax.Array  # float32: η of the last update (0 before the first)
+
+
+def current_rate(opt_state: optax.OptState) -> jax.Array | None:
+    """The rate ``η`` of the last update of the ``LearnedMuon`` transform whose state is (or
+    is inside) ``opt_state``, e.g. under ``optax.chain`` or ``optax.MultiSteps``; ``None``
+    if there is none."""
+    found = [
+        node.rate
+        for node in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, RateState))
+        if isinstance(node, RateState)
+    ]
+    return found[0] if found else None
 
 
 def controller_loss_features(state: RateState, value: jax.Array) -> jax.Array:
@@ -263,7 +276,8 @@ class LearnedMuon(LearnedOptimizer):
                 jnp.zeros([], jnp.int32),
                 F.init_loss_state(),
                 jnp.zeros([], jnp.float32),
-                jnp.zeros(hidden, jnp.float32),
+                jnp.zeros(hidden, jnp.float32) if hidden else (),
+                jnp.zeros([], jnp.float32),
             )
 
         def update_fn(updates, state, params=None, *, value=None, **extra_args):
@@ -288,6 +302,7 @@ class LearnedMuon(LearnedOptimizer):
                 first = jnp.where((loss.count == 0) & jnp.isfinite(value), value, first)
                 loss = F.update_loss_state(loss, value)
             updates = jax.tree.map(lambda u: (-rate * u).astype(u.dtype), updates)
-            return updates, RateState(optax.safe_increment(state.count), loss, first, carry)
+            count = optax.safe_increment(state.count)
+            return updates, RateState(count, loss, first, carry, jnp.asarray(rate, jnp.float32))
 
         return optax.GradientTransformationExtraArgs(init_fn, update_fn)

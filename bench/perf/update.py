@@ -1,7 +1,8 @@
 """``update``: the jitted update step of each learned-optimizer architecture (randomly
 initialized; cost does not depend on theta's values) on MLP-shaped parameter trees, as a
 ratio to ``optax.adam``'s (median over rounds of the ratio to the faster of the Adam
-samples taken just before and just after it), the fastest time per step, and optimizer-state floats per parameter; and, from
+samples taken just before and just after it) and to optax Muon with cosine decay's (median
+over rounds of the ratio to its sample of the same round), the fastest time per step, and optimizer-state floats per parameter; and, from
 XLA's cost analysis of each compiled step, its flops and bytes of memory traffic per
 parameter and the floor they set: the step's flops at this machine's matrix-product rate
 (measured in the same run) or its bytes at the rate Adam's step moves memory, whichever
@@ -69,10 +70,13 @@ def bench_update(sizes: list[str], rounds: int = 7, min_seconds: float = 0.05) -
         "MLPLOpt-orth": MATRIX_AWARE,
         "VeLO": lopt.VeLO(),
         "sched-muon": lopt.LearnedSchedule(base="muon"),
+        "learned-muon": lopt.LearnedMuon(controller_hidden=16),
+        "learned-muon-term": lopt.LearnedMuon(controller_hidden=16, term="momentum"),
     }
     optimizers = {
         "adam": optax.adam(1e-3),
         "muon": lopt.scheduled.BASES["muon"](),  # optax Muon on 2-D weights, Adam elsewhere
+        "muon-cosine": optax.contrib.muon(optax.cosine_decay_schedule(0.02, 10_000)),
         **{name: lo.as_optax(lo.init(jax.random.key(0)), 10_000) for name, lo in learned.items()},
     }
     peak = matmul_gflops()
@@ -87,6 +91,7 @@ def bench_update(sizes: list[str], rounds: int = 7, min_seconds: float = 0.05) -
         steps = max(3, int(min_seconds / adam.run(3)))  # so that Adam's sample takes min_seconds
         samples = {name: [] for name in optimizers}
         ratios = {name: [] for name in optimizers}
+        muon_ratios = {name: [] for name in optimizers}
         for _ in range(rounds):
             # Adam samples between all the others; each optimizer's time is a ratio to the
             # faster of the Adam samples on either side. Adam's step is short and
@@ -98,6 +103,8 @@ def bench_update(sizes: list[str], rounds: int = 7, min_seconds: float = 0.05) -
                 after = adam.run(steps)
                 ratios[name].append(samples[name][-1] / min(before, after))
                 before = after
+            for name in timers:  # the Muon sample of the same round
+                muon_ratios[name].append(samples[name][-1] / samples["muon-cosine"][-1])
         t_adam = min(samples["adam"])
         for name, timer in timers.items():
             t = min(samples[name])
@@ -110,6 +117,7 @@ def bench_update(sizes: list[str], rounds: int = 7, min_seconds: float = 0.05) -
                 "optimizer": name,
                 "ms": 1e3 * t,
                 "ratio_to_adam": statistics.median(ratios[name]),
+                "ratio_to_muon_cosine": statistics.median(muon_ratios[name]),
                 "floor_ratio_to_adam": floor / t_adam,
                 "flops_per_param": timer.flops / n,
                 "bytes_per_param": timer.bytes / n,
@@ -118,7 +126,8 @@ def bench_update(sizes: list[str], rounds: int = 7, min_seconds: float = 0.05) -
             }
             rows.append(row)
             print(
-                f"{size:>5} {name:>12}  {row['ms']:8.3f} ms  {row['ratio_to_adam']:6.2f}x adam "
+                f"{size:>5} {name:>17}  {row['ms']:8.3f} ms  {row['ratio_to_adam']:6.2f}x adam "
+                f"{row['ratio_to_muon_cosine']:6.2f}x muon-cosine "
                 f"(floor {row['floor_ratio_to_adam']:5.2f}x)  {row['flops_per_param']:6.0f} "
                 f"flops/param at {row['gflops']:5.1f} GFLOP/s  {row['bytes_per_param']:4.0f} "
                 f"bytes/param  {row['state_floats_per_param']:4.2f} state floats/param",

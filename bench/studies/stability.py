@@ -25,6 +25,7 @@ import optax
 
 import tasks
 from bench.results import Results
+from lopt.learned_muon import current_rate
 from tasks.training import train_step
 
 
@@ -80,6 +81,7 @@ class TracePoint(NamedTuple):
     step: int  # steps taken
     loss: float  # mean minibatch loss over the steps since the previous point
     max_matrix_rms: float  # the largest RMS of a 2-D parameter (a weight matrix)
+    rate: float | None  # a LearnedMuon's rate at the point (lopt.learned_muon.current_rate)
 
 
 def trace(
@@ -101,17 +103,22 @@ def trace(
         carry, losses = jax.lax.scan(step, carry, keys)
         matrices = [p for p in jax.tree.leaves(carry[0]) if p.ndim == 2]
         size = jnp.max(jnp.stack([jnp.sqrt(jnp.mean(p * p)) for p in matrices] or [jnp.zeros([])]))
-        return carry, jnp.mean(losses), size
+        return carry, jnp.mean(losses), size, current_rate(carry[1])
 
     carry, out = (params, tx.init(params)), []
     keys = jax.random.split(jax.random.fold_in(key, 1), num_steps).reshape(points, -1)
     for i in range(points):
-        carry, loss, size = chunk(carry, keys[i])
-        out.append(TracePoint((i + 1) * num_steps // points, float(loss), float(size)))
+        carry, loss, size, rate = chunk(carry, keys[i])
+        rate = None if rate is None else float(rate)
+        out.append(TracePoint((i + 1) * num_steps // points, float(loss), float(size), rate))
     return out
 
 
 def trace_markdown(rows: list[TracePoint]) -> str:
-    lines = ["| step | mean loss | largest weight-matrix RMS |", "| --- | --- | --- |"]
-    lines += [f"| {r.step} | {r.loss:.4g} | {r.max_matrix_rms:.3f} |" for r in rows]
+    rates = all(r.rate is not None for r in rows)
+    head = "| step | mean loss | largest weight-matrix RMS |" + (" rate |" if rates else "")
+    lines = [head, "| --- " * (4 if rates else 3) + "|"]
+    for r in rows:
+        rate = f" {r.rate:.4g} |" if rates else ""
+        lines.append(f"| {r.step} | {r.loss:.4g} | {r.max_matrix_rms:.3f} |{rate}")
     return "\n".join(lines)

@@ -10,7 +10,7 @@ import pytest
 
 import lopt
 from lopt import features as F
-from lopt.learned_muon import TERMS
+from lopt.learned_muon import TERMS, current_rate
 
 T = 50
 
@@ -149,3 +149,18 @@ def test_value_is_required_with_a_controller_and_the_file_round_trips(tmp_path):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
     assert math.isclose(lo.max_log_rate, math.log(8))
+
+
+@pytest.mark.parametrize("hidden", [0, 4])
+def test_state_has_no_empty_arrays_and_exposes_the_rate(hidden):
+    """Orbax cannot checkpoint zero-size arrays: without a controller the carry is ``()``.
+    The rate of the last update is readable through wrappers."""
+    lo = lopt.LearnedMuon(controller_hidden=hidden)
+    tx = optax.MultiSteps(lo.as_optax(lo.init(jax.random.key(0)), 10), every_k_schedule=1)
+    params = _params()
+    state = tx.init(params)
+    assert all(x.size > 0 for x in jax.tree.leaves(state))
+    assert float(current_rate(state)) == 0.0
+    _, state = tx.update(params, state, params, value=jnp.float32(1.0))
+    assert float(current_rate(state)) == pytest.approx(0.02)  # cos(0) = 1, multipliers 1
+    assert current_rate(optax.adam(1e-3).init(params)) is None
