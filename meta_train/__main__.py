@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import pathlib
 import sys
+import warnings
 
 from meta_train import compile_cache
 from meta_train.config_io import CONFIGS, load_config
@@ -40,12 +42,20 @@ def parser() -> argparse.ArgumentParser:
         "instance (distributed.address)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the libraries' logging (orbax, absl, Ray) and where each warning "
+        "was raised",
+    )
     parser.add_argument("overrides", nargs="*", help="section.field=value")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_intermixed_args(argv)  # overrides before or after flags
+    if not args.verbose:
+        _quiet_libraries()
     compile_cache.enable()  # $LOPT_COMPILATION_CACHE, default ~/.cache/lopt/jax; off: 'off'
 
     config_path = args.config
@@ -83,6 +93,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"meta-trained {cfg.num_steps} steps; optimizer written to {result.export_path}")
     return 0
+
+
+def _quiet_libraries() -> None:
+    """Library logging below errors off (orbax logs through absl; Ray's own logger), and
+    each warning in one line: ``warning: <message>``."""
+    for name in ("absl", "orbax", "ray"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
 
 
 def _interrupted(cfg) -> str:

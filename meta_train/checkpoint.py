@@ -1,6 +1,10 @@
-"""Orbax checkpoints of a meta-training run: one pytree of arrays plus JSON metadata, with a
-SHA-256 of the arrays in the metadata, so that changed bytes (bit-rot, a stray write) are
-found on restore like any other damage."""
+"""Orbax checkpoints of a meta-training run: one pytree of arrays plus JSON metadata.
+
+Damage is found before orbax reads anything: each checkpoint directory holds a manifest
+(``FILES``) of the SHA-256 of every file orbax wrote, checked on restore; a truncated, changed
+or missing file is reported in one line (orbax and TensorStore, given a damaged file,
+fail with pages of specs and leave reads pending that print tracebacks at exit). A SHA-256 of
+the arrays themselves, in the metadata, is checked after the restore as well."""
 
 from __future__ import annotations
 
@@ -23,6 +27,38 @@ _METADATA_BYTES = 64 * 1024
 
 
 _CHECKSUM = "sha256"  # the metadata key of the arrays' checksum
+FILES = "files.sha256"  # the manifest in each checkpoint directory: "<sha256>  <path>" lines
+
+
+def _file_sums(directory: pathlib.Path) -> dict[str, str]:
+    """SHA-256 of every file under ``directory`` but the manifest, by relative path."""
+    return {
+        str(f.relative_to(directory)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(directory.rglob("*"))
+        if f.is_file() and f.name != FILES
+    }
+
+
+def _write_manifest(directory: pathlib.Path) -> None:
+    lines = [f"{digest}  {path}\n" for path, digest in _file_sums(directory).items()]
+    tmp = directory / f"{FILES}.tmp"
+    tmp.write_text("".join(lines))
+    tmp.replace(directory / FILES)
+
+
+def _check_manifest(directory: pathlib.Path) -> None:
+    """``ValueError`` naming the first file that differs from the manifest (none: nothing to
+    check, as in checkpoints written before manifests)."""
+    manifest = directory / FILES
+    if not manifest.exists():
+        return
+    saved = dict(reversed(line.split("  ", 1)) for line in manifest.read_text().splitlines())
+    now = _file_sums(directory)
+    for path, digest in saved.items():
+        if path not in now:
+            raise ValueError(f"file {path} is missing")
+        if now[path] != digest:
+            raise ValueError(f"file {path} changed since it was saved (checksum mismatch)")
 
 
 def _checksum(state: Any) -> str:
@@ -86,6 +122,7 @@ class Checkpointer:
                 ),
             )
             self._manager.wait_until_finished()
+            _write_manifest(self.directory / str(step))
         except (OSError, ValueError) as e:  # tensorstore reports a full disk as ValueError
             if "No space left on device" not in str(e) and getattr(e, "errno", None) != 28:
                 raise
@@ -95,7 +132,9 @@ class Checkpointer:
 
     def restore(self, step: int, template: Any) -> tuple[Any, dict[str, Any]]:
         """The state saved at ``step``, shaped like ``template``, and its metadata;
-        ``ValueError`` when its arrays are not the bytes saved (their checksum differs)."""
+        ``ValueError`` when a file or the arrays are not the bytes saved (their checksums
+        differ)."""
+        _check_manifest(self.directory / str(step))
         restored = self._manager.restore(
             step,
             args=ocp.args.Composite(

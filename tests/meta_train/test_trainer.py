@@ -20,7 +20,7 @@ import pytest
 import lopt
 from meta_train import initial_theta, meta_train, monitor, plot
 from meta_train.__main__ import main as cli_main
-from meta_train.checkpoint import Checkpointer, CheckpointError
+from meta_train.checkpoint import FILES, Checkpointer, CheckpointError
 from meta_train.config_io import load_config
 from meta_train.distributed import WorkerPool
 from meta_train.stream import EstimateSource, InProcessSource
@@ -140,20 +140,50 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_the_one_before_resumed(ful
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["2", "4", "6"]
 
 
+def test_the_cli_reports_damaged_checkpoints_in_one_line_each(tmp_path):
+    """No library noise around what matters: a damaged file is found by the checkpoint's
+    manifest before orbax reads it (orbax's failing reads left callbacks that printed
+    "Event loop is closed" tracebacks at exit), and the warning is one line."""
+    run_dir = tmp_path / "run"
+    meta_train(_cfg(run_dir), verbose=False)  # checkpoints at steps 2, 4, 6
+    resume = [sys.executable, "-m", "meta_train", "--quiet", "--resume", str(run_dir)]
+    run = lambda: subprocess.run(resume, cwd=REPO, capture_output=True, text=True, timeout=300)
+    _damage(run_dir / "checkpoints" / "6")
+    out = run()
+    assert out.returncode == 0, out.stderr
+    assert re.fullmatch(
+        r"warning: checkpoint 6 cannot be restored \(ValueError: file state/\S+ changed since "
+        r"it was saved \(checksum mismatch\)\); moved it to \S+ and resumed from checkpoint 4",
+        out.stderr.strip(),
+    ), out.stderr
+    for step in ("2", "4", "6"):
+        _damage(run_dir / "checkpoints" / step)
+    out = run()
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no checkpoint under "), out.stderr
+
+
 def test_changed_checkpoint_arrays_are_found_and_the_one_before_resumed(full_run, tmp_path):
     """Arrays that changed after saving while the files stay well-formed (bit-rot in the
-    data, a stray write; here checkpoint 6's arrays replaced by checkpoint 4's): the
-    checksum saved with the metadata no longer matches, so checkpoint 6 is set aside like
-    any damage and the run resumes from 4, to the uninterrupted run's theta. (Without the
-    checksum, checkpoint 6 restored silently with step 4's theta.)"""
+    data, a stray write; here checkpoint 6's arrays replaced by checkpoint 4's): the file
+    manifest no longer matches, and without one (as in checkpoints written before
+    manifests) the checksum saved with the metadata does not, so checkpoint 6 is set aside
+    like any damage and the run resumes from 4, to the uninterrupted run's theta. (Without
+    either, checkpoint 6 restored silently with step 4's theta.)"""
     _, result = full_run
     run_dir = tmp_path / "rot"
     meta_train(_cfg(run_dir), verbose=False)  # checkpoints at steps 2, 4, 6
     ckpts = run_dir / "checkpoints"
     shutil.rmtree(ckpts / "6" / "state")
     shutil.copytree(ckpts / "4" / "state", ckpts / "6" / "state")
+    with pytest.warns(UserWarning, match=r"file state/.* changed since it was saved"):
+        meta_train(_cfg(run_dir, "num_steps=6"), resume=True, verbose=False)
+    shutil.rmtree(ckpts / "6" / "state")  # the same again, without 6's manifest
+    shutil.copytree(ckpts / "4" / "state", ckpts / "6" / "state")
+    (ckpts / "6" / FILES).unlink()
     with pytest.warns(
-        UserWarning, match=r"checkpoint 6 cannot be restored \(.*checksum.*checkpoint 4"
+        UserWarning, match=r"checkpoint 6 cannot be restored \(.*arrays changed.*checkpoint 4"
     ):
         resumed = meta_train(_cfg(run_dir), resume=True, verbose=False)
     assert [r["step"] for r in resumed.history] == [5, 6]
