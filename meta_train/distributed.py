@@ -36,7 +36,7 @@ import jax
 import ray
 
 import lopt
-from meta_train import compile_cache
+from meta_train import compile_cache, reaper
 from meta_train.config import ConfigError, DistributedConfig
 from meta_train.learner import initial_theta
 from meta_train.stream import Estimate, EstimateStream, StreamSpec, merge
@@ -226,10 +226,20 @@ def ray_session(dist: DistributedConfig, verbose: bool = True) -> Iterator[None]
                 "give its token in ~/.ray/auth_token or RAY_AUTH_TOKEN (on a node of the "
                 "cluster, --ray-address auto finds both)"
             ) from e
+    # A local instance outlives a driver killed with SIGKILL in part: meta_train.reaper.
+    reaper = _watch_local_instance() if address == "local" else None
     try:
         yield
     finally:
         ray.shutdown()
+        if reaper is not None:
+            os.close(reaper)  # the reaper then stops whatever of the instance is left
+
+
+def _watch_local_instance() -> int | None:
+    """:func:`meta_train.reaper.watch` of the instance this process started."""
+    (node,) = ray.nodes()
+    return reaper.watch(str(pathlib.Path(node["RayletSocketName"]).parent.parent))
 
 
 class WorkerPool:

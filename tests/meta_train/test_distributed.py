@@ -353,3 +353,50 @@ def test_cpu_pinning_takes_free_slots(tmp_path):
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0 and out.stdout.strip() == "OK", out.stderr[-2000:]
+
+
+def test_a_killed_driver_leaves_no_process_of_its_local_ray_instance():
+    """SIGKILL leaves ray.shutdown() no chance: the raylet's agents used to outlive the
+    driver, reparented to init. meta_train.reaper stops them; a driver that ends normally
+    is left alone."""
+    from meta_train.reaper import members
+
+    script = textwrap.dedent(
+        """
+        import pathlib, sys, time
+        import ray
+        from meta_train.config import DistributedConfig
+        from meta_train.distributed import ray_session
+
+        with ray_session(DistributedConfig(workers=1), verbose=False):
+            (node,) = ray.nodes()
+            print(pathlib.Path(node["RayletSocketName"]).parent.parent, flush=True)
+            print(ray.get(ray.remote(lambda: "worker up").remote()), flush=True)
+            if sys.argv[1] == "wait":
+                time.sleep(600)
+        """
+    )
+
+    def driver(mode):
+        return subprocess.Popen(
+            [sys.executable, "-c", script, mode], cwd=REPO, stdout=subprocess.PIPE, text=True
+        )
+
+    def gone(session, deadline=30.0):
+        end = time.monotonic() + deadline
+        while members(session) and time.monotonic() < end:
+            time.sleep(0.5)
+        return members(session)
+
+    proc = driver("wait")
+    session = proc.stdout.readline().strip()
+    assert proc.stdout.readline().strip() == "worker up"
+    assert len(members(session)) > 3  # GCS, raylet, agents, a worker, the driver
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert gone(session) == []
+    proc = driver("exit")
+    session = proc.stdout.readline().strip()
+    assert proc.stdout.readline().strip() == "worker up"
+    assert proc.wait(timeout=60) == 0
+    assert gone(session) == []
