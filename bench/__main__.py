@@ -7,6 +7,7 @@ study and tool of the package, one subcommand each.
     python -m bench saturation --suite indist --suite heldout
     python -m bench stability reports/x/results.json reports/x-4x/results.json
     python -m bench trace --optimizer mlplopt-mix --task deepmlp-mnist1d --steps 2000
+    python -m bench ablation reports/x/results.json --against muon-cosine-default,sf-adamw
     python -m bench demo [section.field=value ...]       # make demo; a docs/recipes.md row
     python -m bench perf sweep                            # and update, unroll, compile, ...
     python -m bench ship NAME runs/x/optimizer.lopt reports/x/results.json
@@ -43,6 +44,10 @@ TOOLS = {
         "a learned optimizer's deployment variants on a suite",
     ),
     "family-eval": ("bench.studies.family_eval", "a .lopt file against Adam on a family's members"),
+    "ablation": (
+        "bench.studies.ablation",
+        "one row per candidate of a comparison: won/tied/lost against chosen baselines",
+    ),
     "ship": ("bench.ship", "a trained .lopt file, with its benchmark, into lopt/pretrained/"),
 }
 
