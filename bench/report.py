@@ -32,8 +32,10 @@ def _chosen(record: Record) -> str:
 
 
 def label(report: Results, comparison: str) -> str:
-    """How the summary names a comparison: ``tuned adam``, ``adam-default``, ``best tuned``."""
-    return f"tuned {comparison}" if comparison in report.baselines else comparison
+    """How the summary names a comparison: ``tuned adam``, ``adam-default``, ``best tuned``
+    (a ``-default`` baseline is untuned wherever it is listed)."""
+    tuned = comparison in report.baselines and not comparison.endswith("-default")
+    return f"tuned {comparison}" if tuned else comparison
 
 
 def markdown(report: Results) -> str:
@@ -54,7 +56,7 @@ def markdown(report: Results) -> str:
         else "(one seed: no standard error, the margin alone)"
     )
     lines = [
-        f"# {', '.join(candidates)} vs tuned {', '.join(report.baselines)}"
+        f"# {', '.join(candidates)} vs {', '.join(label(report, b) for b in report.baselines)}"
         + (" and tuning-free baselines" if report.tuning_free else "")
         + f" on `{report.suite}`",
         "",
