@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from bench.baselines import BASELINES
 from bench.metrics import Interval
 from bench.results import BEST, BEST_FREE, Counts, Record, Results, Versus
 
@@ -33,9 +34,9 @@ def _chosen(record: Record) -> str:
 
 def label(report: Results, comparison: str) -> str:
     """How the summary names a comparison: ``tuned adam``, ``adam-default``, ``best tuned``
-    (a ``-default`` baseline is untuned wherever it is listed)."""
-    tuned = comparison in report.baselines and not comparison.endswith("-default")
-    return f"tuned {comparison}" if tuned else comparison
+    (an untuned baseline, ``Baseline.tuned`` false, is never called tuned)."""
+    baseline = BASELINES.get(comparison) if comparison in report.baselines else None
+    return f"tuned {comparison}" if baseline is not None and baseline.tuned else comparison
 
 
 def markdown(report: Results) -> str:

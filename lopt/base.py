@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -45,6 +46,12 @@ def check_positive(owner: str, **values) -> None:
     for field, v in values.items():
         if not v > 0:
             raise ValueError(f"{owner}.{field} must be > 0, got {v!r}")
+
+
+def check_rate(owner: str, lr: float) -> None:
+    """``lr`` must be a finite number > 0 (``owner.lr`` named otherwise)."""
+    if not (isinstance(lr, int | float) and 0 < lr < math.inf):
+        raise ValueError(f"{owner}.lr must be a finite number > 0, got {lr!r}")
 
 
 def check_counts(owner: str, **values) -> None:

@@ -52,6 +52,7 @@ from lopt.base import (
     check_counts,
     check_float_params,
     check_num_steps,
+    check_rate,
     check_widths,
     require,
 )
@@ -201,8 +202,7 @@ class LearnedMuon(LearnedOptimizer):
     ns_steps: int = NS_STEPS
 
     def __post_init__(self):
-        if not (isinstance(self.lr, int | float) and 0 < self.lr < math.inf):
-            raise ValueError(f"LearnedMuon.lr must be a finite number > 0, got {self.lr!r}")
+        check_rate("LearnedMuon", self.lr)
         if self.term not in TERMS:
             raise ValueError(f"LearnedMuon.term must be one of {TERMS}, got {self.term!r}")
         if isinstance(self.controller_hidden, bool) or not (

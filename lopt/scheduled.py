@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from lopt import features as F
-from lopt.base import LearnedOptimizer, Theta, check_float_params, check_num_steps
+from lopt.base import LearnedOptimizer, Theta, check_float_params, check_num_steps, check_rate
 from lopt.mlp_lopt import schedule_multiplier
 
 
@@ -69,8 +69,7 @@ class LearnedSchedule(LearnedOptimizer):
             raise ValueError(
                 f"LearnedSchedule.base must be one of {sorted(BASES)}, got {self.base!r}"
             )
-        if not (isinstance(self.lr, int | float) and 0 < self.lr < math.inf):
-            raise ValueError(f"LearnedSchedule.lr must be a finite number > 0, got {self.lr!r}")
+        check_rate("LearnedSchedule", self.lr)
 
     def init(self, key: jax.Array) -> Theta:
         del key  # deterministic
