@@ -229,12 +229,14 @@ _POSITIVE_NUMBER = Rule(
 @dataclasses.dataclass(frozen=True)
 class DistributedConfig:
     """Where estimates are computed: in this process (``workers: null``, the default) or by
-    ``workers`` Ray actors (``meta_train.distributed``). Each outer step averages
-    ``estimates_per_step`` estimates at most ``outer.max_staleness`` theta versions old; a
-    worker that dies is restarted.
+    up to ``workers`` Ray actors (``meta_train.distributed``). Each outer step averages
+    ``estimates_per_step`` estimates at most ``outer.max_staleness`` theta versions old. A
+    worker that dies or loses its node leaves, its work going to the others, and joins again
+    when Ray has restarted it (on a node that joins, say).
 
     Attributes:
-      workers: Ray workers; ``null`` computes estimates in this process.
+      workers: Ray workers wanted; ``null`` computes estimates in this process.
+      min_workers: the fewest live workers the run goes on with.
       address: ``null`` (a local Ray instance sized to this machine, started and shut down by
         the run), ``auto`` or ``host:port`` of an existing cluster.
       cpus_per_worker: CPUs Ray reserves for each worker.
@@ -252,8 +254,11 @@ class DistributedConfig:
         task changes every period, compile the coming periods in a low-priority process
         (``meta_train.distributed.Precompiler``), so a worker entering a period reads its
         programs from the persistent compilation cache.
-      max_worker_failures: consecutive failures of one worker that stop the run.
-      startup_timeout: seconds to wait for the workers to be placed and start.
+      max_worker_failures: consecutive failures after which a worker is retired (not
+        restarted again).
+      startup_timeout: seconds to wait at the start for ``min_workers`` workers (and for
+        every one the cluster has room for), and later, with fewer than ``min_workers``
+        live, for one to come back before the run stops.
       stall_timeout: seconds an estimate may go with its process using (almost) no CPU
         before it counts as wedged (``meta_train.watchdog``): in this process the run stops
         with one line and its checkpoints intact for ``--resume``; a worker exits and is
@@ -264,6 +269,7 @@ class DistributedConfig:
     workers: int | None = setting(
         None, optional(at_least(1), "to compute estimates in this process")
     )
+    min_workers: int = setting(1, at_least(1))
     address: str | None = setting(None, optional(_ADDRESS, "for a local Ray instance"))
     cpus_per_worker: float = setting(1.0, above(0))
     gpus_per_worker: float = setting(0.0, at_least(0))
@@ -285,6 +291,11 @@ class DistributedConfig:
             self.address is None or self.workers is not None,
             "address",
             "needs workers (>= 1); null workers computes estimates in this process",
+        )
+        check(
+            self.workers is None or self.min_workers <= self.workers,
+            "min_workers",
+            f"must be <= distributed.workers ({self.workers}), got {self.min_workers}",
         )
 
 

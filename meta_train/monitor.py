@@ -37,8 +37,9 @@ def step_record(
     }
     computed = [part for m in ms for part in m.get("parts", [m])]  # merged slices' own
     if "worker" in computed[0]:
-        for field in ("worker", "window", "pid"):  # per answer: who computed which window
+        for field in ("worker", "stream", "window", "pid"):  # per answer: who computed what
             record[field + "s"] = [m[field] for m in computed]
+        record["contributors"] = len({m["worker"] for m in computed})
         # and how long it took there: against the step's seconds, how long workers waited
         record["worker_seconds"] = [m["seconds"] for m in computed]
     return {**record, **extra}
@@ -53,8 +54,9 @@ class Progress:
     """A tqdm bar on a terminal; otherwise a line every ``every`` steps with the mean
     meta-loss of those steps (one step's value jumps with its task), the time elapsed, the
     time left at the rate so far, the seconds those steps' estimates spent compiling and,
-    with Ray workers, the share of those steps' time the workers were computing (the rest
-    they waited: for each other in synchronous rounds, for the learner)."""
+    with Ray workers, how many are live and the share of those steps' time the workers were
+    computing (the rest they waited: for each other in synchronous rounds, for the
+    learner)."""
 
     def __init__(self, total: int, start: int, every: int, enabled: bool):
         self.enabled, self.every, self.total, self.start = enabled, every, total, start
@@ -93,6 +95,7 @@ class Progress:
                 f"{record['inner_steps_per_s']:.0f}  {_clock(elapsed)} elapsed, "
                 f"{_clock(left)} left  task {record['task']}"
                 + (f"  (compiling: {compiled:.0f} s)" if compiled >= 0.5 else "")
+                + (f"  workers {record['workers_live']}" if "workers_live" in record else "")
                 + self._busy(),
                 flush=True,
             )
@@ -103,12 +106,12 @@ class Progress:
             )
 
     def _busy(self) -> str:
-        """``workers busy P%``: their computing time over the recent steps ÷ (workers seen ×
+        """``, busy P%``: the workers' computing time over the recent steps ÷ (workers seen ×
         those steps' time); empty without workers."""
         if not self.working:
             return ""
         busy, seconds, ids = zip(*self.working, strict=True)
-        return f"  workers busy {sum(busy) / (len(set().union(*ids)) * sum(seconds)):.0%}"
+        return f", busy {sum(busy) / (len(set().union(*ids)) * sum(seconds)):.0%}"
 
     def note(self, line: str) -> None:
         if not self.enabled:

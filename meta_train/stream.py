@@ -177,6 +177,7 @@ class EstimateStream:
         self.period: int | None = None
         self.estimator = None
         self.state: ESState | None = None  # the estimator state after the last window run
+        self.next_window: int | None = None  # the window that state continues into
 
     def _build(self, structure: Hashable):
         """A new estimator over the task of ``structure`` (``TaskSource.structure``)."""
@@ -231,6 +232,7 @@ class EstimateStream:
         self.period = self.source.period(window)
         self.estimator = self._estimator_for(self.period)
         self.state = self._place(state, self.estimator)
+        self.next_window = window + 1
 
     def task_name(self, window: int) -> str:
         """The name of the task that window ``window`` trains."""
@@ -239,18 +241,20 @@ class EstimateStream:
     def estimate(self, theta: lopt.Theta, window: int) -> tuple[lopt.Theta, dict[str, Any]]:
         """The estimate of window ``window`` at ``theta``: ``(grad, metrics)`` on the host.
 
-        Entering a new period (or the first window this stream runs, e.g. after a restart)
-        builds that period's estimator and starts a fresh population.
+        Entering a new period, or any window but the one after the last it ran (the first
+        window of a restarted worker or of a stream moved to another worker), builds that
+        period's estimator and starts a fresh population.
         """
         began, compiled = time.perf_counter(), compile_cache.seconds_compiling()
         theta = jax.device_put(theta, self.replicated)
         period = self.source.period(window)
-        if period != self.period or self.state is None:
+        if period != self.period or self.state is None or window != self.next_window:
             self.period = period
             self.estimator = self._estimator_for(period)
             self.state = self._fresh_state(period, theta, self.estimator)
         key = self._key(window)
         grad, self.state, m = self.estimator.estimate(theta, self.state, key, self.part)
+        self.next_window = window + 1
         grad, m = jax.device_get((grad, m))
         metrics = {
             "meta_loss": float(m["meta_loss"]),

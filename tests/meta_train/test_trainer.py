@@ -462,15 +462,16 @@ def test_plot_of_a_run(full_run, tmp_path, capsys):
     assert "holds no records yet" in capsys.readouterr().err
 
 
-def test_the_progress_line_says_how_busy_the_workers_were(capsys):
+def test_the_progress_line_says_how_many_workers_are_live_and_how_busy_they_were(capsys):
     """Over the line's steps: the workers' computing seconds ÷ (workers × the steps' seconds);
     nothing of the kind for a run without workers."""
     record = {"meta_loss": 0.0, "compile_seconds": 0.0, "grad_norm": 1.0, "task": "t"}
     record |= {"inner_steps_per_s": 1.0, "seconds": 1.0}
     progress = monitor.Progress(total=2, start=0, every=2, enabled=True)
     for step in (1, 2):  # worker 0 computes the whole step, worker 1 half of it
-        progress.update({**record, "step": step, "worker_seconds": [1.0, 0.5], "workers": [1, 0]})
-    assert "workers busy 75%" in capsys.readouterr().out
+        workers = {"worker_seconds": [1.0, 0.5], "workers": [1, 0], "workers_live": 2}
+        progress.update({**record, "step": step, **workers})
+    assert "workers 2, busy 75%" in capsys.readouterr().out
     progress = monitor.Progress(total=2, start=0, every=2, enabled=True)
     for step in (1, 2):
         progress.update({**record, "step": step})
