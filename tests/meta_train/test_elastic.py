@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-
 from test_distributed import (
     HYPER,
     NO_AUTH,
@@ -43,8 +42,16 @@ def cluster():
 
 def _driver(cluster, run_dir, *args):
     return subprocess.Popen(
-        [sys.executable, "-m", "meta_train", "--ray-address", cluster.address, *THREE]
-        + [f"run_dir={run_dir}", *args],
+        [
+            sys.executable,
+            "-m",
+            "meta_train",
+            "--ray-address",
+            cluster.address,
+            *THREE,
+            f"run_dir={run_dir}",
+            *args,
+        ],
         cwd=REPO,
         env=NO_AUTH,
         stdout=subprocess.DEVNULL,
@@ -171,8 +178,16 @@ def test_the_death_of_the_drivers_own_node_is_one_error_line_and_the_run_resumes
     ]
     saved = max(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
     resumed = subprocess.run(
-        [sys.executable, "-m", "meta_train", "--quiet", "--resume", str(run_dir)]
-        + ["distributed.address=null", f"num_steps={saved + 2}"],
+        [
+            sys.executable,
+            "-m",
+            "meta_train",
+            "--quiet",
+            "--resume",
+            str(run_dir),
+            "distributed.address=null",
+            f"num_steps={saved + 2}",
+        ],
         cwd=REPO,
         env=NO_AUTH,
         capture_output=True,
