@@ -8,11 +8,13 @@
     python -m bench perf compare [--suite indist] [--optimizer X ...] [--workers 2] [--out perf-compare.json]
     python -m bench perf partition [--steps 300] [--out perf-partition.json] [overrides]
     python -m bench perf demo [--out perf-demo.json] [overrides]
+    python -m bench perf soak [--nodes 4] [--steps 2000] [--events 6] [--schedules 1] [--out perf-soak.json] [overrides]
 
 Each benchmark lives in the module of what it measures: ``update`` in ``bench.perf.update``
 (learned optimizers' update step); ``unroll``, ``compile``, ``scaling`` and ``partition`` in
 ``bench.perf.meta_training``; ``sweep`` and ``compare`` in ``bench.perf.benchmarking`` (the
-benchmark's own runner); ``demo`` in ``bench.perf.demo``. Their docstrings say what each
+benchmark's own runner); ``demo`` in ``bench.perf.demo``; ``soak`` (meta-training on a cluster
+whose nodes leave and join) in ``bench.perf.cluster``. Their docstrings say what each
 measures against what.
 """
 
@@ -26,8 +28,9 @@ import platform
 import jax
 
 import tasks
-from bench.perf import benchmarking, demo, meta_training, update
+from bench.perf import benchmarking, cluster, demo, meta_training, update
 from bench.perf.benchmarking import bench_compare, bench_sweep
+from bench.perf.cluster import bench_soak
 from bench.perf.demo import bench_demo
 from bench.perf.meta_training import bench_compile, bench_partition, bench_scaling, bench_unroll
 from bench.perf.update import SIZES, bench_update
@@ -41,6 +44,7 @@ _MODULES = {
     "sweep": benchmarking,
     "compare": benchmarking,
     "demo": demo,
+    "soak": cluster,
 }
 
 
@@ -100,6 +104,16 @@ def parser(prog: str = "python -m bench perf") -> argparse.ArgumentParser:
     p_demo = sub.add_parser("demo", help="make demo's wall time against its CPU time, per phase")
     p_demo.add_argument("--out", default="perf-demo.json")
     p_demo.add_argument("overrides", nargs="*", help="meta_train config overrides")
+    p_soak = sub.add_parser(
+        "soak", help="meta-training on nodes that leave and join relative to one node"
+    )
+    p_soak.add_argument("--nodes", type=int, default=4, help="simulated nodes, 1 worker each")
+    p_soak.add_argument("--steps", type=int, default=2000, help="outer steps per run")
+    p_soak.add_argument("--events", type=int, default=6, help="removals and additions per run")
+    p_soak.add_argument("--schedules", type=int, default=1, help="runs, each its own events")
+    p_soak.add_argument("--seed", type=int, default=0, help="the first schedule's seed")
+    p_soak.add_argument("--out", default="perf-soak.json")
+    p_soak.add_argument("overrides", nargs="*", help="meta_train config overrides")
     for name, p in sub.choices.items():  # each --help says what it measures against what
         p.description = _MODULES[name].__doc__
         p.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -132,6 +146,14 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
         rows = bench_compare(args.suite, args.optimizer or ["mlplopt-mix"], args.workers)
     elif args.command == "partition":
         rows = bench_partition(args.steps, args.overrides)
+    elif args.command == "soak":
+        if args.nodes < 2 or args.events < 0 or args.steps < 10 * (args.events + 1):
+            cli.error("soak needs --nodes >= 2, --events >= 0 and --steps >= 10 x (events + 1)")
+        if not pathlib.Path("/proc/self/status").exists():
+            cli.error("perf soak reads the driver's memory from /proc (Linux only)")
+        rows = bench_soak(
+            args.nodes, args.steps, args.events, args.schedules, args.seed, overrides=args.overrides
+        )
     elif args.command == "demo":
         if not pathlib.Path("/proc/stat").exists():
             cli.error("perf demo reads the machine's CPU time from /proc/stat (Linux only)")
