@@ -23,6 +23,12 @@ The learned parts, each optional and each exactly zero at ``init``:
   first one, to its EMAs, and the EMAs' slopes) at every step, and ``c_t = max_log_rate ·
   tanh(v · h_t + b)`` is bounded in ``±max_log_rate`` (``v = 0, b = 0`` at init). The user
   passes ``value=loss`` at every step.
+* ``distance`` (with a controller): two more controller inputs from the path of the
+  parameters so far, ``x_t − x_0 = Σ Δx`` against the steps ``Δx`` taken: its efficiency
+  ``‖x_t − x_0‖ / Σ‖Δx‖`` (1 on a straight path, toward 0 when steps cancel) and
+  ``tanh(½ log(‖x_t − x_0‖ / √Σ‖Δx‖²))``, DoG's distance over the accumulated step norms
+  (0 for a random walk, up to ``tanh(¼ log t)`` for a straight one). Both are free of the
+  parameters' scale; they cost a copy of the parameters (``Σ Δx``).
 * ``term``: a per-parameter MLP over ``g``, ``μ̂`` and ``W``, each divided by its RMS over
   the tensor (clipped to ``±FEATURE_CLIP``; the time features shift its first bias, as in
   ``MLPLOpt``), gives ``d`` shaped like ``W``; its last layer starts at 0. ``term="momentum"``
@@ -31,7 +37,7 @@ The learned parts, each optional and each exactly zero at ``init``:
   ``NS(μ̂)`` instead. ``term="none"`` has no learned term.
 
 The state is optax Muon's (a momentum per 2-D leaf; NAdam's moments elsewhere) plus a few
-scalars and the controller's ``[controller_hidden]`` carry.
+scalars, the controller's ``[controller_hidden]`` carry and, with ``distance``, ``Σ Δx``.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ TERMS = ("none", "momentum", "step")
 TERM_FEATURES = ("g/rms(g)", "mu/rms(mu)", "p/rms(p)")
 NUM_CONTROLLER_LOSS_FEATURES = 1 + len(F.LOSS_DECAYS) + len(F.LOSS_DECAYS) - 1
 NUM_CONTROLLER_FEATURES = len(F.FRACTION_THRESHOLDS) + NUM_CONTROLLER_LOSS_FEATURES
+NUM_DISTANCE_FEATURES = 2
 MUON_BETA = 0.95  # optax.contrib.muon's defaults
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
 _SLOPE_GAIN = 10.0  # the EMAs' relative differences are small: scaled before the tanh
@@ -143,12 +150,40 @@ def scale_by_learned_muon(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+class PathState(NamedTuple):
+    moved: Any  # pytree like the params, float32: x_t − x_0, the sum of the steps taken
+    length: jax.Array  # float32: Σ‖Δx‖ over the steps
+    squares: jax.Array  # float32: Σ‖Δx‖²
+
+
 class RateState(NamedTuple):
     count: jax.Array  # int32: updates taken
     loss: F.LossState  # EMAs of the loss
     first_loss: jax.Array  # float32: the first finite loss (0 before it)
     carry: Any  # float32[controller_hidden]: the GRU's state; () without one
     rate: jax.Array  # float32: η of the last update (0 before the first)
+    path: PathState | tuple  # with ``distance``; () without
+
+
+def init_path(params: Any) -> PathState:
+    moved = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+    return PathState(moved, jnp.zeros([], jnp.float32), jnp.zeros([], jnp.float32))
+
+
+def update_path(path: PathState, step: Any) -> PathState:
+    """``path`` after the step ``step`` (the update applied); unchanged by a non-finite one."""
+    norm = optax.tree.norm(step)
+    moved = jax.tree.map(lambda m, s: m + jnp.asarray(s, jnp.float32), path.moved, step)
+    new = PathState(moved, path.length + norm, path.squares + norm * norm)
+    return jax.tree.map(lambda a, b: jnp.where(jnp.isfinite(norm), a, b), new, path)
+
+
+def distance_features(path: PathState) -> jax.Array:
+    """``float32[NUM_DISTANCE_FEATURES]`` (module docstring), 0 before the first step."""
+    distance = optax.tree.norm(path.moved)
+    efficiency = distance / (path.length + F.EPS)
+    dog = jnp.tanh(0.5 * jnp.log((distance + F.EPS) / (jnp.sqrt(path.squares) + F.EPS)))
+    return jnp.where(path.length > 0, jnp.stack([efficiency, dog]), 0.0)
 
 
 def current_rate(opt_state: optax.OptState) -> jax.Array | None:
@@ -187,6 +222,7 @@ class LearnedMuon(LearnedOptimizer):
       schedule: learn a log-multiplier of the rate over the fraction of the horizon.
       controller_hidden: width of the loss-aware rate controller's GRU (0: none).
       max_log_rate: the controller's log-multiplier is bounded in ``±max_log_rate``.
+      distance: the controller also reads the parameters' path (module docstring).
       term: where a learned per-parameter term enters: ``none``, ``momentum`` (before the
         orthogonalization) or ``step`` (after it).
       hidden: hidden widths of the learned term's MLP.
@@ -197,6 +233,7 @@ class LearnedMuon(LearnedOptimizer):
     schedule: bool = True
     controller_hidden: int = 0
     max_log_rate: float = math.log(8.0)
+    distance: bool = False
     term: str = "none"
     hidden: tuple[int, ...] = (4, 4)
     ns_steps: int = NS_STEPS
@@ -216,6 +253,8 @@ class LearnedMuon(LearnedOptimizer):
             raise ValueError(
                 f"LearnedMuon.max_log_rate must be in (0, 20), got {self.max_log_rate!r}"
             )
+        if self.distance and not self.controller_hidden:
+            raise ValueError("LearnedMuon.distance feeds the controller: set controller_hidden")
         check_counts("LearnedMuon", ns_steps=self.ns_steps)
         object.__setattr__(self, "hidden", check_widths("LearnedMuon", hidden=self.hidden))
 
@@ -234,7 +273,7 @@ class LearnedMuon(LearnedOptimizer):
         if self.schedule:
             theta["schedule"] = jnp.zeros(len(F.FRACTION_THRESHOLDS))
         if self.controller_hidden:
-            x = jnp.zeros(NUM_CONTROLLER_FEATURES)
+            x = jnp.zeros(NUM_CONTROLLER_FEATURES + self.distance * NUM_DISTANCE_FEATURES)
             carry = jnp.zeros(self.controller_hidden)
             theta["controller"] = {
                 "gru": self._cell().init(cell_key, carry, x)["params"],
@@ -278,6 +317,7 @@ class LearnedMuon(LearnedOptimizer):
                 jnp.zeros([], jnp.float32),
                 jnp.zeros(hidden, jnp.float32) if hidden else (),
                 jnp.zeros([], jnp.float32),
+                init_path(params) if self.distance else (),
             )
 
         def update_fn(updates, state, params=None, *, value=None, **extra_args):
@@ -293,6 +333,7 @@ class LearnedMuon(LearnedOptimizer):
                     [
                         global_features[len(F.TIME_SCALES) :],
                         controller_loss_features(state, value),
+                        *([distance_features(state.path)] if self.distance else []),
                     ]
                 )
                 carry, h = cell.apply({"params": theta["controller"]["gru"]}, carry, x)
@@ -303,6 +344,8 @@ class LearnedMuon(LearnedOptimizer):
                 loss = F.update_loss_state(loss, value)
             updates = jax.tree.map(lambda u: (-rate * u).astype(u.dtype), updates)
             count = optax.safe_increment(state.count)
-            return updates, RateState(count, loss, first, carry, jnp.asarray(rate, jnp.float32))
+            path = update_path(state.path, updates) if self.distance else ()
+            rate = jnp.asarray(rate, jnp.float32)
+            return updates, RateState(count, loss, first, carry, rate, path)
 
         return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -10,7 +10,7 @@ import pytest
 
 import lopt
 from lopt import features as F
-from lopt.learned_muon import TERMS, current_rate
+from lopt.learned_muon import TERMS, current_rate, distance_features, init_path, update_path
 
 T = 50
 
@@ -59,8 +59,12 @@ def reference():
 
 @pytest.mark.parametrize(
     "lo",
-    [lopt.LearnedMuon(), *(lopt.LearnedMuon(controller_hidden=8, term=t) for t in TERMS[1:])],
-    ids=lambda lo: f"controller{lo.controller_hidden}-{lo.term}",
+    [
+        lopt.LearnedMuon(),
+        *(lopt.LearnedMuon(controller_hidden=8, term=t) for t in TERMS[1:]),
+        lopt.LearnedMuon(controller_hidden=8, distance=True),
+    ],
+    ids=lambda lo: f"controller{lo.controller_hidden}-{lo.term}-distance{lo.distance:d}",
 )
 def test_starts_exactly_at_optax_muon_with_cosine_decay(lo, reference):
     params, updates = _train(lo.as_optax(lo.init(jax.random.key(3)), T))
@@ -116,6 +120,51 @@ def test_the_controller_reads_the_loss():
     assert not np.allclose(k(falling), k(rising))  # same gradients: only the loss differs
     # Both runs start from the same loss: their first updates are equal.
     np.testing.assert_array_equal(falling[0]["out"]["kernel"], rising[0]["out"]["kernel"])
+
+
+def test_the_path_features_are_distance_over_steps():
+    """A straight path: efficiency 1 and tanh(¼ log t); steps that cancel: 0 and about -1; a
+    non-finite step leaves the path as it was."""
+    params = {"w": jnp.zeros((2, 3)), "b": jnp.zeros(4)}
+    step = jax.tree.map(lambda p: jnp.full_like(p, 0.1), params)
+    back = jax.tree.map(jnp.negative, step)
+    start = init_path(params)
+    np.testing.assert_array_equal(distance_features(start), [0.0, 0.0])
+    straight = zigzag = start
+    for t in range(16):
+        straight = update_path(straight, step)
+        zigzag = update_path(zigzag, back if t % 2 else step)
+    np.testing.assert_allclose(distance_features(straight), [1.0, np.tanh(np.log(16) / 4)], 1e-5)
+    efficiency, dog = distance_features(zigzag)
+    assert efficiency < 1e-6 and dog < -0.99
+    poisoned = update_path(straight, jax.tree.map(lambda s: s * jnp.nan, step))
+    for a, b in zip(jax.tree.leaves(poisoned), jax.tree.leaves(straight), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_with_distance_the_controller_reads_the_path():
+    """Same losses, gradients that keep or flip their sign: the same rate without the path
+    features, different rates with them."""
+
+    def rate_after(lo, flip):
+        theta = lo.init(jax.random.key(0))
+        out = {"w": jnp.ones(4), "b": jnp.float32(0.0)}
+        tx = lo.as_optax({**theta, "controller": {**theta["controller"], "out": out}}, 10)
+        params = _params()
+        grads = jax.tree.map(lambda p: 0.1 * jnp.cos(jnp.arange(p.size).reshape(p.shape)), params)
+        state = tx.init(params)
+        for t in range(4):
+            sign = -1.0 if flip and t % 2 else 1.0
+            g = jax.tree.map(lambda x, s=sign: s * x, grads)
+            _, state = tx.update(g, state, params, value=jnp.float32(2.0 - 0.1 * t))
+        return float(current_rate(state))
+
+    blind = lopt.LearnedMuon(controller_hidden=4)
+    assert rate_after(blind, flip=False) == rate_after(blind, flip=True)
+    seeing = lopt.LearnedMuon(controller_hidden=4, distance=True)
+    assert rate_after(seeing, flip=False) != rate_after(seeing, flip=True)
+    with pytest.raises(ValueError, match="distance feeds the controller"):
+        lopt.LearnedMuon(distance=True)
 
 
 @pytest.mark.parametrize("term", TERMS[1:])
