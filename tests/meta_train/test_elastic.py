@@ -147,6 +147,30 @@ def test_a_node_lost_in_the_last_steps_does_not_hang_the_run(cluster, tmp_path):
     cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")  # back to 3 for the next
 
 
+def test_a_run_wanting_more_workers_than_the_cluster_holds_starts_and_grows(cluster, tmp_path):
+    """4 workers wanted on 3 nodes: the run starts with the 3 the cluster has room for; the
+    4th starts on a node added later and computes a stream of its own."""
+    run_dir = tmp_path / "run"
+    driver = _driver(cluster, run_dir, "num_steps=1000000", "distributed.workers=4")
+    started = _until(lambda: _more_records(run_dir, 2), driver, "3 outer steps")
+    assert {r["workers_live"] for r in started} == {3}
+    assert all(len(r["workers"]) == 4 for r in started)  # 4 streams on 3 workers
+    node = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    try:
+        grown = _until(
+            lambda: [r for r in _try_records(run_dir) if len(set(r["workers"])) == 4],
+            driver,
+            "a step computed by 4 workers",
+        )
+        assert grown[0]["workers_live"] == 4
+        driver.send_signal(signal.SIGINT)
+        assert driver.wait(timeout=60) == 130, driver.stderr.read()[-3000:]
+    finally:
+        cluster.remove_node(node)
+    records = _try_records(run_dir)
+    assert [r["step"] for r in records] == list(range(1, len(records) + 1))
+    _windows_of_each_stream_once_in_order(records)
+
 def test_the_death_of_the_drivers_own_node_is_one_error_line_and_the_run_resumes(tmp_path):
     """The raylet of the driver's node (the head) killed: the driver ends with one error
     line within a minute; its checkpoints resume the run on a local Ray instance."""
