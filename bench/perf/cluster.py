@@ -5,7 +5,8 @@ Each schedule starts a cluster of simulated nodes on this machine (``ray.cluster
 head without CPUs and ``nodes`` nodes of one CPU each, every address on 127.0.0.1) and a
 driver (``python -m meta_train --ray-address ...``, one worker per node) of cheap steps
 (HyperAdam on the quadratic). At steps drawn from the schedule's seed, a random node is
-removed or a node added (never fewer than one, never more than ``nodes``). Reported per
+removed (one running a worker) or a node added (never fewer than one, never more than
+``nodes``). Reported per
 schedule: estimates per second against the one-node run, the driver's resident memory over
 the run (growth from its steps 20–30% to its steps 90–100%, after the start-up's compiling
 and before the final export), steps lost or duplicated (from
@@ -29,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 
@@ -72,18 +74,21 @@ def _cluster(nodes: int) -> Iterator:
                 os.environ[k] = v
 
 
-def _records(run_dir: pathlib.Path) -> list[dict]:
-    try:
-        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # the last line, mid-write
-            break
-    return out
+class _Records:
+    """The complete records of a run's ``metrics.jsonl`` so far, read incrementally."""
+
+    def __init__(self, path: pathlib.Path):
+        self.path, self.offset, self.records = path, 0, []
+
+    def read(self) -> list[dict]:
+        with contextlib.suppress(FileNotFoundError), self.path.open("rb") as f:
+            f.seek(self.offset)
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break  # mid-write: read again next time
+                self.records.append(json.loads(line))
+                self.offset += len(line)
+        return self.records
 
 
 def _rss_mib(pid: int) -> float | None:
@@ -135,24 +140,32 @@ def _run(nodes: int, steps: int, plan: list[tuple[int, str]], hang_after: float,
                 sys.executable,
                 "-m",
                 "meta_train",
-                "--quiet",
                 "--ray-address",
                 cluster.address,
                 *args,
                 f"run_dir={run_dir}",
+                f"log_every={steps}",
             ],
             env={**os.environ, **ENV},
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
+        said: list[tuple[float, str]] = []  # (when, a line of the driver's): its notes
+        errors: list[tuple[float, str]] = []  # drained as they come: a full pipe would block
+        for stream, lines in ((driver.stdout, said), (driver.stderr, errors)):
+            threading.Thread(
+                target=lambda s=stream, out=lines: out.extend((time.monotonic(), x) for x in s),
+                daemon=True,
+            ).start()
+        metrics = _Records(run_dir / "metrics.jsonl")
         arrived: dict[int, float] = {}  # step -> when this process first saw it
         memory: list[tuple[int, float]] = []  # (the last step seen, MiB)
         events, todo, began = [], list(plan), time.monotonic()
         last_seen, hung, next_sample = began, False, began
         while driver.poll() is None:
             now = time.monotonic()
-            records = _records(run_dir)
+            records = metrics.read()
             new = [r["step"] for r in records if r["step"] not in arrived]
             arrived.update(dict.fromkeys(new, now))
             last_seen = now if new else last_seen
@@ -169,10 +182,11 @@ def _run(nodes: int, steps: int, plan: list[tuple[int, str]], hang_after: float,
             time.sleep(0.02)
         driver.wait()
         wall = time.monotonic() - began
-        records = _records(run_dir)
-        error = driver.stderr.read().strip()
+        records = metrics.read()
+        time.sleep(0.5)  # the readers' last lines
+        error = "".join(line for _, line in errors).strip()
     for event in events:
-        _settle(event, records, arrived)
+        _settle(event, records, arrived, said)
     lost, duplicated = _check(records, steps) if records else (steps, 0)
     times = [arrived[s] for s in sorted(arrived)]
     early = [m for step, m in memory if 0.2 * steps <= step < 0.3 * steps]
@@ -198,35 +212,65 @@ def _run(nodes: int, steps: int, plan: list[tuple[int, str]], hang_after: float,
     }
 
 
+def _parent(pid: int) -> int | None:
+    with contextlib.suppress(OSError, StopIteration):
+        status = pathlib.Path(f"/proc/{pid}/status").read_text().splitlines()
+        return int(next(line.split()[1] for line in status if line.startswith("PPid:")))
+    return None
+
+
 def _event(cluster, kind: str, step: int, now: float, last: dict) -> dict:
-    """Removes a random worker node, or adds one; what the driver must then react to."""
-    live = sorted(cluster.worker_nodes, key=lambda n: n.node_id)
+    """Removes a random node among those running a worker of the last step (any node if
+    none does), or adds one; what the driver must then react to."""
     if kind == "remove":
-        cluster.remove_node(random.Random(step).choice(live))
+        nodes = sorted(cluster.worker_nodes, key=lambda n: n.node_id)
+        parents = {_parent(pid): w for pid, w in zip(last["pids"], last["workers"], strict=True)}
+        busy = [n for n in nodes if n.all_processes["raylet"][0].process.pid in parents]
+        node = random.Random(step).choice(busy or nodes)
+        worker = parents.get(node.all_processes["raylet"][0].process.pid)
+        cluster.remove_node(node)
     else:
+        worker = None
         cluster.add_node(num_cpus=1, **LOOPBACK)
-    return {"kind": kind, "at_step": last["step"], "time": now, "live": last["workers_live"]}
+    event = {"kind": kind, "at_step": last["step"], "time": now, "live": last["workers_live"]}
+    return event | ({"worker": worker} if kind == "remove" else {})
 
 
-def _settle(event: dict, records: list[dict], arrived: dict[int, float]) -> None:
-    """How long after ``event`` the driver saw it: the first step with fewer live workers
-    (a removal), or with more whose answers include a worker absent before (an addition)."""
-    after = [r for r in records if r["step"] > event["at_step"]]
-    before = set(next((r["workers"] for r in records if r["step"] == event["at_step"]), []))
-    if event["kind"] == "remove":
-        seen = next((r for r in after if r["workers_live"] < event["live"]), None)
-    else:
-        seen = next((r for r in after if set(r["workers"]) - before), None)
-        grew = zip([records[0], *records], records, strict=False)  # (previous, record)
-        joined = next(
-            (r for p, r in grew if r in after and r["workers_live"] > p["workers_live"]), None
-        )
+def _settle(
+    event: dict, records: list[dict], arrived: dict[int, float], said: list[tuple[float, str]]
+) -> None:
+    """How long after ``event`` the driver saw it. A removal: its note that the node's
+    worker left, or (when Ray restarted the worker elsewhere before its next request) the
+    first answer of that worker from a new process. An addition: the first step with an
+    answer of a worker absent at the event, and the steps from the worker's joining (live
+    workers growing) to that answer."""
+    at, start = event["at_step"], event.pop("time")
+    before = records[at - 1] if at <= len(records) else {"workers": [], "pids": []}
+    later = records[at:]
+    seen_at = None
+    if event["kind"] == "remove" and event["worker"] is not None:
+        k = event["worker"]
+        old = {p for p, w in zip(before["pids"], before["workers"], strict=True) if w == k}
+        note = f"Ray worker {k} left"
+        left = [t for t, line in said if t >= start and line.startswith(note)]
+        moved = [
+            arrived[r["step"]]
+            for r in later
+            if any(w == k and p not in old for p, w in zip(r["pids"], r["workers"], strict=True))
+        ]
+        seen_at = min([*left[:1], *moved[:1]], default=None)
+    elif event["kind"] == "add":
+        seen = next((r for r in later if set(r["workers"]) - set(before["workers"])), None)
+        pairs = zip(records[at - 1 :], later, strict=False)  # (previous, record)
+        joined = next((r for p, r in pairs if r["workers_live"] > p["workers_live"]), None)
         event["computing_after_join_steps"] = (
             seen["step"] - joined["step"] if seen and joined else None
         )
-    start = event.pop("time")
-    event["noticed_after_s"] = arrived[seen["step"]] - start if seen else None
-    event["noticed_after_steps"] = seen["step"] - event["at_step"] if seen else None
+        seen_at = arrived[seen["step"]] if seen else None
+    event["noticed_after_s"] = seen_at - start if seen_at is not None else None
+    event["noticed_after_steps"] = (
+        sum(start < t <= seen_at for t in arrived.values()) if seen_at is not None else None
+    )
 
 
 def bench_soak(
