@@ -18,6 +18,8 @@ from test_distributed import (
     _windows_of_each_stream_once_in_order,
 )
 
+from meta_train.checkpoint import FILES, _check_manifest
+
 THREE = [*HYPER, "distributed.workers=3", "--quiet"]
 
 
@@ -90,37 +92,41 @@ def _more_records(run_dir, than):
     return records if len(records) > than else None
 
 
-def test_a_lost_node_leaves_the_run_going_and_a_joining_node_gets_its_worker(cluster, tmp_path):
-    """3 nodes × 1 worker: a node removed → the other two go on (no room to restart the
-    lost worker) within 30 s; a node added → the lost worker restarts there and computes a
-    stream within 3 steps of joining. Every stream's windows arrive once each, in order."""
+def test_a_run_goes_on_as_nodes_leave_and_join(cluster, tmp_path):
+    """4 workers wanted on 3 nodes of 1 CPU: the run starts with the 3 the cluster has room
+    for; a 4th node → the 4th worker computes; a node removed → the other 3 go on within
+    30 s, its stream with them (no room to restart it); a node added → the lost worker
+    restarts there and computes within 3 steps of joining. Every stream's windows arrive
+    once each, in order."""
     run_dir = tmp_path / "run"
-    driver = _driver(cluster, run_dir, "num_steps=1000000")
-    first = _until(lambda: _more_records(run_dir, 2), driver, "3 outer steps")[-1]
-    lost = first["workers"][0]
-    cluster.remove_node(_node_of(cluster, first["pids"][0]))
-    removed, seen = time.monotonic(), len(_try_records(run_dir))
+    driver = _driver(cluster, run_dir, "num_steps=1000000", "distributed.workers=4")
 
-    def two_live():  # once there are 3
-        records = [r for r in _try_records(run_dir)[seen:] if r["workers_live"] == 2]
-        return records if len(records) >= 3 else None
+    def steps_where(condition, after=0):  # once there are 3
+        found = [r for r in _try_records(run_dir)[after:] if condition(r)]
+        return found if len(found) >= 3 else None
 
-    went_on = _until(two_live, driver, "3 steps with 2 workers")
-    assert time.monotonic() - removed < 30 + 5  # the target, and the polling's slack
-    assert {w for r in went_on for w in r["workers"]} == {0, 1, 2} - {lost}
-    assert all(len(r["workers"]) == 3 for r in went_on)  # the lost stream goes on too
+    started = _until(lambda: _more_records(run_dir, 2), driver, "3 outer steps")
+    assert {r["workers_live"] for r in started} == {3}
+    assert all(len(r["workers"]) == 4 for r in started)  # 4 streams on 3 workers
     cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
-
-    def rejoined():
-        later = _try_records(run_dir)[went_on[-1]["step"] :]
-        return [r for r in later if r["workers_live"] == 3]
-
-    joined = _until(rejoined, driver, "the worker rejoining")[0]["step"]
-    records = _until(
-        lambda: [r for r in rejoined() if lost in r["workers"]], driver, "its first estimate"
+    grown = _until(lambda: steps_where(lambda r: len(set(r["workers"])) == 4), driver, "4")
+    lost = grown[-1]["workers"][0]
+    cluster.remove_node(_node_of(cluster, grown[-1]["pids"][0]))
+    removed, seen = time.monotonic(), len(_try_records(run_dir))
+    went_on = _until(lambda: steps_where(lambda r: r["workers_live"] == 3, seen), driver, "3 live")
+    assert time.monotonic() - removed < 30 + 5  # the target, and the polling's slack
+    assert {w for r in went_on for w in r["workers"]} == {0, 1, 2, 3} - {lost}
+    assert all(len(r["workers"]) == 4 for r in went_on)  # the lost stream goes on too
+    cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    back = went_on[-1]["step"]
+    joined = _until(
+        lambda: steps_where(lambda r: r["workers_live"] == 4, back), driver, "the rejoining"
+    )[0]["step"]
+    computing = _until(
+        lambda: steps_where(lambda r: lost in r["workers"], back), driver, "its estimate"
     )
-    assert records[0]["step"] - joined <= 3
-    assert records[0]["worker_restarts"] >= 1
+    assert computing[0]["step"] - joined <= 3
+    assert computing[0]["worker_restarts"] >= 1
     driver.send_signal(signal.SIGINT)
     assert driver.wait(timeout=60) == 130, driver.stderr.read()[-3000:]
     records = _try_records(run_dir)
@@ -144,36 +150,12 @@ def test_a_node_lost_in_the_last_steps_does_not_hang_the_run(cluster, tmp_path):
     assert [r["step"] for r in records] == list(range(1, steps + 1))
     assert records[-1]["workers_live"] == 2
     _windows_of_each_stream_once_in_order(records)
-    cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")  # back to 3 for the next
 
 
-def test_a_run_wanting_more_workers_than_the_cluster_holds_starts_and_grows(cluster, tmp_path):
-    """4 workers wanted on 3 nodes: the run starts with the 3 the cluster has room for; the
-    4th starts on a node added later and computes a stream of its own."""
-    run_dir = tmp_path / "run"
-    driver = _driver(cluster, run_dir, "num_steps=1000000", "distributed.workers=4")
-    started = _until(lambda: _more_records(run_dir, 2), driver, "3 outer steps")
-    assert {r["workers_live"] for r in started} == {3}
-    assert all(len(r["workers"]) == 4 for r in started)  # 4 streams on 3 workers
-    node = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
-    try:
-        grown = _until(
-            lambda: [r for r in _try_records(run_dir) if len(set(r["workers"])) == 4],
-            driver,
-            "a step computed by 4 workers",
-        )
-        assert grown[0]["workers_live"] == 4
-        driver.send_signal(signal.SIGINT)
-        assert driver.wait(timeout=60) == 130, driver.stderr.read()[-3000:]
-    finally:
-        cluster.remove_node(node)
-    records = _try_records(run_dir)
-    assert [r["step"] for r in records] == list(range(1, len(records) + 1))
-    _windows_of_each_stream_once_in_order(records)
-
-def test_the_death_of_the_drivers_own_node_is_one_error_line_and_the_run_resumes(tmp_path):
+def test_the_death_of_the_drivers_own_node_is_one_error_line(tmp_path):
     """The raylet of the driver's node (the head) killed: the driver ends with one error
-    line within a minute; its checkpoints resume the run on a local Ray instance."""
+    line within 90 s, its checkpoints intact (a killed driver's resume is
+    test_distributed's)."""
     from ray.cluster_utils import Cluster
 
     with pytest.MonkeyPatch.context() as env:
@@ -200,24 +182,8 @@ def test_the_death_of_the_drivers_own_node_is_one_error_line_and_the_run_resumes
         "error: this driver's Ray node died (its raylet is gone), so no worker can be reached; "
         "the checkpoints are intact: continue with --resume"
     ]
-    saved = max(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
-    resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "meta_train",
-            "--quiet",
-            "--resume",
-            str(run_dir),
-            "distributed.address=null",
-            f"num_steps={saved + 2}",
-        ],
-        cwd=REPO,
-        env=NO_AUTH,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    records = _try_records(run_dir)
-    assert [r["step"] for r in records] == list(range(1, saved + 3))
+    saved = [p for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()]
+    assert saved
+    for checkpoint in saved:  # every file as orbax wrote it: what --resume reads
+        assert (checkpoint / FILES).exists()
+        _check_manifest(checkpoint)
