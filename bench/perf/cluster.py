@@ -51,16 +51,19 @@ LOOPBACK = {"node_ip_address": "127.0.0.1"}
 
 
 @contextlib.contextmanager
-def _cluster(nodes: int) -> Iterator:
-    """A head without CPUs and ``nodes`` nodes of one CPU, all on loopback."""
+def simulated_cluster(nodes: int, system_config: dict | None = None) -> Iterator:
+    """A Ray cluster on this machine (``ray.cluster_utils.Cluster``): a head without CPUs,
+    so that no worker shares a driver's node, and ``nodes`` nodes of one CPU, all on
+    127.0.0.1 without token authentication (``ENV``, which their processes inherit);
+    ``system_config``: Ray's internal settings for the whole cluster."""
     from ray.cluster_utils import Cluster
 
     saved = {k: os.environ.get(k) for k in ENV}
-    os.environ.update(ENV)  # the nodes' processes inherit it
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 0, "include_dashboard": False, **LOOPBACK},
-    )
+    os.environ.update(ENV)
+    head = {"num_cpus": 0, "include_dashboard": False, **LOOPBACK}
+    if system_config:
+        head["_system_config"] = system_config
+    cluster = Cluster(initialize_head=True, head_node_args=head)
     try:
         for _ in range(nodes):
             cluster.add_node(num_cpus=1, **LOOPBACK)
@@ -132,7 +135,7 @@ def _check(records: list[dict], steps: int) -> tuple[int, int]:
 
 def _run(nodes: int, steps: int, plan: list[tuple[int, str]], hang_after: float, overrides) -> dict:
     """One driver on a fresh cluster of ``nodes`` nodes, following ``plan``."""
-    with _cluster(nodes) as cluster, tempfile.TemporaryDirectory() as tmp:
+    with simulated_cluster(nodes) as cluster, tempfile.TemporaryDirectory() as tmp:
         run_dir = pathlib.Path(tmp) / "run"
         args = [*CHEAP, f"distributed.workers={nodes}", f"num_steps={steps}", *overrides]
         driver = subprocess.Popen(

@@ -18,6 +18,7 @@ from test_distributed import (
     _windows_of_each_stream_once_in_order,
 )
 
+from bench.perf.cluster import simulated_cluster
 from meta_train.checkpoint import FILES, _check_manifest
 
 THREE = [*HYPER, "distributed.workers=3", "--quiet"]
@@ -25,21 +26,9 @@ THREE = [*HYPER, "distributed.workers=3", "--quiet"]
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A head with no CPUs (so no worker shares the driver's node) and 3 nodes of 1 CPU."""
-    from ray.cluster_utils import Cluster
-
-    with pytest.MonkeyPatch.context() as env:
-        for name in ("RAY_AUTH_MODE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
-            env.setenv(name, NO_AUTH[name])  # the nodes' processes inherit both
-        loopback = {"node_ip_address": "127.0.0.1"}
-        cluster = Cluster(
-            initialize_head=True,
-            head_node_args={"num_cpus": 0, "include_dashboard": False, **loopback},
-        )
-        for _ in range(3):
-            cluster.add_node(num_cpus=1, **loopback)
+    """A head with no CPUs and 3 nodes of 1 CPU, on loopback."""
+    with simulated_cluster(3) as cluster:
         yield cluster
-        cluster.shutdown()
 
 
 def _driver(cluster, run_dir, *args):
@@ -156,28 +145,16 @@ def test_the_death_of_the_drivers_own_node_is_one_error_line(tmp_path):
     """The raylet of the driver's node (the head) killed: the driver ends with one error
     line within 90 s, its checkpoints intact (a killed driver's resume is
     test_distributed's)."""
-    from ray.cluster_utils import Cluster
-
-    with pytest.MonkeyPatch.context() as env:
-        for name in ("RAY_AUTH_MODE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
-            env.setenv(name, NO_AUTH[name])
-        loopback = {"node_ip_address": "127.0.0.1"}
-        doomed = Cluster(
-            initialize_head=True,
-            head_node_args={"num_cpus": 0, "include_dashboard": False, **loopback},
+    fast = {"health_check_period_ms": 1000, "health_check_failure_threshold": 2}
+    with simulated_cluster(1, system_config=fast) as doomed:  # a dead node seen in ~2 s
+        run_dir = tmp_path / "run"
+        driver = _driver(
+            doomed, run_dir, "num_steps=1000000", "checkpoint_every=5", "distributed.workers=1"
         )
-        doomed.add_node(num_cpus=1, **loopback)
-        try:
-            run_dir = tmp_path / "run"
-            driver = _driver(
-                doomed, run_dir, "num_steps=1000000", "checkpoint_every=5", "distributed.workers=1"
-            )
-            _until(lambda: _more_records(run_dir, 10), driver, "10 outer steps")
-            os.kill(doomed.head_node.all_processes["raylet"][0].process.pid, signal.SIGKILL)
-            assert driver.wait(timeout=90) == 1
-            lines = driver.stderr.read().strip().splitlines()
-        finally:
-            doomed.shutdown()
+        _until(lambda: _more_records(run_dir, 10), driver, "10 outer steps")
+        os.kill(doomed.head_node.all_processes["raylet"][0].process.pid, signal.SIGKILL)
+        assert driver.wait(timeout=90) == 1
+        lines = driver.stderr.read().strip().splitlines()
     assert lines == [
         "error: this driver's Ray node died (its raylet is gone), so no worker can be reached; "
         "the checkpoints are intact: continue with --resume"
