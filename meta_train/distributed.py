@@ -411,23 +411,30 @@ class WorkerPool:
         except ray.exceptions.RayError as e:  # its constructor failed, or it died for good
             self._retire(i, e)
             return
-        process = (info["host"], info["pid"])
-        if self._process.get(i, process) != process:
-            self.restarts += 1
-        self._process[i] = self.live[i] = process
+        self._seen(i, (info["host"], info["pid"]))
         if self._theta is not None:  # a running pool, not its start
             self._say(f"Ray worker {i} joined on {info['host']}: {len(self.live)} live")
         self._rebalance()
+
+    def _seen(self, i: int, process: tuple[str, int]) -> None:
+        """Worker ``i`` is live in ``process`` (host, pid); a new one counts as a restart."""
+        if self._process.get(i, process) != process:
+            self.restarts += 1
+        self._process[i] = self.live[i] = process
+
+    def _unassign(self, i: int) -> None:
+        """Worker ``i`` is not live: its shards have no worker until ``_rebalance``."""
+        self.live.pop(i, None)
+        for shard, host in self.host.items():
+            if host == i:
+                self.host[shard] = None
 
     def _left(self, i: int, error: Exception) -> None:
         """Worker ``i``'s process is gone: its shards go to the others, and it is asked
         again until Ray has restarted it (or retired after too many failures in a row)."""
         self._last_error = error
         self._failures[i] += 1
-        del self.live[i]
-        for shard, host in self.host.items():
-            if host == i:
-                self.host[shard] = None
+        self._unassign(i)
         if self._failures[i] >= self.max_failures:
             self._retire(i, error)
         else:
@@ -441,10 +448,7 @@ class WorkerPool:
         self._check_driver_node()
         self._last_error = error
         self._retired.add(i)
-        self.live.pop(i, None)
-        for shard, host in self.host.items():
-            if host == i:
-                self.host[shard] = None
+        self._unassign(i)
         with contextlib.suppress(Exception):
             ray.kill(self.workers[i])
         if self._theta is not None:  # at the start, _start reports
@@ -593,10 +597,8 @@ class WorkerPool:
                 self._left(i, e)
             return []
         self._failures[i] = 0
-        process = (answer.metrics["host"], answer.metrics["pid"])
-        if self.live.get(i) not in (None, process):  # restarted between two requests
-            self.restarts += 1
-            self._process[i] = self.live[i] = process
+        if i in self.live:  # a new process if Ray restarted it between two requests
+            self._seen(i, (answer.metrics["host"], answer.metrics["pid"]))
         return [(shard, answer)]
 
     def collect(self) -> list[Estimate]:
