@@ -248,7 +248,7 @@ class EstimateStream:
         began, compiled = time.perf_counter(), compile_cache.seconds_compiling()
         theta = jax.device_put(theta, self.replicated)
         period = self.source.period(window)
-        if period != self.period or self.state is None or window != self.next_window:
+        if period != self.period or window != self.next_window:
             self.period = period
             self.estimator = self._estimator_for(period)
             self.state = self._fresh_state(period, theta, self.estimator)

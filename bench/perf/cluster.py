@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-CHEAP = [  # about 40 steps a second on one node
+CHEAP = [  # about 50 outer steps a second on 4 nodes (185 on one: an estimate per step)
     "optimizer.architecture=HyperAdam",
     "optimizer.hparams={lr: 0.001}",
     "task.name=quadratic",
