@@ -6,6 +6,8 @@ Built-in data needs no network:
 * :func:`mnist1d` -- MNIST-1D (Greydanus 2020), generated procedurally and cached on disk.
 * :func:`synthetic_regression`, :func:`synthetic_classification` -- teacher-generated data.
 * :func:`pydoc_text` -- English prose from the standard library's ``pydoc_data.topics``.
+* :func:`markov_text` -- token streams from a random Markov chain (a language with a known
+  entropy floor, sharing nothing with prose).
 
 User data comes in through :func:`from_npz`, :func:`from_huggingface` and :func:`from_tfds`
 (the last two import their packages lazily).
@@ -247,6 +249,43 @@ def pydoc_text() -> TextDataset:
     a, b = int(0.8 * len(ids)), int(0.9 * len(ids))
     splits = {"train": ids[:a], "valid": ids[a:b], "test": ids[b:]}
     return TextDataset("pydoc", {s: jnp.asarray(v) for s, v in splits.items()}, PYDOC_VOCAB)
+
+
+MARKOV_VOCAB = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def markov_text(
+    vocab_size: int = 16,
+    order: int = 1,
+    concentration: float = 0.3,
+    length: int = 1 << 15,
+    seed: int = 0,
+) -> TextDataset:
+    """A stream of ``length`` tokens from a random Markov chain of ``order``, split 80/10/10.
+
+    Each of the ``vocab_size ** order`` contexts (the last ``order`` tokens) has its own
+    next-token distribution drawn from ``Dirichlet(concentration)``: the smaller the
+    concentration, the more predictable the next token. The stream starts at context 0.
+    Token ``i`` is ``MARKOV_VOCAB[i]``.
+    """
+    if not 2 <= vocab_size <= len(MARKOV_VOCAB) or order < 1 or concentration <= 0:
+        raise ValueError(
+            f"markov_text needs 2 <= vocab_size <= {len(MARKOV_VOCAB)}, order >= 1 and "
+            f"concentration > 0; got {vocab_size}, {order}, {concentration}"
+        )
+    rng = np.random.default_rng(seed)
+    cumulative = rng.dirichlet(np.full(vocab_size, concentration), vocab_size**order).cumsum(1)
+    uniform = rng.random(length)
+    ids, context = np.empty(length, np.int32), 0
+    for t in range(length):
+        token = min(int(np.searchsorted(cumulative[context], uniform[t])), vocab_size - 1)
+        ids[t], context = token, (context * vocab_size + token) % vocab_size**order
+    a, b = int(0.8 * length), int(0.9 * length)
+    splits = {"train": ids[:a], "valid": ids[a:b], "test": ids[b:]}
+    name = f"markov-v{vocab_size}-o{order}-c{concentration:g}-s{seed}"
+    return TextDataset(
+        name, {s: jnp.asarray(v) for s, v in splits.items()}, MARKOV_VOCAB[:vocab_size]
+    )
 
 
 # ----------------------------------------------------------------------------- user data

@@ -7,12 +7,24 @@ init and data keys; a meta-trainer resamples the structure between windows or pe
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
 from tasks.base import Task, TaskFamily
-from tasks.builders import classification_task, language_model_task, quadratic_task
-from tasks.data import dataset
+from tasks.builders import (
+    classification_task,
+    language_model_task,
+    quadratic_task,
+    regression_task,
+)
+from tasks.data import (
+    dataset,
+    markov_text,
+    synthetic_classification,
+    synthetic_regression,
+    with_label_noise,
+)
 from tasks.models import ACTIVATIONS, MLP, CharLSTM, ConvNet, Transformer
 
 _ACTS = ("relu", "tanh", "gelu", "silu")
@@ -123,6 +135,96 @@ def _char_lm(cfg: CharLMConfig) -> Task:
     return language_model_task(name, ds, model, seq_len=cfg.seq_len, batch_size=cfg.batch_size)
 
 
+@dataclasses.dataclass(frozen=True)
+class DeepMLPConfig:
+    problem: str  # "regression" (noise = target noise std) | "classification" (label noise)
+    dim: int
+    noise: float
+    data_seed: int
+    width: int
+    depth: int
+    activation: str
+    batch_size: int
+
+
+def _sample_deep_mlp(rng):
+    problem = _choice(rng, ("regression", "classification"))
+    noises = (0.1, 0.3, 1.0) if problem == "regression" else (0.0, 0.1, 0.3)
+    return DeepMLPConfig(
+        problem=problem,
+        dim=_choice(rng, (8, 24, 48)),
+        noise=_choice(rng, noises),
+        data_seed=int(rng.integers(1, 9)),
+        width=_choice(rng, (8, 16, 24, 48)),
+        depth=int(rng.integers(3, 9)),
+        activation=_choice(rng, ("gelu", "tanh", "silu", "elu")),
+        batch_size=_choice(rng, (16, 32, 64, 128)),
+    )
+
+
+@functools.cache
+def _deep_mlp_data(problem: str, dim: int, noise: float, seed: int):
+    if problem == "regression":
+        return synthetic_regression(num_examples=4096, dim=dim, noise=noise, seed=seed)
+    blobs = synthetic_classification(num_examples=4096, dim=dim, num_classes=8, seed=seed)
+    return with_label_noise(blobs, noise, seed=seed)
+
+
+def _deep_mlp(cfg: DeepMLPConfig) -> Task:
+    name = (
+        f"deep-mlp/{cfg.problem[:5]}{cfg.dim}-n{cfg.noise:g}-s{cfg.data_seed}-"
+        f"{cfg.width}x{cfg.depth}-{cfg.activation}-b{cfg.batch_size}"
+    )
+    data = _deep_mlp_data(cfg.problem, cfg.dim, cfg.noise, cfg.data_seed)
+    build = regression_task if cfg.problem == "regression" else classification_task
+    out = 1 if cfg.problem == "regression" else data.num_classes
+    model = MLP((cfg.width,) * cfg.depth, out, cfg.activation)
+    return build(name, data, model, batch_size=cfg.batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class MarkovLMConfig:
+    model: str  # "transformer" | "lstm"
+    width: int
+    layers: int  # transformer blocks (1 for an LSTM)
+    vocab_size: int
+    order: int
+    concentration: float
+    data_seed: int
+    seq_len: int
+    batch_size: int
+
+
+def _sample_markov_lm(rng):
+    model = _choice(rng, ("transformer", "transformer", "lstm"))
+    return MarkovLMConfig(
+        model=model,
+        width=_choice(rng, (16, 24, 48)),
+        layers=int(rng.integers(1, 4)) if model == "transformer" else 1,
+        vocab_size=_choice(rng, (8, 16, 32)),
+        order=int(rng.integers(1, 3)),
+        concentration=_choice(rng, (0.1, 0.3, 1.0)),
+        data_seed=int(rng.integers(1, 9)),
+        seq_len=_choice(rng, (16, 24)),
+        batch_size=_choice(rng, (8, 16, 32)),
+    )
+
+
+_markov_data = functools.cache(markov_text)
+
+
+def _markov_lm(cfg: MarkovLMConfig) -> Task:
+    data = _markov_data(cfg.vocab_size, cfg.order, cfg.concentration, seed=cfg.data_seed)
+    if cfg.model == "lstm":
+        model = CharLSTM(data.vocab_size, embed=cfg.width, hidden=cfg.width)
+    else:
+        model = Transformer(
+            data.vocab_size, max_len=cfg.seq_len, d_model=cfg.width, heads=2, layers=cfg.layers
+        )
+    name = f"markov-lm/{data.name[7:]}-{cfg.model}{cfg.width}x{cfg.layers}-t{cfg.seq_len}-b{cfg.batch_size}"
+    return language_model_task(name, data, model, seq_len=cfg.seq_len, batch_size=cfg.batch_size)
+
+
 FAMILIES: dict[str, TaskFamily] = {
     f.name: f
     for f in (
@@ -130,5 +232,7 @@ FAMILIES: dict[str, TaskFamily] = {
         TaskFamily("image-mlp", _sample_image_mlp, _image_mlp),
         TaskFamily("image-conv", _sample_image_conv, _image_conv),
         TaskFamily("char-lm", _sample_char_lm, _char_lm),
+        TaskFamily("deep-mlp", _sample_deep_mlp, _deep_mlp),
+        TaskFamily("markov-lm", _sample_markov_lm, _markov_lm),
     )
 }

@@ -1,8 +1,12 @@
 """The suites: sizes, membership rules, budgets that fit the longer baseline runs, and the
 saturation table."""
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
+import tasks
 from bench import compare, suites
 from bench.__main__ import main
 
@@ -34,3 +38,26 @@ def test_saturation_table(capsys):
     assert 0 < ratio < 1  # Adam made progress on the quadratic
     assert main(["saturation"]) == 2
     assert "give --suite" in capsys.readouterr().err
+
+
+KEY = jax.random.key(0)
+
+
+def _shapes_and_rows(task):
+    """A task's parameter shapes, and its data as the first 16 values of each example of a
+    64-example training batch drawn with a fixed key."""
+    shapes = jax.tree.leaves(jax.tree.map(jnp.shape, jax.eval_shape(task.init_fn, KEY)))
+    x = np.asarray(task.batch_fn(KEY, "train", 64)["x"]).reshape(64, -1)[:, :16]
+    return tuple(shapes), {row.tobytes() for row in x}
+
+
+@pytest.mark.parametrize("family", ["deep-mlp", "markov-lm"])
+def test_wide_training_families_share_no_structure_or_data_with_heldout(family):
+    """The families added to widen meta-training differ from every `heldout` task both in
+    their parameter shapes and in their data, so that `heldout` stays outside training."""
+    held = [_shapes_and_rows(e.make()) for e in suites.get("heldout")]
+    fam = tasks.family(family)
+    for i in range(30):
+        shapes, rows = _shapes_and_rows(fam.task(fam.sample(jax.random.key(i))))
+        for held_shapes, held_rows in held:
+            assert shapes != held_shapes and not rows & held_rows, (family, i)
