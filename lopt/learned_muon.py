@@ -12,7 +12,7 @@ with ``NS`` optax's Newton-Schulz orthogonalization (``ns_steps`` quintic iterat
 every other leaf takes NAdam's step (β 0.9, 0.999, ε 1e-8, as optax's Muon does) at the
 same rate. The rate is the cosine decay times two learned log-multipliers::
 
-    η_t = lr · ½(1 + cos(π min(t − 1, T) / T)) · exp(s(t/T) + c_t)
+    η_t = lr · ½(1 + cos(π min(t − 1, T) / T)) · exp(s(t/T) + c_t + h_t)
 
 The learned parts, each optional and each exactly zero at ``init``:
 
@@ -29,6 +29,17 @@ The learned parts, each optional and each exactly zero at ``init``:
   ``tanh(½ log(‖x_t − x_0‖ / √Σ‖Δx‖²))``, DoG's distance over the accumulated step norms
   (0 for a random walk, up to ``tanh(¼ log t)`` for a straight one). Both are free of the
   parameters' scale; they cost a copy of the parameters (``Σ Δx``).
+* ``hypergradient``: a log-multiplier ``h_t`` moved by the hypergradient of the last rate.
+  With ``d_t`` the direction (the step is ``−η_t d_t``) and ``g_t`` the gradient, the loss's
+  derivative with respect to ``log η_{t−1}`` is ``−η_{t−1} ⟨g_t, d_{t−1}⟩``: a gradient
+  still along the last direction says the last step was too short, against it too long.
+  Over the whole parameter tree::
+
+      h_t = clip(h_{t−1} + HYPER_STEP · a · (cos(g_t, d_{t−1}) − b), ±max_log_rate)
+
+  with learned gain ``a`` and target cosine ``b`` (both 0 at init, so ``h = 0``): the rate
+  settles where successive directions and gradients meet at cosine ``b``, per task. It reads
+  the gradient ``tx.update`` is given and costs a copy of the parameters (``d_{t−1}``).
 * ``term``: a per-parameter MLP over ``g``, ``μ̂`` and ``W``, each divided by its RMS over
   the tensor (clipped to ``±FEATURE_CLIP``; the time features shift its first bias, as in
   ``MLPLOpt``), gives ``d`` shaped like ``W``; its last layer starts at 0. ``term="momentum"``
@@ -37,7 +48,8 @@ The learned parts, each optional and each exactly zero at ``init``:
   ``NS(μ̂)`` instead. ``term="none"`` has no learned term.
 
 The state is optax Muon's (a momentum per 2-D leaf; NAdam's moments elsewhere) plus a few
-scalars, the controller's ``[controller_hidden]`` carry and, with ``distance``, ``Σ Δx``.
+scalars, the controller's ``[controller_hidden]`` carry, with ``distance`` ``Σ Δx`` and with
+``hypergradient`` ``d_{t−1}``.
 """
 
 from __future__ import annotations
@@ -75,6 +87,7 @@ NUM_CONTROLLER_FEATURES = len(F.FRACTION_THRESHOLDS) + NUM_CONTROLLER_LOSS_FEATU
 NUM_DISTANCE_FEATURES = 2
 MUON_BETA = 0.95  # optax.contrib.muon's defaults
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
+HYPER_STEP = 0.01  # the hypergradient's log-rate step per unit of gain·cosine
 _SLOPE_GAIN = 10.0  # the EMAs' relative differences are small: scaled before the tanh
 
 
@@ -156,6 +169,11 @@ class PathState(NamedTuple):
     squares: jax.Array  # float32: Σ‖Δx‖²
 
 
+class HyperState(NamedTuple):
+    direction: Any  # pytree like the params, float32: d_{t−1}, the last direction (0 at first)
+    log_rate: jax.Array  # float32: h_t
+
+
 class RateState(NamedTuple):
     count: jax.Array  # int32: updates taken
     loss: F.LossState  # EMAs of the loss
@@ -163,6 +181,7 @@ class RateState(NamedTuple):
     carry: Any  # float32[controller_hidden]: the GRU's state; () without one
     rate: jax.Array  # float32: η of the last update (0 before the first)
     path: PathState | tuple  # with ``distance``; () without
+    hyper: HyperState | tuple  # with ``hypergradient``; () without
 
 
 def init_path(params: Any) -> PathState:
@@ -184,6 +203,35 @@ def distance_features(path: PathState) -> jax.Array:
     efficiency = distance / (path.length + F.EPS)
     dog = jnp.tanh(0.5 * jnp.log((distance + F.EPS) / (jnp.sqrt(path.squares) + F.EPS)))
     return jnp.where(path.length > 0, jnp.stack([efficiency, dog]), 0.0)
+
+
+def init_hyper(params: Any) -> HyperState:
+    direction = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+    return HyperState(direction, jnp.zeros([], jnp.float32))
+
+
+def hyper_cosine(gradient: Any, direction: Any) -> jax.Array:
+    """``cos(g_t, d_{t−1})`` over the whole tree: 0 when either is 0 or not finite."""
+    dot = sum(
+        jnp.vdot(jnp.asarray(g, jnp.float32), d)
+        for g, d in zip(jax.tree.leaves(gradient), jax.tree.leaves(direction), strict=True)
+    )
+    cos = dot / (optax.tree.norm(gradient) * optax.tree.norm(direction) + F.EPS)
+    return jnp.where(jnp.isfinite(cos), cos, 0.0)
+
+
+def update_hyper(
+    hyper: HyperState, gain_target: Any, gradient: Any, direction: Any, bound: float
+) -> HyperState:
+    """``h_t`` from ``h_{t−1}`` and ``cos(g_t, d_{t−1})`` (module docstring); ``direction``
+    (``d_t``) is kept for the next step unless it is not finite."""
+    cos = hyper_cosine(gradient, hyper.direction)
+    step = HYPER_STEP * gain_target["gain"] * (cos - gain_target["target"])
+    log_rate = jnp.clip(hyper.log_rate + step, -bound, bound)
+    direction = jax.tree.map(lambda d: jnp.asarray(d, jnp.float32), direction)
+    finite = jnp.isfinite(optax.tree.norm(direction))
+    kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old), direction, hyper.direction)
+    return HyperState(kept, log_rate)
 
 
 def current_rate(opt_state: optax.OptState) -> jax.Array | None:
@@ -223,6 +271,8 @@ class LearnedMuon(LearnedOptimizer):
       controller_hidden: width of the loss-aware rate controller's GRU (0: none).
       max_log_rate: the controller's log-multiplier is bounded in ``±max_log_rate``.
       distance: the controller also reads the parameters' path (module docstring).
+      hypergradient: a log-rate moved by the hypergradient of the last rate, bounded in
+        ``±max_log_rate`` (module docstring).
       term: where a learned per-parameter term enters: ``none``, ``momentum`` (before the
         orthogonalization) or ``step`` (after it).
       hidden: hidden widths of the learned term's MLP.
@@ -234,6 +284,7 @@ class LearnedMuon(LearnedOptimizer):
     controller_hidden: int = 0
     max_log_rate: float = math.log(8.0)
     distance: bool = False
+    hypergradient: bool = False
     term: str = "none"
     hidden: tuple[int, ...] = (4, 4)
     ns_steps: int = NS_STEPS
@@ -279,6 +330,8 @@ class LearnedMuon(LearnedOptimizer):
                 "gru": self._cell().init(cell_key, carry, x)["params"],
                 "out": {"w": jnp.zeros(self.controller_hidden), "b": jnp.zeros([])},
             }
+        if self.hypergradient:
+            theta["hyper"] = {"gain": jnp.zeros([]), "target": jnp.zeros([])}
         if self.term != "none":
             sizes = (len(TERM_FEATURES), *self.hidden, 1)
             theta["term"] = {
@@ -302,7 +355,14 @@ class LearnedMuon(LearnedOptimizer):
             },
             lambda params: jax.tree.map(lambda p: "muon" if is_muon_leaf(p) else "adam", params),
         )
-        return optax.chain(direction, self._rate(theta, num_steps))
+        chain = optax.chain(direction, self._rate(theta, num_steps))
+        if not self.hypergradient:
+            return chain
+
+        def update_fn(updates, state, params=None, **extra_args):
+            return chain.update(updates, state, params, gradient=updates, **extra_args)
+
+        return optax.GradientTransformationExtraArgs(chain.init, update_fn)
 
     def _rate(self, theta: Theta, num_steps: int) -> optax.GradientTransformationExtraArgs:
         """Multiplies the direction by ``−η_t`` (module docstring)."""
@@ -318,9 +378,10 @@ class LearnedMuon(LearnedOptimizer):
                 jnp.zeros(hidden, jnp.float32) if hidden else (),
                 jnp.zeros([], jnp.float32),
                 init_path(params) if self.distance else (),
+                init_hyper(params) if self.hypergradient else (),
             )
 
-        def update_fn(updates, state, params=None, *, value=None, **extra_args):
+        def update_fn(updates, state, params=None, *, value=None, gradient=None, **extra_args):
             del params, extra_args
             global_features = F.global_features(state.count, num_steps)
             rate = self.lr * cosine(state.count, num_steps)
@@ -342,10 +403,14 @@ class LearnedMuon(LearnedOptimizer):
                 value = jnp.asarray(value, jnp.float32)
                 first = jnp.where((loss.count == 0) & jnp.isfinite(value), value, first)
                 loss = F.update_loss_state(loss, value)
+            hyper = state.hyper
+            if self.hypergradient:
+                hyper = update_hyper(hyper, theta["hyper"], gradient, updates, self.max_log_rate)
+                rate = rate * jnp.exp(hyper.log_rate)
             updates = jax.tree.map(lambda u: (-rate * u).astype(u.dtype), updates)
             count = optax.safe_increment(state.count)
             path = update_path(state.path, updates) if self.distance else ()
             rate = jnp.asarray(rate, jnp.float32)
-            return updates, RateState(count, loss, first, carry, rate, path)
+            return updates, RateState(count, loss, first, carry, rate, path, hyper)
 
         return optax.GradientTransformationExtraArgs(init_fn, update_fn)

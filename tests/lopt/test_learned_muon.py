@@ -10,7 +10,15 @@ import pytest
 
 import lopt
 from lopt import features as F
-from lopt.learned_muon import TERMS, current_rate, distance_features, init_path, update_path
+from lopt.learned_muon import (
+    TERMS,
+    RateState,
+    current_rate,
+    distance_features,
+    hyper_cosine,
+    init_path,
+    update_path,
+)
 
 T = 50
 
@@ -63,8 +71,12 @@ def reference():
         lopt.LearnedMuon(),
         *(lopt.LearnedMuon(controller_hidden=8, term=t) for t in TERMS[1:]),
         lopt.LearnedMuon(controller_hidden=8, distance=True),
+        lopt.LearnedMuon(hypergradient=True),
     ],
-    ids=lambda lo: f"controller{lo.controller_hidden}-{lo.term}-distance{lo.distance:d}",
+    ids=lambda lo: (
+        f"controller{lo.controller_hidden}-{lo.term}-distance{lo.distance:d}"
+        f"-hyper{lo.hypergradient:d}"
+    ),
 )
 def test_starts_exactly_at_optax_muon_with_cosine_decay(lo, reference):
     params, updates = _train(lo.as_optax(lo.init(jax.random.key(3)), T))
@@ -165,6 +177,44 @@ def test_with_distance_the_controller_reads_the_path():
     assert rate_after(seeing, flip=False) != rate_after(seeing, flip=True)
     with pytest.raises(ValueError, match="distance feeds the controller"):
         lopt.LearnedMuon(distance=True)
+
+
+def _hyper_log_rate(lr, gain=10.0, target=0.0, steps=40):
+    """``h`` after ``steps`` deterministic steps toward a fixed 8×8 target (and 3 biases)."""
+    goal = jax.random.normal(jax.random.key(0), (8, 8))
+    loss = lambda p: 0.5 * jnp.sum((p["w"] - goal) ** 2) + 0.5 * jnp.sum((p["b"] - 1.0) ** 2)
+    lo = lopt.LearnedMuon(lr=lr, schedule=False, hypergradient=True)
+    hyper = {"gain": jnp.float32(gain), "target": jnp.float32(target)}
+    tx = lo.as_optax({**lo.init(jax.random.key(0)), "hyper": hyper}, steps)
+    params = {"w": jnp.zeros((8, 8)), "b": jnp.zeros(3)}
+    state = tx.init(params)
+    for _ in range(steps):
+        updates, state = tx.update(jax.grad(loss)(params), state, params)
+        params = optax.apply_updates(params, updates)
+    (rate_state,) = [
+        x
+        for x in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, RateState))
+        if isinstance(x, RateState)
+    ]
+    return float(rate_state.hyper.log_rate)
+
+
+def test_the_hypergradient_shortens_overshooting_steps_and_lengthens_short_ones():
+    """Steps that overshoot the target leave gradients against the last direction (the
+    log-rate falls); steps far too short leave them along it (it rises, to its bound)."""
+    assert _hyper_log_rate(5.0) < -1.0
+    assert _hyper_log_rate(1e-3) == pytest.approx(math.log(8))
+    assert _hyper_log_rate(1e-3, gain=0.0, target=0.5) == 0.0  # no gain: exactly Muon's rate
+    # A target cosine above what the run sees lowers the rate.
+    assert _hyper_log_rate(1e-3, target=1.5) < 0
+
+
+def test_the_hypergradient_cosine_is_over_the_whole_tree_and_finite():
+    a = {"w": jnp.ones((2, 2)), "b": jnp.ones(3)}
+    np.testing.assert_allclose(hyper_cosine(a, jax.tree.map(lambda x: -2 * x, a)), -1.0, 1e-6)
+    zero = jax.tree.map(jnp.zeros_like, a)
+    assert float(hyper_cosine(a, zero)) == 0.0
+    assert float(hyper_cosine(jax.tree.map(lambda x: x * jnp.nan, a), a)) == 0.0
 
 
 @pytest.mark.parametrize("term", TERMS[1:])
