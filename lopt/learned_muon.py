@@ -87,7 +87,7 @@ NUM_CONTROLLER_FEATURES = len(F.FRACTION_THRESHOLDS) + NUM_CONTROLLER_LOSS_FEATU
 NUM_DISTANCE_FEATURES = 2
 MUON_BETA = 0.95  # optax.contrib.muon's defaults
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
-HYPER_STEP = 0.01  # the hypergradient's log-rate step per unit of gain·cosine
+HYPER_STEP = 0.1  # the hypergradient's log-rate step per unit of gain·cosine
 _SLOPE_GAIN = 10.0  # the EMAs' relative differences are small: scaled before the tanh
 
 

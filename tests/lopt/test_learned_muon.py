@@ -179,7 +179,7 @@ def test_with_distance_the_controller_reads_the_path():
         lopt.LearnedMuon(distance=True)
 
 
-def _hyper_log_rate(lr, gain=10.0, target=0.0, steps=40):
+def _hyper_log_rate(lr, gain=1.0, target=0.0, steps=40):
     """``h`` after ``steps`` deterministic steps toward a fixed 8×8 target (and 3 biases)."""
     goal = jax.random.normal(jax.random.key(0), (8, 8))
     loss = lambda p: 0.5 * jnp.sum((p["w"] - goal) ** 2) + 0.5 * jnp.sum((p["b"] - 1.0) ** 2)
