@@ -1,13 +1,16 @@
 """An ablation table from one ``bench compare`` of several candidates: one row each.
 
     python -m bench ablation RESULTS [--against muon-cosine-default,"best tuning-free",...]
+        [--per-task]
 
 Reads a ``results.json`` and prints, per candidate, its won / tied / lost by the final
 train loss and by the final validation loss (the noise-aware outcomes the comparison
 recorded) against each of ``--against`` (baselines or the comparison's ``best tuned`` /
 ``best tuning-free``), and its median time per step as a ratio to the first of them.
 Candidates compared in one run share every baseline run, so rows differ only by their
-candidates.
+candidates. ``--per-task`` adds one row per task: the final train loss (mean over seeds) of
+the first of ``--against`` and of each candidate, ``+`` / ``−`` where the candidate won /
+lost against it.
 """
 
 from __future__ import annotations
@@ -49,6 +52,23 @@ def table(results: Results, against: tuple[str, ...] = AGAINST) -> str:
     return "\n".join(lines)
 
 
+def per_task(results: Results, against: str) -> str:
+    """The ``--per-task`` Markdown table (module docstring); ``against`` is a baseline run
+    in the comparison."""
+    mark = {"won": " +", "lost": " −"}
+    head = ["task", against, *results.candidates]
+    lines = ["| " + " | ".join(head) + " |", "| --- " * len(head) + "|"]
+    for name, task in results.tasks.items():
+        cells = [f"{task.optimizers[against].final_train:.4g}"]
+        for c in results.candidates:
+            record = task.optimizers[c]
+            cells.append(
+                f"{record.final_train:.4g}{mark.get(record.vs[against].train_outcome, '')}"
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def parser(prog: str = "python -m bench ablation") -> argparse.ArgumentParser:
     """The command line of ``python -m bench ablation``."""
     parser = argparse.ArgumentParser(
@@ -59,6 +79,11 @@ def parser(prog: str = "python -m bench ablation") -> argparse.ArgumentParser:
         "--against",
         default=",".join(AGAINST),
         help=f"comma-separated baselines or comparisons (default: {','.join(AGAINST)})",
+    )
+    parser.add_argument(
+        "--per-task",
+        action="store_true",
+        help="also each task's final train loss, of the first of --against and each candidate",
     )
     return parser
 
@@ -77,3 +102,8 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
             f"--against: {unknown} were not in this comparison; choose from {sorted(compared)}"
         )
     print(table(results, against))
+    if args.per_task:
+        if against[0] in (BEST, BEST_FREE):
+            cli.error(f"--per-task needs a baseline first in --against, not {against[0]!r}")
+        print()
+        print(per_task(results, against[0]))

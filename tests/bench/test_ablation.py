@@ -36,3 +36,24 @@ def test_an_unknown_comparison_is_named(capsys):
     with pytest.raises(SystemExit):
         main(["ablation", str(STORED), "--against", "muon-cosine-defualt"])
     assert "['muon-cosine-defualt'] were not in this comparison" in capsys.readouterr().err
+
+
+def test_the_per_task_table_marks_each_candidates_outcome(capsys):
+    results = load(STORED)
+    argv = ["ablation", str(STORED), "--against", "muon-cosine-default", "--per-task"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = lines[lines.index("") + 3 :]
+    assert len(rows) == len(results.tasks)
+    task = "deepmlp-mnist1d"
+    (row,) = [r for r in rows if r.startswith(f"| {task} |")]
+    cells = row.strip("| ").split(" | ")[1:]
+    record = results.tasks[task].optimizers
+    assert cells[0] == f"{record['muon-cosine-default'].final_train:.4g}"
+    for cell, c in zip(cells[1:], results.candidates, strict=True):
+        outcome = record[c].vs["muon-cosine-default"].train_outcome
+        assert cell.endswith(
+            {"won": " +", "lost": " −"}.get(outcome, f"{record[c].final_train:.4g}")
+        )
+    with pytest.raises(SystemExit):
+        main(["ablation", str(STORED), "--against", "best tuned", "--per-task"])
