@@ -171,6 +171,16 @@ def test_shipped_configs_load_by_name():
         load_config("dmeo")
     with pytest.raises(ConfigError, match="cannot read config file nowhere.yaml"):
         load_config("nowhere.yaml")
+    # The wider recipe is the base one with the overrides its ablation row documents.
+    wide = [
+        "task.family=[image-mlp, deep-mlp, markov-lm]",
+        "task.resample_every=100",
+        "num_steps=300",
+        "distributed.workers=2",
+        "distributed.estimates_per_step=8",
+        "run_dir=runs/learned-muon-wide",
+    ]
+    assert load_config("learned-muon", wide) == load_config("learned-muon-wide")
 
 
 def test_a_section_names_its_own_fields_and_the_loader_puts_its_path_in_front():
