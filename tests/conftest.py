@@ -1,6 +1,7 @@
 """Test-wide settings."""
 
 import os
+import signal
 
 import pytest
 
@@ -13,6 +14,13 @@ from meta_train.compile_cache import COMPILER_OPTIONS
 os.environ["XLA_FLAGS"] = " ".join(
     [os.environ.get("XLA_FLAGS", ""), *(f"--{k}={v}" for k, v in COMPILER_OPTIONS.items())]
 ).strip()
+
+# Tests interrupt the drivers they start with SIGINT, as Ctrl-C does. A shell that starts the
+# suite in the background (`make test &` in a script) ignores SIGINT for it, and an ignored
+# signal stays ignored in every child: Python would then install no KeyboardInterrupt
+# handler and the drivers would run on. A handled signal is reset to the default on exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
