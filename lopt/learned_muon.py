@@ -10,7 +10,7 @@ With its learned parts at their initial values the transform *is*
 
 with ``NS`` optax's Newton-Schulz orthogonalization (``ns_steps`` quintic iterations), and
 every other leaf takes NAdam's step (β 0.9, 0.999, ε 1e-8, as optax's Muon does) at the
-same rate. The rate is the cosine decay times two learned log-multipliers::
+same rate. The rate is the cosine decay times learned log-multipliers::
 
     η_t = lr · ½(1 + cos(π min(t − 1, T) / T)) · exp(s(t/T) + c_t + h_t)
 
@@ -212,10 +212,8 @@ def init_hyper(params: Any) -> HyperState:
 
 def hyper_cosine(gradient: Any, direction: Any) -> jax.Array:
     """``cos(g_t, d_{t−1})`` over the whole tree: 0 when either is 0 or not finite."""
-    dot = sum(
-        jnp.vdot(jnp.asarray(g, jnp.float32), d)
-        for g, d in zip(jax.tree.leaves(gradient), jax.tree.leaves(direction), strict=True)
-    )
+    gradient = optax.tree.cast(gradient, jnp.float32)
+    dot = optax.tree.vdot(gradient, direction)
     cos = dot / (optax.tree.norm(gradient) * optax.tree.norm(direction) + F.EPS)
     return jnp.where(jnp.isfinite(cos), cos, 0.0)
 
@@ -228,7 +226,7 @@ def update_hyper(
     cos = hyper_cosine(gradient, hyper.direction)
     step = HYPER_STEP * gain_target["gain"] * (cos - gain_target["target"])
     log_rate = jnp.clip(hyper.log_rate + step, -bound, bound)
-    direction = jax.tree.map(lambda d: jnp.asarray(d, jnp.float32), direction)
+    direction = optax.tree.cast(direction, jnp.float32)
     finite = jnp.isfinite(optax.tree.norm(direction))
     kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old), direction, hyper.direction)
     return HyperState(kept, log_rate)
