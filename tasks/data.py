@@ -6,8 +6,8 @@ Built-in data needs no network:
 * :func:`mnist1d` -- MNIST-1D (Greydanus 2020), generated procedurally and cached on disk.
 * :func:`synthetic_regression`, :func:`synthetic_classification` -- teacher-generated data.
 * :func:`pydoc_text` -- English prose from the standard library's ``pydoc_data.topics``.
-* :func:`markov_text` -- token streams from a random Markov chain (a language with a known
-  entropy floor, sharing nothing with prose).
+* :func:`markov_text` -- token streams from a random Markov chain (a language whose loss
+  floor is the chain's entropy rate, sharing nothing with prose).
 
 User data comes in through :func:`from_npz`, :func:`from_huggingface` and :func:`from_tfds`
 (the last two import their packages lazily).

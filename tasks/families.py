@@ -196,7 +196,7 @@ class MarkovLMConfig:
 
 
 def _sample_markov_lm(rng):
-    model = _choice(rng, ("transformer", "transformer", "lstm"))
+    model = _choice(rng, ("transformer", "transformer", "lstm"))  # attention 2 : 1
     return MarkovLMConfig(
         model=model,
         width=_choice(rng, (16, 24, 48)),
