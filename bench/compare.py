@@ -91,6 +91,18 @@ class _Architecture:
         return self.architecture.as_optax(hp["theta"], self.num_steps)
 
 
+def learned_program(opt: Optimizer, num_steps: int) -> tuple[Callable, dict[str, Any]]:
+    """``(make_tx, hparams)`` of ``runner.run`` for the learned optimizer ``opt`` run for
+    ``num_steps`` steps: a frozen file's theta is an argument of the program its
+    architecture shares (one configuration), any other learned optimizer a constant."""
+    if opt.frozen is not None:
+        opt.frozen.check_horizon(num_steps)
+        theta = jax.tree.map(lambda a: a[None], opt.frozen.theta)
+        return _Architecture(opt.frozen.architecture, num_steps), {"theta": theta}
+    tx = opt.learned(num_steps)
+    return (lambda hp: tx), {}
+
+
 def resolve(spec: str, name: str | None = None) -> Optimizer:
     """A baseline name, a pretrained name, a path to a frozen ``.lopt`` file (named
     ``name``, by default its file name without ``.lopt``), or an import path
@@ -213,13 +225,7 @@ def _run_tuned(opt, entry, task, space, select, seeds, budgets, protocol="lr-gri
     budget, and its monotone fit) over ``budgets × T`` (see ``metrics``)."""
     T, every = entry.num_steps, entry.eval_every
     if opt.baseline is None:  # one untuned run
-        if opt.frozen is not None:  # theta an argument of the program its architecture shares
-            opt.frozen.check_horizon(T)
-            make_tx = _Architecture(opt.frozen.architecture, T)
-            hparams = {"theta": jax.tree.map(lambda a: a[None], opt.frozen.theta)}
-        else:
-            tx = opt.learned(T)
-            make_tx, hparams = (lambda hp: tx), {}
+        make_tx, hparams = learned_program(opt, T)
         return _record(runner.run(task, make_tx, hparams, seeds, T, every), {}, select)
     baseline = opt.baseline
     refining = baseline.tuned and protocol == "lr-grid"

@@ -5,6 +5,7 @@
     python -m bench perf sweep [--task mlp-digits] [--steps 200] [--out perf-sweep.json]
     python -m bench perf scaling [--workers 1,2] [--rounds 3] [--out perf-scaling.json] [overrides]
     python -m bench perf compile [--tasks mlp-digits,conv-digits] [--out perf-compile.json]
+    python -m bench perf steps [--suite heldout] [--optimizer X ...] [--out perf-steps.json]
     python -m bench perf compare [--suite indist] [--optimizer X ...] [--workers 2] [--out perf-compare.json]
     python -m bench perf partition [--steps 300] [--out perf-partition.json] [overrides]
     python -m bench perf demo [--out perf-demo.json] [overrides]
@@ -12,7 +13,7 @@
 
 Each benchmark lives in the module of what it measures: ``update`` in ``bench.perf.update``
 (learned optimizers' update step); ``unroll``, ``compile``, ``scaling`` and ``partition`` in
-``bench.perf.meta_training``; ``sweep`` and ``compare`` in ``bench.perf.benchmarking`` (the
+``bench.perf.meta_training``; ``sweep``, ``steps`` and ``compare`` in ``bench.perf.benchmarking`` (the
 benchmark's own runner); ``demo`` in ``bench.perf.demo``; ``soak`` (meta-training on a cluster
 whose nodes leave and join) in ``bench.perf.cluster``. Their docstrings say what each
 measures against what.
@@ -29,7 +30,7 @@ import jax
 
 import tasks
 from bench.perf import benchmarking, cluster, demo, meta_training, update
-from bench.perf.benchmarking import bench_compare, bench_sweep
+from bench.perf.benchmarking import bench_compare, bench_steps, bench_sweep
 from bench.perf.cluster import bench_soak
 from bench.perf.demo import bench_demo
 from bench.perf.meta_training import bench_compile, bench_partition, bench_scaling, bench_unroll
@@ -42,6 +43,7 @@ _MODULES = {
     "scaling": meta_training,
     "partition": meta_training,
     "sweep": benchmarking,
+    "steps": benchmarking,
     "compare": benchmarking,
     "demo": demo,
     "soak": cluster,
@@ -84,6 +86,19 @@ def parser(prog: str = "python -m bench perf") -> argparse.ArgumentParser:
     p_compile.add_argument("--tasks", default="mlp-digits,conv-digits")
     p_compile.add_argument("--rounds", type=int, default=3)
     p_compile.add_argument("--out", default="perf-compile.json")
+    p_steps = sub.add_parser(
+        "steps", help="time per training step on a suite's tasks relative to optax Muon"
+    )
+    p_steps.add_argument("--suite", default="heldout")
+    p_steps.add_argument(
+        "--optimizer",
+        action="append",
+        help="as bench compare takes (repeatable; default: LearnedMuon's variants at init)",
+    )
+    p_steps.add_argument("--reference", default="muon-cosine-default")
+    p_steps.add_argument("--steps", type=int, default=100, help="steps per timed run")
+    p_steps.add_argument("--rounds", type=int, default=5)
+    p_steps.add_argument("--out", default="perf-steps.json")
     p_compare = sub.add_parser(
         "compare", help="make demo's benchmark on Ray workers relative to in-process"
     )
@@ -142,6 +157,10 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
         if min(workers) < 1:
             cli.error(f"--workers must be >= 1, got {args.workers!r}")
         rows = bench_scaling(workers, args.rounds, args.steps, args.warmup, args.overrides)
+    elif args.command == "steps":
+        if args.steps < 1 or args.rounds < 1:
+            cli.error("steps needs --steps >= 1 and --rounds >= 1")
+        rows = bench_steps(args.suite, args.optimizer, args.reference, args.steps, args.rounds)
     elif args.command == "compare":
         rows = bench_compare(args.suite, args.optimizer or ["mlplopt-mix"], args.workers)
     elif args.command == "partition":

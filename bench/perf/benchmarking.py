@@ -3,6 +3,13 @@ relative to its 42 configurations run one at a time, and to the 42 as one vmappe
 seed; and the flop rate each reaches (XLA's cost analysis of one step) against this
 machine's matrix-product rate.
 
+``steps``: the time per training step (batch, gradient, update) of each optimizer on each
+task of a suite, as a ratio to a reference optimizer's (by default optax Muon with cosine
+decay at 0.02, untuned) timed in the same round: the median over rounds, each optimizer's
+run of ``--steps`` steps compiled once beforehand (``bench.runner``, one seed, as the
+benchmark runs an untuned candidate). By default the candidates are ``LearnedMuon``'s
+variants at their initial values (a step's cost does not depend on theta's values).
+
 ``compare``: ``make demo``'s benchmark (tuned Adam and cosine Adam against the given
 optimizers, 2 seeds) with its units run on ``--workers`` Ray workers of one core each
 (``bench.parallel``), relative to the same comparison in one process.
@@ -10,6 +17,7 @@ optimizers, 2 seeds) with its units run on ``--workers`` Ray workers of one core
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import time
@@ -133,3 +141,79 @@ def bench_compare(suite: str, optimizers: list[str], workers: int) -> list[dict]
         flush=True,
     )
     return [row]
+
+
+# LearnedMuon's variants timed by ``steps`` when no optimizer is given.
+LEARNED_MUON = {
+    "learned-muon": dict(controller_hidden=16),
+    "learned-muon-hyper": dict(controller_hidden=16, hypergradient=True),
+    "learned-muon-term": dict(controller_hidden=16, term="momentum"),
+}
+
+
+def _program(opt, num_steps: int):
+    """``(make_tx, hparams, evaluate)`` of ``runner.run`` for one untuned run of ``opt``."""
+    from bench import compare
+
+    if opt.baseline is None:
+        return (*compare.learned_program(opt, num_steps), None)
+    baseline = opt.baseline
+    hparams = {"learning_rate": np.array([baseline.defaults["learning_rate"]], np.float32)}
+    if baseline.schedule is not None:
+        hparams["num_steps"] = np.array([num_steps], np.float32)
+    return baseline.tx, hparams, baseline.evaluate
+
+
+def bench_steps(
+    suite: str,
+    optimizers: list[str] | None = None,
+    reference: str = "muon-cosine-default",
+    steps: int = 100,
+    rounds: int = 5,
+) -> list[dict]:
+    """Seconds per training step of each of ``optimizers`` (specs as ``bench compare``
+    takes; default ``LEARNED_MUON`` at init) on each task of ``suite``, and its ratio to
+    ``reference``'s in the same round (median over ``rounds``)."""
+    import lopt
+    from bench import compare, runner, suites
+
+    if optimizers:
+        candidates = compare.resolve_all([reference, *optimizers])
+    else:
+        learned = [
+            compare.from_frozen(name, lopt.Frozen(lo, lo.init(jax.random.key(0)), {}))
+            for name, lo in ((n, lopt.LearnedMuon(**kw)) for n, kw in LEARNED_MUON.items())
+        ]
+        candidates = [compare.resolve(reference), *learned]
+    rows = []
+    for entry in suites.get(suite):
+        task = entry.make()
+        runs = {}
+        for opt in candidates:
+            make_tx, hparams, evaluate = _program(opt, steps)
+            run = functools.partial(
+                runner.run, task, make_tx, hparams, 1, steps, steps, 0, 1, evaluate
+            )
+            run()  # compiled once, here
+            runs[opt.name] = run
+        samples = {name: [] for name in runs}
+        for _ in range(rounds):
+            for name, run in runs.items():
+                samples[name].append(run().seconds_per_step)
+        ref = samples[candidates[0].name]
+        for name in runs:
+            row = {
+                "task": entry.name,
+                "optimizer": name,
+                "reference": reference,
+                "ms_per_step": 1e3 * min(samples[name]),
+                "ratio": statistics.median(a / b for a, b in zip(samples[name], ref)),
+            }
+            rows.append(row)
+            print(
+                f"{entry.name:>24} {name:>22}  {row['ms_per_step']:7.3f} ms/step  "
+                f"{row['ratio']:5.2f}x {reference}",
+                flush=True,
+            )
+    return rows
+
