@@ -207,7 +207,7 @@ def bench_steps(
                 "optimizer": name,
                 "reference": reference,
                 "ms_per_step": 1e3 * min(samples[name]),
-                "ratio": statistics.median(a / b for a, b in zip(samples[name], ref)),
+                "ratio": statistics.median(a / b for a, b in zip(samples[name], ref, strict=True)),
             }
             rows.append(row)
             print(
@@ -216,4 +216,3 @@ def bench_steps(
                 flush=True,
             )
     return rows
-
