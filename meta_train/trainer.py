@@ -50,7 +50,7 @@ def meta_train(
     verbose: bool = True,
     devices: list[jax.Device] | None = None,
 ) -> MetaTrainResult:
-    """Meta-trains ``cfg.optimizer`` for ``cfg.num_steps`` outer steps (see the README).
+    """Meta-trains ``cfg.optimizer`` for ``cfg.num_steps`` outer steps (docs/meta_training.md).
 
     Writes ``run_dir/config.yaml``, ``metrics.jsonl`` (one JSON record per step), orbax
     checkpoints under ``run_dir/checkpoints`` every ``checkpoint_every`` steps and at the end,

@@ -128,7 +128,7 @@ def test_population_slices_on_two_workers_give_the_streams_estimates(tmp_path):
 
 # Runs against the head go through the CLI in subprocesses with token authentication off on
 # both sides: whether `ray start` turns it on depends on whether this machine already has a
-# token, and Ray reads the mode once per process (see the README on token authentication).
+# token, and Ray reads the mode once per process (see docs/meta_training.md on token authentication).
 # Every node stays on loopback (without the second variable Ray binds the machine's address).
 NO_AUTH = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
