@@ -4,8 +4,7 @@ Curves have time on the last axis. A *tuned curve* is the best a tuned baseline 
 each budget, made monotone (``monotone``, a least-squares non-increasing fit): for a
 constant-rate optimizer the best configuration at every step of one long run; for a
 scheduled one the best configuration of each run whose schedule spans that budget. (A
-running minimum instead reads every noise dip as progress: on flat, noisy curves tuned Adam
-then needed only 0.83–0.92 of its own steps to reach its own final loss.) The speedup of a candidate inverts it
+running minimum instead reads every noise dip as progress: docs/benchmarking.md.) The speedup of a candidate inverts it
 (Adam-speedup protocol):
 
     speedup = (steps the tuned baseline needs to reach the candidate's final loss)

@@ -29,9 +29,8 @@ from bench.runner import Curves, concat
 PROTOCOLS = ("lr-grid", "random-search")
 SELECT = ("valid", "train")
 # Smoothing of the minibatch train loss (an EMA with a 50-step time constant) before it is
-# read. With 0.9 the noisy curves of large learning rates dip below the tuned one often enough
-# that tuned Adam measured a speedup of 0.82 against itself on three of four indist tasks;
-# with 0.98, 1.00 on three and 0.996 on the fourth.
+# read, so that the noisy curve of a large learning rate does not dip below the tuned one by
+# chance (docs/benchmarking.md, "Why the metrics are as they are").
 TRAIN_EMA = 0.98
 
 

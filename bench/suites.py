@@ -17,8 +17,8 @@ purpose. That is why ``indist`` keeps only the family's MNIST-1D members (its di
 reach 0.01–3% of their initial loss in 500 steps), and ``heldout`` uses noisy regression,
 noisy labels and MNIST-1D where the zoo's digits logistic regression and noiseless
 regression reach 1% and 3.5%. A task whose loss is flat for most of the budget cannot give
-a speedup either (the noisy quadratic at batch size 1: tuned Adam measured 0.4× against
-itself), so none is included.
+a speedup either (the noisy quadratic at batch size 1), so none is included
+(``docs/benchmarks/suites.md`` has the measurements).
 """
 
 from __future__ import annotations

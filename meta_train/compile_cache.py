@@ -8,9 +8,9 @@ by the next (a re-run of ``make demo``, a resumed run, a second benchmark). The 
 ``bench.compare.compare``) leave JAX's configuration alone: call :func:`enable` to opt in.
 
 On the CPU, XLA fits a program to the number of cores its compiling process may run on,
-and the cache key does not record that number: a worker pinned to one core runs a demo
-window 8-14% slower when the program was compiled by a process on two (the precompiler's
-trade, ``meta_train.distributed.Precompiler``; docs/performance.md, "Compiling ahead").
+and the cache key does not record that number: a worker pinned to one core runs a program
+compiled by a process on two more slowly (the precompiler's trade,
+``meta_train.distributed.Precompiler``; docs/performance.md, "Compiling ahead").
 
 :func:`seconds_compiling` is how long this process has spent obtaining compiled programs
 (tracing, lowering, and compiling or reading the cache), from JAX's monitoring events: the

@@ -1,4 +1,5 @@
-"""Meta-validation: the score of theta on held-out members of the tasks it is trained on.
+"""Meta-validation: the score of theta on members of its training families that the run never
+draws (for a fixed task: on that task itself, so not held out).
 
 Every ``validation.every`` outer steps the trainer scores theta on ``validation.members``
 members of each training family (drawn with keys the task source never uses, and not
