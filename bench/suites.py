@@ -1,5 +1,8 @@
 """Benchmark suites: named lists of tasks with a step budget each.
 
+``python -m bench.suites`` prints every built-in suite's tasks as the Markdown table in
+``docs/benchmarks/suites.md`` (a test checks that the two agree).
+
 - ``smoke``: two tiny tasks, for tests.
 - ``indist``: ten members of the ``image-mlp`` family (what the demo optimizer is
   meta-trained on), drawn with fixed keys the meta-training runs do not use.
@@ -119,3 +122,21 @@ def get(name: str) -> list[Entry]:
         )
     entries = _BASE[base]()
     return [e.scaled(HORIZON_FACTOR) for e in entries] if factor else entries
+
+
+MARKDOWN_HEADER = "| suite | tasks | steps | evaluated every |\n| --- | --- | --- | --- |"
+
+
+def markdown() -> str:
+    """A Markdown table of the built-in base suites (the ``-4x`` ones: 4× the steps)."""
+    rows = [MARKDOWN_HEADER]
+    for name, make in _BASE.items():
+        entries = make()
+        ((steps, every),) = {(e.num_steps, e.eval_every) for e in entries}  # one per suite
+        names = ", ".join(f"`{e.name}`" for e in entries)
+        rows.append(f"| `{name}` | {names} | {steps} | {every} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

@@ -6,7 +6,9 @@ from bench.perf.benchmarking import bench_steps
 
 
 def test_steps_rows_per_task_and_optimizer_with_the_reference_at_one():
-    rows = bench_steps("smoke", ["adam-default"], reference="muon-cosine-default", steps=5, rounds=2)
+    rows = bench_steps(
+        "smoke", ["adam-default"], reference="muon-cosine-default", steps=5, rounds=2
+    )
     assert [(r["task"], r["optimizer"]) for r in rows] == [
         (task, name)
         for task in ("quadratic", "logreg-digits")

@@ -1,6 +1,8 @@
 """The suites: sizes, membership rules, budgets that fit the longer baseline runs, and the
 saturation table."""
 
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,3 +63,10 @@ def test_wide_training_families_share_no_structure_or_data_with_heldout(family):
         shapes, rows = _shapes_and_rows(fam.task(fam.sample(jax.random.key(i))))
         for held_shapes, held_rows in held:
             assert shapes != held_shapes and not rows & held_rows, (family, i)
+
+
+def test_the_docs_list_each_suite_as_the_code_builds_it():
+    doc = pathlib.Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "suites.md"
+    assert suites.markdown() in doc.read_text(), (
+        "docs/benchmarks/suites.md's table is stale: paste the output of python -m bench.suites"
+    )
