@@ -28,11 +28,10 @@ import sys
 import time
 from collections.abc import Sequence
 
-import lopt
 from bench import compare, metrics
 from bench.report import interval, label
 from bench.results import Results
-from meta_train import compile_cache, initial_theta, load_config, meta_train
+from meta_train import compile_cache, load_config, meta_train
 from meta_train.config import ConfigError, DistributedConfig, MetaTrainConfig
 
 CONFIG = "demo"
@@ -103,18 +102,11 @@ def parser(prog: str = "python -m bench demo") -> argparse.ArgumentParser:
 
 
 def train(cfg: MetaTrainConfig) -> tuple[pathlib.Path, pathlib.Path]:
-    """Meta-trains by ``cfg`` and exports the result; returns the paths of the trained
-    optimizer (``optimizer.lopt``) and of the point it started from (``init.lopt``), both in
+    """Meta-trains by ``cfg``; returns the paths of the trained optimizer
+    (``optimizer.lopt``) and of the point it started from (``init.lopt``), both in
     ``cfg.run_dir``."""
     result = meta_train(cfg)
-    lo = cfg.optimizer.build()
-    init_path = lopt.save(
-        pathlib.Path(cfg.run_dir) / "init.lopt",
-        lo,
-        initial_theta(lo, cfg.seed),
-        meta={"note": "the meta-parameters the demo run started from"},
-    )
-    return result.export_path, init_path
+    return result.export_path, result.init_path
 
 
 def benchmark(

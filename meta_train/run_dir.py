@@ -5,7 +5,8 @@ optimizers it exports.
     run_dir/config.yaml         the config (a resumed run may change only where it runs)
     run_dir/metrics.jsonl       one JSON record per outer step
     run_dir/checkpoints/<step>  orbax checkpoints (``meta_train.checkpoint``)
-    run_dir/optimizer.lopt      the final theta, frozen (``lopt.load``)
+    run_dir/init.lopt           the theta the run started from, frozen (``lopt.load``)
+    run_dir/optimizer.lopt      the final theta, frozen
     run_dir/best.lopt           the best theta by meta-validation, when validated
 """
 
@@ -147,6 +148,13 @@ def truncate_metrics(path: pathlib.Path, last_step: int) -> None:
         if record.get("step", last_step + 1) <= last_step:
             kept.append(line)
     path.write_text("".join(line + "\n" for line in kept))
+
+
+def export_init(cfg: MetaTrainConfig, theta: lopt.Theta) -> pathlib.Path:
+    """Writes ``init.lopt``: the untrained ``theta`` a run starts from (the baseline its
+    trained optimizer should beat), with the recipe in its metadata."""
+    meta = {"recipe": to_dict(cfg), "outer_steps": 0, "note": "the theta the run started from"}
+    return lopt.save(pathlib.Path(cfg.run_dir) / "init.lopt", cfg.optimizer.build(), theta, meta)
 
 
 def export(

@@ -41,6 +41,7 @@ class MetaTrainResult:
     run_dir: pathlib.Path
     checkpoint_dir: pathlib.Path
     export_path: pathlib.Path  # the frozen optimizer (lopt.load-able)
+    init_path: pathlib.Path  # the theta it started from, frozen
     best_path: pathlib.Path | None = None  # the best theta by meta-validation, if validated
 
 
@@ -54,7 +55,8 @@ def meta_train(
 
     Writes ``run_dir/config.yaml``, ``metrics.jsonl`` (one JSON record per step), orbax
     checkpoints under ``run_dir/checkpoints`` every ``checkpoint_every`` steps and at the end,
-    and the trained optimizer as ``run_dir/optimizer.lopt``. With ``validation.every`` > 0,
+    the theta it starts from as ``run_dir/init.lopt`` and the trained optimizer as
+    ``run_dir/optimizer.lopt``. With ``validation.every`` > 0,
     theta is scored on held-out tasks every that many steps and at the end
     (``meta_train.validation``; records gain ``valid``, ``valid_tasks``, ``valid_best``) and
     the best theta by that score, the initial one included, is written as
@@ -125,7 +127,8 @@ def meta_train(
     records = run_dir_lib.history(cfg)
     export_path, best_path = run_dir_lib.export(cfg, theta, best, records)
     history = [r for r in records if r["step"] > first]
-    return MetaTrainResult(theta, history, run_dir, ckpt_dir, export_path, best_path)
+    init_path = run_dir / "init.lopt"
+    return MetaTrainResult(theta, history, run_dir, ckpt_dir, export_path, init_path, best_path)
 
 
 def _stalled(run_dir: pathlib.Path, label: str, seconds: float) -> None:
@@ -154,7 +157,10 @@ def _run(
     and the step it started from. Meta-validation runs under ``watchdog`` (estimates computed
     in this process run under it in the source)."""
     learner = Learner(cfg.outer)
-    state = source.place(learner.init(initial_theta(cfg.optimizer.build(), cfg.seed)))
+    theta0 = initial_theta(cfg.optimizer.build(), cfg.seed)
+    if not (pathlib.Path(cfg.run_dir) / "init.lopt").exists():  # a resumed run has it
+        run_dir_lib.export_init(cfg, theta0)
+    state = source.place(learner.init(theta0))
     validate = None
     if cfg.validation.active:
         held_out = held_out_tasks(cfg.task.name, cfg.task.families, cfg.validation.members)
@@ -168,6 +174,8 @@ def _run(
     else:
         metrics.write_text("")
     progress, watch = Progress(cfg.num_steps, start, cfg.log_every, verbose), Watch()
+    if resume:
+        progress.note(f"resumed from the checkpoint of outer step {start} of {cfg.num_steps}")
     if validate is not None and best is None:  # the starting theta is the first candidate
         with watchdog.watch("meta-validation of the initial theta"):
             best = Best(start, validate(state.theta), jax.device_get(state.theta))

@@ -72,6 +72,11 @@ def test_outputs(full_run):
     for a, b in zip(_leaves(frozen.theta), _leaves(result.theta), strict=True):
         np.testing.assert_array_equal(a, b)
     assert (result.run_dir / "config.yaml").exists()
+    start = lopt.load(result.init_path)  # the untrained theta, to benchmark the trained one by
+    assert result.init_path == result.run_dir / "init.lopt" and start.meta["outer_steps"] == 0
+    want = initial_theta(full_run[0].optimizer.build(), full_run[0].seed)
+    for a, b in zip(_leaves(start.theta), _leaves(want), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_both_estimate_sources_implement_the_protocol():
@@ -96,7 +101,7 @@ def test_same_seed_same_theta(full_run, tmp_path):
     )
 
 
-def test_resume_continues_exactly(full_run, tmp_path):
+def test_resume_continues_exactly(full_run, tmp_path, capsys):
     _, result = full_run
     run_dir = tmp_path / "resumed"
     meta_train(_cfg(run_dir, "num_steps=4"), verbose=False)
@@ -104,7 +109,8 @@ def test_resume_continues_exactly(full_run, tmp_path):
     # that was never checkpointed: it must not survive the resume.
     with (run_dir / "metrics.jsonl").open("a") as f:
         f.write(json.dumps({"step": 5, "meta_loss": 123.0}) + "\n" + '{"step": 6, "meta_lo')
-    resumed = meta_train(_cfg(run_dir.absolute() / "."), resume=True, verbose=False)
+    resumed = meta_train(_cfg(run_dir.absolute() / "."), resume=True)
+    assert "resumed from the checkpoint of outer step 4 of 6" in capsys.readouterr().out
     for a, b in zip(_leaves(result.theta), _leaves(resumed.theta), strict=True):
         np.testing.assert_array_equal(a, b)
     steps = [
