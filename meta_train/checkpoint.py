@@ -124,7 +124,10 @@ class Checkpointer:
             self._manager.wait_until_finished()
             _write_manifest(self.directory / str(step))
         except (OSError, ValueError) as e:  # tensorstore reports a full disk as ValueError
-            if "No space left on device" not in str(e) and getattr(e, "errno", None) != 28:
+            if (
+                "No space left on device" not in str(e)
+                and getattr(e, "errno", None) != errno.ENOSPC
+            ):
                 raise
             raise _no_space(step, self.directory, "the disk filled while writing") from None
         finally:

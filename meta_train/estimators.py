@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lopt import Theta
@@ -58,17 +59,9 @@ DIFFERENCES = ("value", "sign")
 _jit_method = functools.partial(jax.jit, static_argnums=0, compiler_options=COMPILER_OPTIONS)
 
 
-def tree_normal(key: jax.Array, tree: Theta, scale: float) -> Theta:
-    """``scale · N(0, I)`` shaped like ``tree`` (one key per leaf, derived from ``key``)."""
-    leaves, treedef = jax.tree.flatten(tree)
-    keys = jax.random.split(key, len(leaves))
-    return treedef.unflatten(
-        [scale * jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves, strict=True)]
-    )
-
-
-def _stack(*trees) -> Theta:
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+def all_finite(tree: Theta) -> jax.Array:
+    """Whether every entry of every leaf of ``tree`` is finite (a scalar bool)."""
+    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 def _broadcast(theta: Theta, *axes: int) -> Theta:
@@ -108,7 +101,7 @@ def es_gradient(weights: Theta, out: UnrollOutput, sigma: float, sign: bool = Fa
 def _metrics(out: UnrollOutput, grad: Theta, copies: int) -> dict[str, jax.Array]:
     return {
         "meta_loss": _masked_mean(out.values, out.mask),
-        "grad_norm": jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grad))),
+        "grad_norm": optax.tree.norm(grad),
         "inner_steps": jnp.sum(out.mask) * copies,
         "diverged": out.diverged,
         "resets": out.resets,
@@ -214,7 +207,9 @@ class _Estimator:
         return self._noise_from_keys(theta, self._split(key, part))
 
     def _noise_from_keys(self, theta: Theta, keys: jax.Array) -> Theta:
-        return jax.vmap(lambda k: tree_normal(k, theta, self.sigma))(keys)
+        return jax.vmap(lambda k: optax.tree.scale(self.sigma, optax.tree.random_like(k, theta)))(
+            keys
+        )
 
     def _init_population(self, key: jax.Array, theta: Theta, copies: int, part) -> Population:
         thetas = _broadcast(theta, copies, self.local)
@@ -341,7 +336,7 @@ class TruncatedBPTT(_Estimator):
             return _masked_mean(out.values, out.mask), (pop, out)
 
         grad, (pop, out) = jax.grad(window_loss, has_aux=True)(theta)
-        finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grad)]))
+        finite = all_finite(grad)
         grad = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grad)
         metrics = _metrics(out, grad, 1) | {"nonfinite_grad": 1 - finite.astype(jnp.int32)}
         return grad, ESState(pop, ()), metrics

@@ -13,6 +13,7 @@ import optax
 
 import lopt
 from meta_train.config import OuterConfig
+from meta_train.estimators import all_finite
 
 
 class LearnerState(NamedTuple):
@@ -43,7 +44,7 @@ class Learner:
 
     @functools.partial(jax.jit, static_argnums=0)
     def _update(self, state: LearnerState, grad: lopt.Theta) -> tuple[LearnerState, jax.Array]:
-        finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grad)]))
+        finite = all_finite(grad)
         updates, opt_state = self.tx.update(grad, state.opt_state, state.theta)
         new = LearnerState(optax.apply_updates(state.theta, updates), opt_state, state.version + 1)
         return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state), finite
