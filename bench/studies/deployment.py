@@ -11,7 +11,8 @@ budget) as it is (``shipped``) and with the whole update multiplied at deploymen
 - ``x0.25`` … ``x4``: a constant factor; ``per-task best`` is, per task, the factor with the
   lowest final loss — the shipped optimizer given the per-task rate tuning the baselines get;
 
-and prints each one's final smoothed train loss and won / tied / lost (1% margin) against the
+and prints each one's final smoothed train loss and won / tied / lost (``bench.metrics.outcome``:
+the margin and 2 standard errors over seeds; a diverged variant loses) against the
 shipped optimizer and the tuned baselines recorded in ``--reference`` (a ``bench compare``
 ``results.json`` of the same suite, seeds and selection; the benchmark is deterministic, so
 they need not run again).
@@ -25,9 +26,11 @@ import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
+import numpy as np
 import optax
 
 from bench import compare as compare_lib
+from bench import metrics
 from bench.results import Results
 from bench.results import load as load_results
 
@@ -78,6 +81,11 @@ def variants(
     return out
 
 
+def _mean(seeds: list[float]) -> float:
+    """The mean over seeds, +inf when a seed diverged (the worst loss)."""
+    return float(metrics.finite_or_inf(np.mean(seeds)))
+
+
 def table(reference: Results | None, results: Results) -> str:
     """Markdown: the final losses of the recorded baselines (none without ``reference``) and of
     each variant, then each variant's won / tied / lost against the shipped optimizer, each
@@ -90,19 +98,23 @@ def table(reference: Results | None, results: Results) -> str:
         for n in next(iter(results.tasks.values())).optimizers
         if n not in baselines and n != "adam"
     ]
-    finals = {t: {n: results.tasks[t].optimizers[n].final_train for n in names} for t in tasks}
-    for row in finals.values():
-        row["per-task best"] = min(row[n] for n in names if n == "shipped" or n.startswith("x"))
+    # Per task and optimizer, the per-seed final smoothed train losses.
+    seeds = {t: {n: results.tasks[t].optimizers[n].finals.train for n in names} for t in tasks}
+    for row in seeds.values():
+        row["per-task best"] = min(
+            (row[n] for n in names if n == "shipped" or n.startswith("x")), key=_mean
+        )
     names.append("per-task best")
     for t in tasks:
         for b in baselines:
-            finals[t][b] = reference.tasks[t].optimizers[b].final_train
+            seeds[t][b] = reference.tasks[t].optimizers[b].finals.train
         if baselines:
-            finals[t]["best"] = min(finals[t][b] for b in baselines)
+            seeds[t]["best"] = min((seeds[t][b] for b in baselines), key=_mean)
     columns = [*baselines, *names]
     lines = ["| task | " + " | ".join(columns) + " |", "| --- " * (1 + len(columns)) + "|"]
     lines += [
-        f"| {t} | " + " | ".join(f"{finals[t][c]:.4g}" for c in columns) + " |" for t in tasks
+        f"| {t} | " + " | ".join(f"{np.mean(seeds[t][c]):.4g}" for c in columns) + " |"
+        for t in tasks
     ]
     against = ["shipped", *baselines, *(["best"] if baselines else [])]
     lines += ["", "| variant | " + " | ".join(f"vs {a}" for a in against) + " |"]
@@ -110,11 +122,16 @@ def table(reference: Results | None, results: Results) -> str:
     for n in names:
         cells = []
         for a in against:
-            wtl = [0, 0, 0]
-            for t in tasks:
-                ratio = finals[t][n] / finals[t][a]
-                wtl[0 if ratio < 1 - margin else 2 if ratio > 1 + margin else 1] += 1
-            cells.append(" / ".join(map(str, wtl)))
+            won = [
+                metrics.outcome(
+                    np.mean(seeds[t][n]),
+                    np.mean(seeds[t][a]),
+                    margin,
+                    metrics.standard_error(seeds[t][n], seeds[t][a]),
+                )
+                for t in tasks
+            ]
+            cells.append(" / ".join(str(won.count(o)) for o in ("won", "tied", "lost")))
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -57,3 +57,13 @@ def test_table_counts_against_each_recorded_baseline_and_the_best(report_of):
     alone = deployment.table(None, results).splitlines()  # the variants against the shipped one
     assert alone[0] == "| task | shipped | x2 | tail | per-task best |"
     assert "| x2 | 1 / 0 / 1 |" in alone
+
+
+def test_a_diverged_variant_loses_as_in_the_benchmark(report_of):
+    results = report_of({"a": {"adam": 9.0, "shipped": 0.9, "x4": None}})
+    rows = {
+        r.split(" | ")[0].removeprefix("| "): r
+        for r in deployment.table(None, results).splitlines()
+    }
+    assert rows["x4"].endswith("| 0 / 0 / 1 |")
+    assert rows["per-task best"].endswith("| 0 / 1 / 0 |")  # the shipped one, not the NaN
