@@ -3,9 +3,9 @@
     python -m bench family-eval runs/mlplopt-small/optimizer.lopt [--family image-mlp]
         [--members 6] [--horizon 300] [--out family-eval.json]
 
-For ``--members`` structures sampled with keys the meta-training run does not use (100, 101,
-...), reports the mean per-step meta-loss (loss / initial loss, as in meta-training) over
-whole episodes of ``--horizon`` steps from 8 fixed inits, for the trained optimizer, its
+Scores, as meta-validation does (``meta_train.validation``: the same members, drawn with
+keys the task source never uses, and the mean per-step meta-loss — loss ÷ initial loss — of
+whole episodes of ``--horizon`` steps from 8 fixed inits), the trained optimizer, its
 initialization (rebuilt from the recipe's seed, as the trainer draws it) and Adam at four
 fixed learning rates. A quick check of meta-training, not the tuned-baseline benchmark.
 """
@@ -15,42 +15,37 @@ from __future__ import annotations
 import argparse
 import json
 
-import jax
 import numpy as np
 
 import lopt
 import tasks
-from meta_train import MetaLoss, TruncationSchedule, Unroller, initial_theta
+from meta_train import MetaLoss, initial_theta
+from meta_train.validation import ValidationConfig, Validator, held_out_tasks
 
 ADAM_LRS = (1e-3, 3e-3, 1e-2, 3e-2)
+PARTICLES = 8
 
 
 def evaluate(path: str, family: str, members: int, horizon: int) -> dict:
     frozen = lopt.load(path)
     lo = frozen.architecture
     seed = frozen.meta.get("recipe", {}).get("seed", 0)
+    held_out = held_out_tasks(None, (family,), members)
+    cfg = ValidationConfig(members=members, horizon=horizon, particles=PARTICLES)
+    adam = lopt.HyperAdam()  # its theta is the rate: one compiled episode for every rate
+    validators = {arch: Validator(cfg, held_out, arch, MetaLoss()) for arch in (lo, adam)}
     candidates = {
         "trained": (lo, frozen.theta),
         "init": (lo, initial_theta(lo, seed)),
-        **{
-            f"adam {lr:g}": (lopt.HyperAdam(lr=lr), lopt.HyperAdam(lr=lr).init(None))
-            for lr in ADAM_LRS
-        },
+        **{f"adam {lr:g}": (adam, lopt.HyperAdam(lr=lr).init(None)) for lr in ADAM_LRS},
     }
-    fam = tasks.family(family)
-    schedule = TruncationSchedule("constant", horizon, horizon)
-    rows = []
-    for i in range(members):
-        task = fam.task(fam.sample(jax.random.key(100 + i)))
-        scores = {}
-        for name, (arch, theta) in candidates.items():
-            unroller = Unroller(task, arch, schedule, MetaLoss(), window=horizon)
-            score = jax.jit(unroller.episode_loss, static_argnums=2)(
-                theta, jax.random.PRNGKey(7), 8
-            )
-            scores[name] = float(score)
-        rows.append({"task": task.name, **scores})
-        print(f"{task.name:<42}" + "".join(f"{k}={v:.3f}  " for k, v in scores.items()), flush=True)
+    scores = {name: validators[arch](theta) for name, (arch, theta) in candidates.items()}
+    rows = [
+        {"task": task, **{name: s.tasks[task] for name, s in scores.items()}}
+        for task in scores["trained"].tasks
+    ]
+    for row in rows:
+        print(f"{row['task']:<42}" + "".join(f"{k}={row[k]:.3f}  " for k in candidates))
     mean = {name: float(np.mean([r[name] for r in rows])) for name in candidates}
     print("mean  " + "".join(f"{k}={v:.3f}  " for k, v in mean.items()))
     return {"optimizer": path, "family": family, "horizon": horizon, "rows": rows, "mean": mean}

@@ -4,6 +4,7 @@ import pytest
 import lopt
 from bench.__main__ import main
 from bench.studies import family_eval
+from meta_train.validation import held_out_tasks
 
 
 def test_scores_trained_init_and_adam(tmp_path):
@@ -15,6 +16,9 @@ def test_scores_trained_init_and_adam(tmp_path):
     assert set(row) == {"task", "trained", "init", *(f"adam {lr:g}" for lr in family_eval.ADAM_LRS)}
     assert row["trained"] == row["init"]  # an untrained file scores exactly as its init
     assert row["adam 0.03"] < row["init"]  # Adam makes progress; the untrained MLPLOpt barely moves
+    # The members meta-validation scores, by the same Validator.
+    (task,) = held_out_tasks(None, ("quadratic",), 1)
+    assert row["task"] == task.name
 
 
 def test_missing_file_is_a_clear_error(tmp_path, capsys):
