@@ -27,6 +27,7 @@ import os
 import pathlib
 import platform
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -527,14 +528,17 @@ def _check_arguments(protocol, select, baselines, margin, workers, address, lr_r
 def _run_all(run_one, entries, runs, workers, address, progress) -> dict[tuple[str, str], Any]:
     """``{(task, optimizer): run_one((entry, opt))}`` for every entry and optimizer of
     ``runs``: one after another here (``workers=None``), or on whichever of ``workers`` Ray
-    workers is free (``bench.parallel``), with a progress bar on stderr.
+    workers is free (``bench.parallel``), with progress on stderr: a bar on a terminal,
+    else a line per finished unit (a log file gets lines, not a bar redrawn in place).
 
     Longest first (scheduled baselines run every budget, constant ones the longest, the
     candidates one), so that the last units to start are short. Optimizer-major, so that on
     Ray workers the second file of an architecture reaches a task after the first one's
     program is in the persistent compilation cache."""
     units = [(entry, opt) for opt in sorted(runs, key=_length_rank) for entry in entries]
-    bar = tqdm.tqdm(total=len(units), unit="run", file=sys.stderr, disable=not progress)
+    lines = progress and not sys.stderr.isatty()
+    bar = tqdm.tqdm(total=len(units), unit="run", file=sys.stderr, disable=not progress or lines)
+    began = time.perf_counter()
 
     def one_by_one():
         for i, (entry, opt) in enumerate(units):
@@ -552,6 +556,13 @@ def _run_all(run_one, entries, runs, workers, address, progress) -> dict[tuple[s
             entry, opt = units[i]
             done[entry.name, opt.name] = record
             bar.update(1)
+            if lines:
+                elapsed = time.perf_counter() - began
+                print(
+                    f"{len(done)}/{len(units)} runs done, {elapsed:.0f} s: {entry.name}: {opt.name}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return done
 
 

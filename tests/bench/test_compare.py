@@ -244,8 +244,12 @@ def test_files_of_one_architecture_share_one_program_and_match_their_transforms(
 def test_random_search_reports_quality_against_the_trial_budget(tmp_path, capsys):
     args = ["compare", "--optimizer", "sgd", "--suite", "smoke", "--protocol", "random-search"]
     args += ["--baselines", "adam", "--tuning-free", "none", "--max-speedup", "1"]
-    assert main([*args, "--trials", "4", "--seeds", "1", "--out", str(tmp_path), "--quiet"]) == 0
-    assert "tasks (by valid loss " in (out := capsys.readouterr().out)
+    assert main([*args, "--trials", "4", "--seeds", "1", "--out", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert "tasks (by valid loss " in out
+    # Not a terminal: a line per finished run (2 optimizers x 2 tasks), no redrawn bar.
+    done = [line for line in err.splitlines() if " runs done, " in line]
+    assert [line.split(" ")[0] for line in done] == ["1/4", "2/4", "3/4", "4/4"] and "\r" not in err
     assert "speedups not measured (--max-speedup 1)" in out and "median speedup" not in out
     report = json.loads((tmp_path / "results.json").read_text())
     record = report["tasks"]["quadratic"]["optimizers"]["adam"]
