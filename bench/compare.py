@@ -92,6 +92,10 @@ class _Architecture:
         return self.architecture.as_optax(hp["theta"], self.num_steps)
 
 
+# The files a meta-training run writes: a candidate from one is named by its run's folder.
+RUN_FILES = ("optimizer", "init", "best")
+
+
 def learned_program(opt: Optimizer, num_steps: int) -> tuple[Callable, dict[str, Any]]:
     """``(make_tx, hparams)`` of ``runner.run`` for the learned optimizer ``opt`` run for
     ``num_steps`` steps: a frozen file's theta is an argument of the program its
@@ -106,7 +110,8 @@ def learned_program(opt: Optimizer, num_steps: int) -> tuple[Callable, dict[str,
 
 def resolve(spec: str, name: str | None = None) -> Optimizer:
     """A baseline name, a pretrained name, a path to a frozen ``.lopt`` file (named
-    ``name``, by default its file name without ``.lopt``), or an import path
+    ``name``, by default its file name without ``.lopt``, and ``<folder>/optimizer`` for a
+    run's ``optimizer.lopt``, ``init.lopt`` or ``best.lopt``), or an import path
     ``package.module:factory`` to a function ``num_steps -> optax transform`` (named by
     the factory)."""
     if tasks.is_import_path(spec) and not pathlib.Path(spec).exists():
@@ -121,7 +126,10 @@ def resolve(spec: str, name: str | None = None) -> Optimizer:
     path = pathlib.Path(spec)
     if path.exists():
         frozen = lopt.load(path)  # FrozenFileError says what is wrong with the file
-        return from_frozen(name or path.name.removesuffix(".lopt"), frozen)
+        stem = path.name.removesuffix(".lopt")
+        if stem in RUN_FILES:  # "optimizer" alone would read as a column header
+            stem = f"{path.absolute().parent.name}/{stem}"
+        return from_frozen(name or stem, frozen)
     raise ValueError(
         f"unknown optimizer {spec!r}: not a baseline {sorted(baselines_lib.BASELINES)}, "
         f"a pretrained optimizer {lopt.list_pretrained()}, an existing .lopt file or an "

@@ -48,7 +48,7 @@ COMPARE = {
     "seeds": 2,
     "lr_range": (1e-4, 1.0),
 }
-CANDIDATES = ("optimizer", "init")  # trained, and the point meta-training started from
+CANDIDATES = ("trained", "init")  # the run's optimizer.lopt and init.lopt
 
 
 def _beats_init(report: Results) -> tuple[int, int]:
@@ -76,7 +76,7 @@ def summary_table(reports: dict[str, Results]) -> str:
         for c in CANDIDATES:
             for b in report.comparisons:
                 s = report.summary[c][b]
-                beats = f"{wins}/{total}" if c == "optimizer" else "—"
+                beats = f"{wins}/{total}" if c == CANDIDATES[0] else "—"
                 lines.append(
                     f"| {suite} | {c} | {label(report, b)} | {s.won} / {s.tied} / {s.lost} | "
                     f"{s.valid.won} / {s.valid.tied} / {s.valid.lost} | "
@@ -119,7 +119,7 @@ def benchmark(
     """``bench.compare`` of the files at ``paths`` on ``suite`` with the demo's settings
     (``COMPARE``), on as many Ray workers as ``dist`` gives meta-training; writes ``out``."""
     return compare.compare(
-        [str(p) for p in paths],
+        [compare.resolve(str(p), name) for p, name in zip(paths, CANDIDATES, strict=True)],
         suite,
         out=out,
         command=command,

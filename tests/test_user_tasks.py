@@ -72,7 +72,8 @@ def test_meta_trains_resumes_and_benchmarks(tmp_path):
             tuning_free=("muon-cosine-default",),
         )
     assert report.suite == "my_tasks:suite"
-    assert report.candidates == ["optimizer", "sgd_cosine"]
+    # A run's optimizer.lopt is named by its run folder.
+    assert report.candidates == [f"{resumed.export_path.parent.name}/optimizer", "sgd_cosine"]
     record = report.tasks["blobs8-mlp32"].optimizers["sgd_cosine"]
     assert record.final_train < 0.9 * record.initial_loss  # it trained the user's model
 

@@ -20,7 +20,7 @@ from bench.__main__ import TOOLS, main
 def smoke_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
     lo = lopt.MLPLOpt.bare()
-    frozen = lopt.save(out / "init.lopt", lo, lo.init(jax.random.key(0)))
+    frozen = lopt.save(out / "start.lopt", lo, lo.init(jax.random.key(0)))
     runs = []  # (task, {hyperparameter: values}, num_steps) of every benchmark run
 
     def recording_run(task, make_tx, hparams, num_seeds, num_steps, *args, **kwargs):
@@ -71,7 +71,7 @@ def test_writes_report_json_and_plots(smoke_report):
     assert report["versions"]["jax"] == jax.__version__
     assert list(report["tasks"]) == [e.name for e in suites.get("smoke")]
     assert report["tuning_free"] == ["muon-cosine-default"] and report["self_check"] == []
-    learned = "init"  # a file is named by its file name
+    learned = "start"  # a file is named by its file name
     assert report["candidates"] == [learned, "adam"]
     assert report["selection"] == "train" and report["max_speedup"] == 4
     quad = report["tasks"]["quadratic"]["optimizers"]
@@ -173,10 +173,10 @@ def test_each_task_names_its_best_tuned_and_best_tuning_free_baseline(smoke_repo
             assert record.vs[compare.BEST] == dataclasses.replace(record.vs[best], baseline=best)
         free = "muon-cosine-default"  # the only tuning-free baseline run
         assert task.best_tuning_free == free
-        assert task.optimizers["init"].vs[compare.BEST_FREE].baseline == free
-    assert report.summary["init"][compare.BEST].tasks == 2
+        assert task.optimizers["start"].vs[compare.BEST_FREE].baseline == free
+    assert report.summary["start"][compare.BEST].tasks == 2
     text = (out / "report.md").read_text()
-    assert f"| init | {compare.BEST} |" in text and "`best tuned`: per task" in text
+    assert f"| start | {compare.BEST} |" in text and "`best tuned`: per task" in text
 
 
 def test_a_candidate_twice_as_fast_as_the_baseline_has_speedup_two(tmp_path):
@@ -376,16 +376,16 @@ def test_clear_errors(tmp_path, capsys):
 
 def test_ship_keeps_the_recipe_and_adds_the_benchmark_summary(smoke_report, tmp_path):
     out, report, _ = smoke_report
-    shipped = ship.ship("tiny", out / "init.lopt", [out / "results.json"], folder=tmp_path)
+    shipped = ship.ship("tiny", out / "start.lopt", [out / "results.json"], folder=tmp_path)
     assert shipped == tmp_path / "tiny.lopt"
     meta = lopt.load(shipped).meta
     assert meta["name"] == "tiny"
     entry = meta["benchmark"]["smoke"]
-    assert entry["vs"] == report["summary"]["init"]
+    assert entry["vs"] == report["summary"]["start"]
     assert entry["vs"]["adam"]["tasks"] == 2 and entry["command"] == report["command"]
     renamed = tmp_path / "other.lopt"
-    renamed.write_bytes((out / "init.lopt").read_bytes())
-    with pytest.raises(ValueError, match="has no candidate 'other'; it has \\['init', 'adam'\\]"):
+    renamed.write_bytes((out / "start.lopt").read_bytes())
+    with pytest.raises(ValueError, match="has no candidate 'other'; it has \\['start', 'adam'\\]"):
         ship.ship("tiny", renamed, [out / "results.json"], folder=tmp_path)
 
 
@@ -393,13 +393,14 @@ def test_demo_summary_has_a_row_per_candidate_and_comparison(smoke_report):
     from bench import demo
 
     report = results.Results.from_json(smoke_report[1])
-    # The smoke report's candidates are "init" and "adam"; the demo's are "optimizer", "init".
+    # The smoke report's candidates are "start" and "adam"; the demo's are "trained", "init".
+    as_demo = {"trained": "adam", "init": "start"}
     report = dataclasses.replace(
         report,
-        summary={**report.summary, "optimizer": report.summary["adam"]},
+        summary={**report.summary, **{k: report.summary[v] for k, v in as_demo.items()}},
         tasks={
             name: dataclasses.replace(
-                t, optimizers={**t.optimizers, "optimizer": t.optimizers["adam"]}
+                t, optimizers={**t.optimizers, **{k: t.optimizers[v] for k, v in as_demo.items()}}
             )
             for name, t in report.tasks.items()
         },
