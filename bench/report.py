@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
 
 from bench.baselines import BASELINES
 from bench.metrics import Interval
@@ -269,22 +270,33 @@ def plot_curves(report: Results, path: pathlib.Path) -> None:
 
 
 def plot_speedups(report: Results, path: pathlib.Path) -> None:
-    """Per candidate and baseline: the speedup on every task (log scale; hollow = a bound)."""
+    """Per candidate and baseline, the speedup on every task (log scale): one colour per task,
+    filled where measured, hollow where a bound (the baseline never reached the candidate's
+    loss within its largest budget, or had at its smallest)."""
     pairs = [(c, b) for c in report.candidates for b in report.comparisons]
-    fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(pairs)), 3.5))
+    names = list(report.tasks)
+    colours = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(pairs) + 2.5), 3.8))
     for i, (c, b) in enumerate(pairs):
-        for t in report.tasks.values():
+        for k, t in enumerate(report.tasks.values()):
             vs = t.optimizers[c].vs[b]
+            colour = colours(k % colours.N)
             ax.scatter(
-                i,
+                i + 0.3 * (k / max(len(names) - 1, 1) - 0.5),  # spread the tasks apart
                 max(vs.speedup, 1e-3),
-                facecolors="none" if vs.bound else "C0",
-                edgecolors="C0",
+                facecolors="none" if vs.bound else colour,
+                edgecolors=colour,
             )
+    dot = lambda face, edge, label: Line2D(
+        [], [], marker="o", linestyle="", markerfacecolor=face, markeredgecolor=edge, label=label
+    )
+    handles = [dot(colours(k % colours.N), colours(k % colours.N), n) for k, n in enumerate(names)]
+    handles += [dot("black", "black", "measured"), dot("none", "black", "a bound (≥ or ≤)")]
     ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
     ax.set_xticks(range(len(pairs)), [f"{c}\nvs {b}" for c, b in pairs], fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("speedup (×)")
+    ax.legend(handles=handles, fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
