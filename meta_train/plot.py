@@ -10,7 +10,6 @@ second.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
@@ -20,18 +19,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from meta_train import metrics_log
+
 
 def read_metrics(run_dir: str | pathlib.Path) -> list[dict]:
-    """The records of ``run_dir/metrics.jsonl`` (a half-written last line is skipped)."""
+    """The records of ``run_dir/metrics.jsonl`` (``meta_train.metrics_log``: a half-written
+    last line is skipped)."""
     path = pathlib.Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file; is {run_dir} a meta-training run_dir?")
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line the run was writing when it stopped
+    records = metrics_log.read(path)
     if not records:
         raise ValueError(f"{path} holds no records yet")
     return records

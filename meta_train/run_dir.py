@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import pathlib
 import socket
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 import lopt
+from meta_train import metrics_log
 from meta_train.checkpoint import Checkpointer
 from meta_train.config import MetaTrainConfig
 from meta_train.config_io import load_config, to_dict
@@ -131,23 +131,8 @@ def metrics_path(cfg: MetaTrainConfig) -> pathlib.Path:
 
 
 def history(cfg: MetaTrainConfig) -> list[dict[str, Any]]:
-    """The records of ``metrics.jsonl``, one per outer step."""
-    return [json.loads(line) for line in metrics_path(cfg).read_text().splitlines() if line]
-
-
-def truncate_metrics(path: pathlib.Path, last_step: int) -> None:
-    """Drops records after ``last_step`` (written after the checkpoint a run resumes from)."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by the crash
-            continue
-        if record.get("step", last_step + 1) <= last_step:
-            kept.append(line)
-    path.write_text("".join(line + "\n" for line in kept))
+    """The records of ``metrics.jsonl``, one per outer step (``meta_train.metrics_log``)."""
+    return metrics_log.read(metrics_path(cfg))
 
 
 def export_init(cfg: MetaTrainConfig, theta: lopt.Theta) -> pathlib.Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import os
 import pathlib
 import sys
@@ -22,6 +21,7 @@ from typing import Any
 import jax
 
 import lopt
+from meta_train import metrics_log
 from meta_train import run_dir as run_dir_lib
 from meta_train.checkpoint import Checkpointer
 from meta_train.config import MetaTrainConfig
@@ -170,7 +170,7 @@ def _run(
     if resume:
         start, state, best = _restore(ckpt, source, state, validate is not None)
         state = source.place(state)
-        run_dir_lib.truncate_metrics(metrics, start)
+        metrics_log.truncate(metrics, start)
     else:
         metrics.write_text("")
     progress, watch = Progress(cfg.num_steps, start, cfg.log_every, verbose), Watch()
@@ -199,8 +199,7 @@ def _run(
             if (warning := watch.check(record)) is not None:
                 record["warning"] = warning
                 warnings.warn(f"meta-training: {warning}", RuntimeWarning, stacklevel=2)
-            with metrics.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            metrics_log.append(metrics, record)
             progress.update(record)
             if step % cfg.checkpoint_every == 0 or last:
                 _save(ckpt, step, state, source, best)

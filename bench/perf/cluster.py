@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 import pathlib
 import random
@@ -33,6 +32,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+
+from meta_train.metrics_log import MetricsLog
 
 CHEAP = [  # about 50 outer steps a second on 4 nodes (185 on one: an estimate per step)
     "optimizer.architecture=HyperAdam",
@@ -75,23 +76,6 @@ def simulated_cluster(nodes: int, system_config: dict | None = None) -> Iterator
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-class _Records:
-    """The complete records of a run's ``metrics.jsonl`` so far, read incrementally."""
-
-    def __init__(self, path: pathlib.Path):
-        self.path, self.offset, self.records = path, 0, []
-
-    def read(self) -> list[dict]:
-        with contextlib.suppress(FileNotFoundError), self.path.open("rb") as f:
-            f.seek(self.offset)
-            for line in f:
-                if not line.endswith(b"\n"):
-                    break  # mid-write: read again next time
-                self.records.append(json.loads(line))
-                self.offset += len(line)
-        return self.records
 
 
 def _rss_mib(pid: int) -> float | None:
@@ -161,7 +145,7 @@ def _run(nodes: int, steps: int, plan: list[tuple[int, str]], hang_after: float,
                 target=lambda s=stream, out=lines: out.extend((time.monotonic(), x) for x in s),
                 daemon=True,
             ).start()
-        metrics = _Records(run_dir / "metrics.jsonl")
+        metrics = MetricsLog(run_dir / "metrics.jsonl")
         arrived: dict[int, float] = {}  # step -> when this process first saw it
         memory: list[tuple[int, float]] = []  # (the last step seen, MiB)
         events, todo, began = [], list(plan), time.monotonic()

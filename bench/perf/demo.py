@@ -8,10 +8,11 @@ cores are the least wall time the same work could take; meta-training's compile 
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import time
+
+from meta_train import metrics_log
 
 
 def _busy_cpu_seconds() -> float:
@@ -44,8 +45,7 @@ def bench_demo(overrides=(), command: str = "python -m bench perf demo") -> list
         compile_cache.enable(f"{d}/cache")
         cfg = load_config(demo.CONFIG, [f"run_dir={d}/run", *overrides])
         paths = phase("meta-training", lambda: demo.train(cfg))
-        with open(f"{d}/run/metrics.jsonl") as f:
-            steps = [json.loads(line) for line in f]
+        steps = metrics_log.read(f"{d}/run/metrics.jsonl")
         suite = demo.SUITES[0]
         out = pathlib.Path(d) / suite
         phase("benchmark", lambda: demo.benchmark(paths, suite, cfg.distributed, out, command))
