@@ -33,22 +33,28 @@ from meta_train import compile_cache
 
 # The subcommands whose module parses its own arguments: name -> (module, what it does).
 TOOLS = {
-    "demo": ("bench.demo", "make demo: meta-train, export and benchmark one recipe"),
-    "perf": ("bench.perf", "performance benchmarks, each a ratio to a reference in the same run"),
+    "demo": ("bench.lab.demo", "make demo: meta-train, export and benchmark one recipe"),
+    "perf": (
+        "bench.lab.perf",
+        "performance benchmarks, each a ratio to a reference in the same run",
+    ),
     "estimators": (
-        "bench.studies.estimator_curves",
+        "bench.lab.studies.estimator_curves",
         "gradient estimators' meta-training curves on one task",
     ),
     "deployment": (
-        "bench.studies.deployment",
+        "bench.lab.studies.deployment",
         "a learned optimizer's deployment variants on a suite",
     ),
-    "family-eval": ("bench.studies.family_eval", "a .lopt file against Adam on a family's members"),
+    "family-eval": (
+        "bench.lab.studies.family_eval",
+        "a .lopt file against Adam on a family's members",
+    ),
     "ablation": (
-        "bench.studies.ablation",
+        "bench.lab.studies.ablation",
         "one row per candidate of a comparison: won/tied/lost against chosen baselines",
     ),
-    "ship": ("bench.ship", "a trained .lopt file, with its benchmark, into lopt/pretrained/"),
+    "ship": ("bench.lab.ship", "a trained .lopt file, with its benchmark, into lopt/pretrained/"),
 }
 
 
@@ -251,7 +257,7 @@ def _compare(args, cli: argparse.ArgumentParser, argv: list[str]) -> int:
 
 
 def _saturation(args) -> int:
-    from bench.studies import saturation
+    from bench.lab.studies import saturation
 
     if args.seeds < 1 or args.count < 1:
         print("error: --seeds and --count must be >= 1", file=sys.stderr)
@@ -276,7 +282,7 @@ def _saturation(args) -> int:
 
 def _stability(args) -> int:
     from bench import results
-    from bench.studies import stability
+    from bench.lab.studies import stability
 
     try:
         one, four = (results.load(p) for p in (args.one, args.four))
@@ -289,7 +295,7 @@ def _stability(args) -> int:
 
 def _trace(args) -> int:
     from bench.compare import resolve
-    from bench.studies import stability
+    from bench.lab.studies import stability
 
     try:
         if args.set:

@@ -5,8 +5,8 @@ import pathlib
 import pytest
 
 from bench.__main__ import main
+from bench.lab.studies import ablation
 from bench.results import BEST, load
-from bench.studies import ablation
 
 STORED = pathlib.Path(__file__).parents[2] / "docs/benchmarks/learned-muon-heldout/results.json"
 

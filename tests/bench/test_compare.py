@@ -12,8 +12,9 @@ import pytest
 
 import lopt
 import tasks
-from bench import compare, results, ship, suites
+from bench import compare, results, suites
 from bench.__main__ import TOOLS, main
+from bench.lab import ship
 
 
 @pytest.fixture(scope="module")
@@ -390,7 +391,7 @@ def test_ship_keeps_the_recipe_and_adds_the_benchmark_summary(smoke_report, tmp_
 
 
 def test_demo_summary_has_a_row_per_candidate_and_comparison(smoke_report):
-    from bench import demo
+    from bench.lab import demo
 
     report = results.Results.from_json(smoke_report[1])
     # The smoke report's candidates are "start" and "adam"; the demo's are "trained", "init".

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from bench.studies import deployment
+from bench.lab.studies import deployment
 
 
 def _updates(make, num_steps, steps):

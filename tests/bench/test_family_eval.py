@@ -3,7 +3,7 @@ import pytest
 
 import lopt
 from bench.__main__ import main
-from bench.studies import family_eval
+from bench.lab.studies import family_eval
 from meta_train.validation import held_out_tasks
 
 

@@ -2,7 +2,7 @@
 
 import math
 
-from bench.perf.benchmarking import bench_steps
+from bench.lab.perf.benchmarking import bench_steps
 
 
 def test_steps_rows_per_task_and_optimizer_with_the_reference_at_one():

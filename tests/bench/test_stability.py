@@ -7,7 +7,7 @@ import pytest
 import lopt
 import tasks
 from bench.__main__ import main
-from bench.studies import stability
+from bench.lab.studies import stability
 
 
 def test_ratios_per_task_and_optimizer_with_diverged_runs_as_inf(report_of):

@@ -70,3 +70,18 @@ def test_the_docs_list_each_suite_as_the_code_builds_it():
     assert suites.markdown() in doc.read_text(), (
         "docs/benchmarks/suites.md's table is stale: paste the output of python -m bench.suites"
     )
+
+
+def test_the_benchmark_library_never_imports_the_lab():
+    """bench's library modules and its command line import nothing of bench.lab until a lab
+    command runs."""
+    import subprocess
+    import sys
+
+    library = "baselines, compare, metrics, parallel, protocols, report, results, runner, suites"
+    script = (
+        f"import sys; from bench import {library}; import bench.__main__; "
+        "print(sorted(m for m in sys.modules if m.startswith('bench.lab')))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -18,7 +18,7 @@ from test_distributed import (
     _windows_of_each_stream_once_in_order,
 )
 
-from bench.perf.cluster import simulated_cluster
+from bench.lab.perf.cluster import simulated_cluster
 from meta_train.checkpoint import FILES, _check_manifest
 
 THREE = [*HYPER, "distributed.workers=3", "--quiet"]

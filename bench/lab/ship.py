@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import sys
 from typing import Any
 
 import lopt
@@ -72,9 +71,3 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
     """Runs ``python -m bench ship`` with ``args`` parsed by ``cli``; ``command`` is the
     command line as typed, for the results files."""
     print(f"wrote {ship(args.name, args.source, args.reports)}")
-
-
-if __name__ == "__main__":  # the older form, python -m bench.ship
-    from bench.__main__ import main
-
-    sys.exit(main(["ship", *sys.argv[1:]]))

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 import tasks
-from bench.perf.timing import matmul_gflops, time_call, xla_cost
+from bench.lab.perf.timing import matmul_gflops, time_call, xla_cost
 
 
 def _step_flops(task: tasks.Task, tx: optax.GradientTransformation) -> float:
@@ -106,14 +106,15 @@ def bench_sweep(task_name: str = "mlp-digits", steps: int = 200, rounds: int = 3
 
 
 def bench_compare(suite: str, optimizers: list[str], workers: int) -> list[dict]:
-    """``make demo``'s benchmark (``bench.demo.COMPARE``: tuned Adam and cosine Adam, 2
+    """``make demo``'s benchmark (``bench.lab.demo.COMPARE``: tuned Adam and cosine Adam, 2
     seeds) of ``optimizers`` on ``suite``, its units run by ``workers`` Ray workers of one
     core each, relative to the same comparison in this process. Each compiles every program
     afresh: the parallel one in new worker processes first, then this process (the
     persistent compilation cache is off for both)."""
     import tempfile
 
-    from bench import compare, demo
+    from bench import compare
+    from bench.lab import demo
     from meta_train import compile_cache
 
     os.environ.pop(compile_cache.ENV, None)  # workers inherit nothing to read back

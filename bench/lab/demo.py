@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import pathlib
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 
@@ -178,9 +177,3 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
     print("  metrics.jsonl    one record per outer step; config.yaml; checkpoints/")
     for suite in reports:
         print(f"  {suite}/report.md, curves.png, speedups.png, results.json")
-
-
-if __name__ == "__main__":  # the older form, python -m bench.demo
-    from bench.__main__ import main
-
-    sys.exit(main(["demo", *sys.argv[1:]]))

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 
 import lopt
-from bench.perf.timing import MATRIX_AWARE, matmul_gflops, xla_cost
+from bench.lab.perf.timing import MATRIX_AWARE, matmul_gflops, xla_cost
 
 SIZES = {"270k": 260, "1M": 500, "4M": 1000, "16M": 2000}  # name -> width of 4 square layers
 

@@ -23,12 +23,12 @@ def _busy_cpu_seconds() -> float:
 
 
 def bench_demo(overrides=(), command: str = "python -m bench perf demo") -> list[dict]:
-    """``make demo``'s phases (``bench.demo.train``, ``bench.demo.benchmark`` on its first
+    """``make demo``'s phases (``bench.lab.demo.train``, ``bench.lab.demo.benchmark`` on its first
     suite) in a temporary run directory with an empty compilation cache: a row per phase and
     one for both."""
     import tempfile
 
-    from bench import demo
+    from bench.lab import demo
     from meta_train import compile_cache, load_config
 
     cores = os.cpu_count() or 1

@@ -37,7 +37,7 @@ import optax
 
 import lopt
 import tasks
-from bench.perf.timing import MATRIX_AWARE, per_round, time_call, xla_cost
+from bench.lab.perf.timing import MATRIX_AWARE, per_round, time_call, xla_cost
 from meta_train import MetaLoss, TruncationSchedule, Unroller
 from meta_train.compile_cache import COMPILER_OPTIONS
 

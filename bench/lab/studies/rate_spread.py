@@ -2,12 +2,12 @@
 lies against Muon's usual 0.02 says which way a training period pushes a learned rate.
 
     python -m bench compare --optimizer muon-cosine-default \\
-        --suite bench.studies.rate_spread:members --baselines muon-cosine --tuning-free none \\
+        --suite bench.lab.studies.rate_spread:members --baselines muon-cosine --tuning-free none \\
         --seeds 1 --lr-range 1e-3 1 --max-speedup 1 --workers 2 --out runs/cmp/rate-spread
 
 Members are drawn with the suites' keys (10 000 + i), which meta-training never draws.
 
-    python -m bench.studies.rate_spread runs/cmp/rate-spread/results.json \
+    python -m bench.lab.studies.rate_spread runs/cmp/rate-spread/results.json \
         docs/benchmarks/learned-muon-wide-full-heldout/results.json
 
 tests whether a task's structure predicts its rate (:func:`structure_fit`): the tuned
@@ -77,5 +77,5 @@ def structure_fit(train: results.Results, held: results.Results, baseline: str =
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m bench.studies.rate_spread TRAIN_RESULTS HELDOUT_RESULTS")
+        sys.exit("usage: python -m bench.lab.studies.rate_spread TRAIN_RESULTS HELDOUT_RESULTS")
     structure_fit(results.load(sys.argv[1]), results.load(sys.argv[2]))

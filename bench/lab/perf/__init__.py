@@ -11,11 +11,11 @@
     python -m bench perf demo [--out perf-demo.json] [overrides]
     python -m bench perf soak [--nodes 4] [--steps 2000] [--events 6] [--schedules 1] [--out perf-soak.json] [overrides]
 
-Each benchmark lives in the module of what it measures: ``update`` in ``bench.perf.update``
+Each benchmark lives in the module of what it measures: ``update`` in ``bench.lab.perf.update``
 (learned optimizers' update step); ``unroll``, ``compile``, ``scaling`` and ``partition`` in
-``bench.perf.meta_training``; ``sweep``, ``steps`` and ``compare`` in ``bench.perf.benchmarking`` (the
-benchmark's own runner); ``demo`` in ``bench.perf.demo``; ``soak`` (meta-training on a cluster
-whose nodes leave and join) in ``bench.perf.cluster``. Their docstrings say what each
+``bench.lab.perf.meta_training``; ``sweep``, ``steps`` and ``compare`` in ``bench.lab.perf.benchmarking`` (the
+benchmark's own runner); ``demo`` in ``bench.lab.perf.demo``; ``soak`` (meta-training on a cluster
+whose nodes leave and join) in ``bench.lab.perf.cluster``. Their docstrings say what each
 measures against what.
 """
 
@@ -29,12 +29,12 @@ import platform
 import jax
 
 import tasks
-from bench.perf import benchmarking, cluster, demo, meta_training, update
-from bench.perf.benchmarking import bench_compare, bench_steps, bench_sweep
-from bench.perf.cluster import bench_soak
-from bench.perf.demo import bench_demo
-from bench.perf.meta_training import bench_compile, bench_partition, bench_scaling, bench_unroll
-from bench.perf.update import SIZES, bench_update
+from bench.lab.perf import benchmarking, cluster, demo, meta_training, update
+from bench.lab.perf.benchmarking import bench_compare, bench_steps, bench_sweep
+from bench.lab.perf.cluster import bench_soak
+from bench.lab.perf.demo import bench_demo
+from bench.lab.perf.meta_training import bench_compile, bench_partition, bench_scaling, bench_unroll
+from bench.lab.perf.update import SIZES, bench_update
 
 _MODULES = {
     "update": update,
