@@ -19,13 +19,11 @@ by its ``run_command``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import pathlib
 import sys
 
 import lopt
-import tasks
 from bench import baselines, invocation, protocols, suites
 from bench import report as report_lib
 from bench.compare import compare
@@ -55,6 +53,18 @@ TOOLS = {
         "one row per candidate of a comparison: won/tied/lost against chosen baselines",
     ),
     "ship": ("bench.lab.ship", "a trained .lopt file, with its benchmark, into lopt/pretrained/"),
+    "saturation": (
+        "bench.lab.studies.saturation",
+        "tuned Adam's final ÷ initial loss per task of a suite (Markdown table)",
+    ),
+    "stability": (
+        "bench.lab.studies.stability",
+        "per task, final loss at 4x the budget / at 1x, from two compare reports",
+    ),
+    "trace": (
+        "bench.lab.studies.trace",
+        "one long run: loss, weight-matrix size and rate at ten points (Markdown table)",
+    ),
 }
 
 
@@ -155,37 +165,6 @@ def parser() -> argparse.ArgumentParser:
         help="with --workers, the Ray cluster to run on ('auto' or host:port; default: a "
         "local Ray instance)",
     )
-    sat = sub.add_parser(
-        "saturation",
-        help="tuned Adam's final ÷ initial loss per task of a suite (Markdown table)",
-    )
-    sat.add_argument("--suite", action="append", default=[], help=f"of {suites.SUITES}")
-    sat.add_argument("--family", help="instead, the first --count members of a task family")
-    sat.add_argument("--count", type=int, default=40)
-    sat.add_argument("--seeds", type=int, default=2)
-    stab = sub.add_parser(
-        "stability",
-        help="per task, final loss at 4x the budget / at 1x, from two compare reports",
-    )
-    stab.add_argument("one", help="results.json of a suite (e.g. heldout)")
-    stab.add_argument("four", help="results.json of its -4x suite")
-    tr = sub.add_parser(
-        "trace", help="one long run: loss and weight-matrix size at ten points (Markdown table)"
-    )
-    tr.add_argument(
-        "--optimizer", required=True, help="a .lopt file, pretrained name or import path"
-    )
-    tr.add_argument("--task", required=True, help="a task name or import path")
-    tr.add_argument("--steps", type=int, required=True, help="a multiple of 10")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="run a .lopt file or pretrained optimizer with this architecture field changed "
-        "(e.g. no_growth=true): an ablation at deployment, same theta",
-    )
     for name, (_, what) in TOOLS.items():
         sub.add_parser(name, help=what, add_help=False)
     return parser
@@ -199,13 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         return module.run_command(cli.parse_args(argv[1:]), cli, invocation(_prog(), argv)) or 0
     cli = parser()
     args = cli.parse_args(argv)
-    if args.command == "stability":
-        return _stability(args)
-    if args.command == "trace":
-        return _trace(args)
     compile_cache.enable()  # $LOPT_COMPILATION_CACHE, default ~/.cache/lopt/jax; off: 'off'
-    if args.command == "saturation":
-        return _saturation(args)
     return _compare(args, cli, argv)
 
 
@@ -254,93 +227,6 @@ def _compare(args, cli: argparse.ArgumentParser, argv: list[str]) -> int:
             )
     print(f"wrote {args.out}/report.md, results.json, curves.png, speedups.png")
     return 0
-
-
-def _saturation(args) -> int:
-    from bench.lab.studies import saturation
-
-    if args.seeds < 1 or args.count < 1:
-        print("error: --seeds and --count must be >= 1", file=sys.stderr)
-        return 2
-    try:
-        groups = [(s, suites.get(s)) for s in args.suite]
-        if args.family:
-            groups.append((args.family, suites.members(args.family, args.count)))
-        if not groups:
-            raise ValueError("give --suite NAME (repeatable) or --family NAME")
-        rows = [
-            row
-            for name, entries in groups
-            for row in saturation.measure(name, entries, seeds=args.seeds)
-        ]
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(saturation.markdown(rows))
-    return 0
-
-
-def _stability(args) -> int:
-    from bench import results
-    from bench.lab.studies import stability
-
-    try:
-        one, four = (results.load(p) for p in (args.one, args.four))
-        print(stability.markdown(one, four))
-    except (OSError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _trace(args) -> int:
-    from bench.compare import resolve
-    from bench.lab.studies import stability
-
-    try:
-        if args.set:
-            learned = _changed(args.optimizer, args.set).as_optax
-        else:
-            learned = resolve(args.optimizer).learned
-            if learned is None:
-                raise ValueError(
-                    f"{args.optimizer!r} is a baseline, which has hyperparameters to tune: "
-                    "trace a learned optimizer, or an import path to a function "
-                    "num_steps -> optax transform"
-                )
-        rows = stability.trace(
-            tasks.get(args.task), learned(args.steps), args.steps, seed=args.seed
-        )
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(stability.trace_markdown(rows))
-    return 0
-
-
-def _changed(spec: str, settings: list[str]) -> lopt.Frozen:
-    """The frozen optimizer ``spec`` (a pretrained name or a .lopt file) with its
-    architecture's fields changed by ``FIELD=VALUE`` settings (values read as config
-    overrides are, ``meta_train.config_io.read_value``)."""
-    from meta_train.config_io import read_value
-
-    if spec in lopt.list_pretrained():
-        frozen = lopt.load_pretrained(spec)
-    elif pathlib.Path(spec).exists():
-        frozen = lopt.load(spec)
-    else:
-        raise ValueError(f"--set needs a .lopt file or a pretrained optimizer, not {spec!r}")
-    fields = {f.name for f in dataclasses.fields(frozen.architecture)}
-    changes = {}
-    for setting in settings:
-        field, eq, value = setting.partition("=")
-        if not eq or field not in fields:
-            raise ValueError(
-                f"--set {setting!r}: expected FIELD=VALUE with FIELD one of {sorted(fields)}"
-            )
-        changes[field] = read_value(value, f"--set {setting}")
-    architecture = dataclasses.replace(frozen.architecture, **changes)
-    return dataclasses.replace(frozen, architecture=architecture)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 import lopt
 import tasks
 from bench.__main__ import main
-from bench.lab.studies import stability
+from bench.lab.studies import stability, trace
 
 
 def test_ratios_per_task_and_optimizer_with_diverged_runs_as_inf(report_of):
@@ -33,13 +33,13 @@ def test_trace_follows_the_weight_matrices_of_one_run():
     task = tasks.get("mlp-digits")
     sgd = optax.sgd(0.1)
     growing = optax.chain(optax.add_decayed_weights(-0.5), sgd)  # a step along +p
-    plain, grown = (stability.trace(task, tx, 40, points=4) for tx in (sgd, growing))
+    plain, grown = (trace.trace(task, tx, 40, points=4) for tx in (sgd, growing))
     assert [r.step for r in plain] == [10, 20, 30, 40]
     assert plain[-1].loss < plain[0].loss  # SGD learns
     sizes = [r.max_matrix_rms for r in grown]
     assert sizes == sorted(sizes) and sizes[-1] > 1.5 * plain[-1].max_matrix_rms
     with pytest.raises(ValueError, match="multiple of points"):
-        stability.trace(task, sgd, 45, points=4)
+        trace.trace(task, sgd, 45, points=4)
 
 
 def test_trace_cli_prints_the_table_with_fields_changed_and_rejects_a_baseline(tmp_path, capsys):

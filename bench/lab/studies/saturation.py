@@ -9,10 +9,13 @@ suites keep every task above ``THRESHOLD`` (5%) at their budget.
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from bench import baselines, protocols, runner, suites
+from meta_train import compile_cache
 
 THRESHOLD = 0.05
 
@@ -63,3 +66,35 @@ def markdown(rows: Sequence[Row]) -> str:
             f"{r.initial:.4g} | {r.ratio:.3f}{flag} |"
         )
     return "\n".join(lines)
+
+
+def parser(prog: str = "python -m bench saturation") -> argparse.ArgumentParser:
+    """The command line of ``python -m bench saturation``."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--suite", action="append", default=[], help=f"of {suites.SUITES}")
+    parser.add_argument("--family", help="instead, the first --count members of a task family")
+    parser.add_argument("--count", type=int, default=40)
+    parser.add_argument("--seeds", type=int, default=2)
+    return parser
+
+
+def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command: str) -> int:
+    """Runs ``python -m bench saturation`` with ``args`` parsed by ``cli``."""
+    compile_cache.enable()  # $LOPT_COMPILATION_CACHE, default ~/.cache/lopt/jax; off: 'off'
+    if args.seeds < 1 or args.count < 1:
+        print("error: --seeds and --count must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        groups = [(s, suites.get(s)) for s in args.suite]
+        if args.family:
+            groups.append((args.family, suites.members(args.family, args.count)))
+        if not groups:
+            raise ValueError("give --suite NAME (repeatable) or --family NAME")
+        rows = [row for name, entries in groups for row in measure(name, entries, seeds=args.seeds)]
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(markdown(rows))
+    return 0

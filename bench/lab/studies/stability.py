@@ -6,27 +6,17 @@
 reads two ``bench compare`` reports of the same tasks (``<suite>`` and ``<suite>-4x``) and
 prints, per task, each optimizer's final loss (the deciding metric) at both budgets and their
 ratio 4× ÷ 1×, each baseline tuned at its own budget. Below 1: the longer run ends lower, as
-it does for a stable optimizer; a final ÷ best of one noisy curve would not say that.
-
-    python -m bench trace --optimizer mlplopt-mix --task deepmlp-mnist1d --steps 2000
-
-follows one long run (:func:`trace`): the loss and the size of the weight matrices at ten
-points, the first thing to look at when an optimizer diverges late.
-"""
+it does for a stable optimizer; a final ÷ best of one noisy curve would not say that."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import argparse
+import sys
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
-import tasks
+from bench import results
 from bench.results import Results
-from lopt.learned_muon import current_rate
-from tasks.training import train_step
 
 
 def ratios(one: Results, four: Results) -> dict[str, dict[str, float]]:
@@ -77,48 +67,22 @@ def markdown(one: Results, four: Results) -> str:
     return "\n".join(lines)
 
 
-class TracePoint(NamedTuple):
-    step: int  # steps taken
-    loss: float  # mean minibatch loss over the steps since the previous point
-    max_matrix_rms: float  # the largest RMS of a 2-D parameter (a weight matrix)
-    rate: float | None  # a LearnedMuon's rate at the point (lopt.learned_muon.current_rate)
+def parser(prog: str = "python -m bench stability") -> argparse.ArgumentParser:
+    """The command line of ``python -m bench stability``."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("one", help="results.json of a suite (e.g. heldout)")
+    parser.add_argument("four", help="results.json of its -4x suite")
+    return parser
 
 
-def trace(
-    task: tasks.Task, tx: optax.GradientTransformation, num_steps: int, points: int = 10, seed=0
-) -> list[TracePoint]:
-    """Trains ``task`` with ``tx`` for ``num_steps`` steps (a multiple of ``points``) and
-    records ``points`` evenly spaced :class:`TracePoint` s, the first after
-    ``num_steps / points`` steps. Weight matrices that keep growing while the loss rises are
-    the signature of a step with a component along the parameters (see
-    ``lopt.per_param.without_growth``)."""
-    if num_steps % points:
-        raise ValueError(f"num_steps={num_steps} must be a multiple of points={points}")
-    key = jax.random.key(seed)
-    params = task.init(key)
-    step = train_step(task, tx)
-
-    @jax.jit
-    def chunk(carry, keys):
-        carry, losses = jax.lax.scan(step, carry, keys)
-        matrices = [p for p in jax.tree.leaves(carry[0]) if p.ndim == 2]
-        size = jnp.max(jnp.stack([jnp.sqrt(jnp.mean(p * p)) for p in matrices] or [jnp.zeros([])]))
-        return carry, jnp.mean(losses), size, current_rate(carry[1])
-
-    carry, out = (params, tx.init(params)), []
-    keys = jax.random.split(jax.random.fold_in(key, 1), num_steps).reshape(points, -1)
-    for i in range(points):
-        carry, loss, size, rate = chunk(carry, keys[i])
-        rate = None if rate is None else float(rate)
-        out.append(TracePoint((i + 1) * num_steps // points, float(loss), float(size), rate))
-    return out
-
-
-def trace_markdown(rows: list[TracePoint]) -> str:
-    rates = all(r.rate is not None for r in rows)
-    head = "| step | mean loss | largest weight-matrix RMS |" + (" rate |" if rates else "")
-    lines = [head, "| --- " * (4 if rates else 3) + "|"]
-    for r in rows:
-        rate = f" {r.rate:.4g} |" if rates else ""
-        lines.append(f"| {r.step} | {r.loss:.4g} | {r.max_matrix_rms:.3f} |{rate}")
-    return "\n".join(lines)
+def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command: str) -> int:
+    """Runs ``python -m bench stability`` with ``args`` parsed by ``cli``."""
+    try:
+        one, four = (results.load(p) for p in (args.one, args.four))
+        print(markdown(one, four))
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
