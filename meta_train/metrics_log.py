@@ -49,6 +49,9 @@ FIELDS: dict[str, str] = {
     "valid_best": "(validation) the best score so far, the initial theta's included.",
     "valid_best_step": "(validation) the step of that best score (0: the initial theta).",
     "valid_seconds": "(validation) the time the scoring took.",
+    "valid_initial": "(validation) on the first record of a run, the initial theta's score.",
+    # On the first record after a resume:
+    "resumed": "true: the run resumed from its checkpoint of the step before.",
     # When the run looks stuck:
     "warning": "why the run may have stopped learning (episodes diverging, zero estimates).",
 }

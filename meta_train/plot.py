@@ -10,6 +10,7 @@ second.
 from __future__ import annotations
 
 import argparse
+import itertools
 import pathlib
 import sys
 
@@ -42,7 +43,9 @@ def _running_mean(x: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot(run_dir: str | pathlib.Path, window: int = 50) -> pathlib.Path:
-    """Writes ``run_dir/metrics.png``; returns its path."""
+    """Writes ``run_dir/metrics.png``: the meta-loss, meta-validation (the initial theta's
+    score first), the estimate's norm and inner steps/s, with a grey line where the task
+    changed and a red dotted one where the run resumed; returns its path."""
     records = read_metrics(run_dir)
     step = np.array([r["step"] for r in records])
     loss = np.array([r["meta_loss"] for r in records], float)
@@ -53,9 +56,21 @@ def plot(run_dir: str | pathlib.Path, window: int = 50) -> pathlib.Path:
     ax[0, 0].legend()
     valid = [r for r in records if "valid" in r]
     if valid:
-        vs = [r["step"] for r in valid]
-        ax[0, 1].plot(vs, [r["valid"] for r in valid], "o-", color="C1", label="score")
-        ax[0, 1].plot(vs, [r["valid_best"] for r in valid], "--", color="C2", label="best so far")
+        initial = [(r["step"] - 1, r["valid_initial"]) for r in records if "valid_initial" in r]
+        vs = [s for s, _ in initial] + [r["step"] for r in valid]
+        scores = [v for _, v in initial] + [r["valid"] for r in valid]
+        ax[0, 1].plot(vs, scores, "o-", color="C1", label="score")
+        ax[0, 1].plot(
+            vs[len(initial) :],
+            [r["valid_best"] for r in valid],
+            "--",
+            color="C2",
+            label="best so far",
+        )
+        for s, v in initial:
+            ax[0, 1].annotate(
+                "initial theta", (s, v), fontsize=7, textcoords="offset points", xytext=(4, 4)
+            )
         ax[0, 1].legend()
     else:
         ax[0, 1].text(0.5, 0.5, "no meta-validation in this run", ha="center", va="center")
@@ -66,7 +81,18 @@ def plot(run_dir: str | pathlib.Path, window: int = 50) -> pathlib.Path:
         step, [max(r["inner_steps_per_s"], 1e-12) for r in records], color="C4", lw=0.8
     )
     ax[1, 1].set(title="inner steps / s", xlabel="outer step")
-    fig.suptitle(str(run_dir))
+    # Where the task changed (a new period) and where the run resumed, on every panel.
+    periods = [r["step"] for prev, r in itertools.pairwise(records) if r["task"] != prev["task"]]
+    resumes = [r["step"] - 0.5 for r in records if r.get("resumed")]
+    for a in ax.flat:
+        for s in periods:
+            a.axvline(s - 0.5, color="0.85", lw=0.5, zorder=0)
+        for s in resumes:
+            a.axvline(s, color="C3", ls=":", lw=1.2)
+    plural = lambda n, what: f"{n} {what}" + ("s" if n > 1 else "")
+    marks = f"; grey lines: {plural(len(periods), 'task change')}" if periods else ""
+    marks += f"; red dotted: {plural(len(resumes), 'resume')}" if resumes else ""
+    fig.suptitle(f"{run_dir}{marks}")
     fig.tight_layout()
     out = pathlib.Path(run_dir) / "metrics.png"
     fig.savefig(out, dpi=100)

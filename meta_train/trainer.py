@@ -174,12 +174,14 @@ def _run(
     else:
         metrics.write_text("")
     progress, watch = Progress(cfg.num_steps, start, cfg.log_every, verbose), Watch()
+    opening = {"resumed": True} if resume else {}  # fields of this process's first record
     if resume:
         progress.note(f"resumed from the checkpoint of outer step {start} of {cfg.num_steps}")
     if validate is not None and best is None:  # the starting theta is the first candidate
         with watchdog.watch("meta-validation of the initial theta"):
             best = Best(start, validate(state.theta), jax.device_get(state.theta))
         progress.note(f"validation of the initial theta: {best.score.mean:.4f}")
+        opening["valid_initial"] = best.score.mean
     try:
         source.publish(state.theta, int(state.version))
         for step in range(start + 1, cfg.num_steps + 1):
@@ -191,6 +193,8 @@ def _run(
             done = time.perf_counter()
             extra = {"learner_seconds": done - learning, **learned, **source.info()}
             record = step_record(step, estimates, done - began, **extra)
+            if step == start + 1:
+                record |= opening
             last = step == cfg.num_steps
             if validate is not None and (step % cfg.validation.every == 0 or last):
                 with watchdog.watch(f"meta-validation after outer step {step}"):

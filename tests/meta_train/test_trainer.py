@@ -437,6 +437,9 @@ def test_family_structures_resample_and_resume_across_them(tmp_path):
     assert len({t.name for t in held_out}) == 2
     validate = Validator(cfg.validation, held_out, lo, cfg.meta_loss)
     scores = {0: validate(initial_theta(lo, cfg.seed)).mean}
+    # The initial theta's score is in the run's first record (and in its plot).
+    np.testing.assert_allclose(full.history[0]["valid_initial"], scores[0], rtol=1e-6)
+    assert "valid_initial" not in full.history[1]
     scores |= {r["step"]: r["valid"] for r in full.history if "valid" in r}
     best_step = min(scores, key=scores.get)
     best = lopt.load(full.best_path)
@@ -453,6 +456,10 @@ def test_family_structures_resample_and_resume_across_them(tmp_path):
     for a, b in zip(_leaves(full.theta), _leaves(resumed.theta), strict=True):
         np.testing.assert_array_equal(a, b)
     assert lopt.load(resumed.best_path).meta["validation"] == best.meta["validation"]
+    # The records say where the run resumed; the plot marks it and the task changes.
+    assert [r.get("resumed", False) for r in resumed.history] == [True, False]
+    assert "valid_initial" not in resumed.history[0]  # scored before the interruption
+    assert plot.main([str(run_dir)]) == 0 and (run_dir / "metrics.png").stat().st_size > 10_000
 
 
 def test_plot_of_a_run(full_run, tmp_path, capsys):
