@@ -5,7 +5,8 @@
 Each estimator meta-trains the same randomly initialized ``MLPLOpt`` (nominal Adam term on)
 with the same outer optimizer until it has spent ``--budget`` inner training steps (TES
 spends three runs per particle per window, FullES whole episodes). Every few outer steps the
-current theta is scored on fixed evaluation episodes (same keys for every estimator). Writes
+current theta is scored as meta-validation scores it (``meta_train.Validator``: 16 fixed
+inits and batch orders, whole episodes of 200 steps, the same for every estimator). Writes
 ``estimators.json`` and ``estimators.png``.
 """
 
@@ -24,7 +25,16 @@ import matplotlib.pyplot as plt
 
 import lopt
 import tasks
-from meta_train import ESTIMATORS, Learner, MetaLoss, OuterConfig, TruncationSchedule, Unroller
+from meta_train import (
+    ESTIMATORS,
+    Learner,
+    MetaLoss,
+    OuterConfig,
+    TruncationSchedule,
+    Unroller,
+    ValidationConfig,
+    Validator,
+)
 
 
 def run(
@@ -41,8 +51,8 @@ def run(
     lo = lopt.MLPLOpt.bare(nominal=True, nominal_lr=1e-3)  # as when its figures were measured
     schedule = TruncationSchedule("loguniform", 50, 200)
     unroller = Unroller(task, lo, schedule, MetaLoss(), window=window)
-    evaluate = jax.jit(unroller.episode_loss, static_argnums=2)
-    eval_key = jax.random.PRNGKey(12345)
+    scoring = ValidationConfig(horizon=schedule.max_length, particles=16)
+    evaluate = Validator(scoring, [task], lo, MetaLoss())
     theta0 = lo.init(jax.random.key(seed))
     curves = {}
     for name in names:
@@ -58,7 +68,7 @@ def run(
                     {
                         "inner_steps": spent,
                         "outer_steps": step,
-                        "eval_meta_loss": float(evaluate(state.theta, eval_key, 16)),
+                        "eval_meta_loss": evaluate(state.theta).mean,
                     }
                 )
                 next_eval += eval_every
