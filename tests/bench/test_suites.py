@@ -85,3 +85,18 @@ def test_the_benchmark_library_never_imports_the_lab():
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_runner_needs_no_meta_training_stack():
+    """bench.runner takes its compiler options from meta_train.compile_cache, which imports
+    without the trainer, Ray or orbax (meta_train's names load on first use)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, bench.runner; "
+        "print(sorted(m for m in ('ray', 'orbax.checkpoint', 'meta_train.trainer') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
