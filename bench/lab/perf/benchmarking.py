@@ -83,7 +83,7 @@ def bench_sweep(task_name: str = "mlp-digits", steps: int = 200, rounds: int = 3
         "task": task_name,
         "configurations": configs,
         "steps": steps,
-        **{f"{name}time_call": t for name, t in best.items()},
+        **{f"{name}_seconds": t for name, t in best.items()},
         "speedup": statistics.median(a / b for a, b in zip(one, samples["vmapped"], strict=True)),
         "all_vmapped_speedup": statistics.median(
             a / b for a, b in zip(one, samples["all_vmapped"], strict=True)
@@ -154,12 +154,12 @@ LEARNED_MUON = {
 
 def _program(opt, num_steps: int):
     """``(make_tx, hparams, evaluate)`` of ``runner.run`` for one untuned run of ``opt``."""
-    from bench import compare
+    from bench import baselines, compare, protocols
 
     if opt.baseline is None:
         return (*compare.learned_program(opt, num_steps), None)
-    baseline = opt.baseline
-    hparams = {"learning_rate": np.array([baseline.defaults["learning_rate"]], np.float32)}
+    baseline = opt.baseline  # at its default point, even when given by a tuned name
+    hparams = protocols.search_space(baselines.untuned(baseline), "lr-grid", trials=1)
     if baseline.schedule is not None:
         hparams["num_steps"] = np.array([num_steps], np.float32)
     return baseline.tx, hparams, baseline.evaluate
@@ -181,9 +181,10 @@ def bench_steps(
     if optimizers:
         candidates = compare.resolve_all([reference, *optimizers])
     else:
+        at_init = lambda lo: lopt.Frozen(lo, lo.init(jax.random.key(0)), {})
         learned = [
-            compare.from_frozen(name, lopt.Frozen(lo, lo.init(jax.random.key(0)), {}))
-            for name, lo in ((n, lopt.LearnedMuon(**kw)) for n, kw in LEARNED_MUON.items())
+            compare.from_frozen(name, at_init(lopt.LearnedMuon(**kw)))
+            for name, kw in LEARNED_MUON.items()
         ]
         candidates = [compare.resolve(reference), *learned]
     rows = []
