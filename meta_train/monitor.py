@@ -10,39 +10,42 @@ from typing import Any
 
 import numpy as np
 
+from meta_train.metrics_log import StepRecord
 from meta_train.stream import Estimate
 
 
-def step_record(
-    step: int, estimates: list[Estimate], seconds: float, **extra: Any
-) -> dict[str, Any]:
-    """The metrics line of one outer step from the estimates it received."""
+def step_record(step: int, estimates: list[Estimate], seconds: float, **extra: Any) -> StepRecord:
+    """The record of one outer step from the estimates it received; ``extra`` sets the
+    fields the estimates do not hold (the learner's and the source's)."""
     ms = [e.metrics for e in estimates]
     inner = sum(m["inner_steps"] for m in ms)
-    record = {
-        "step": step,
-        "meta_loss": float(np.mean([m["meta_loss"] for m in ms])),
-        "grad_norm": float(np.mean([m["grad_norm"] for m in ms])),
-        "inner_steps": inner,
-        "inner_steps_per_s": inner / seconds,
-        "seconds": seconds,
-        # compiling done for this step's estimates, summed over the processes computing them
-        "compile_seconds": sum(m["compile_seconds"] for m in ms),
-        "estimates": len(ms),
-        "diverged": sum(m["diverged"] for m in ms),
-        "resets": sum(m["resets"] for m in ms),
-        "ended": sum(m["ended"] for m in ms),
-        "task": ",".join(sorted({m["task"] for m in ms})),
-        "devices": [m["devices"] for m in ms],
-    }
     computed = [part for m in ms for part in m.get("parts", [m])]  # merged slices' own
-    if "worker" in computed[0]:
-        for field in ("worker", "stream", "window", "pid"):  # per answer: who computed what
-            record[field + "s"] = [m[field] for m in computed]
-        record["contributors"] = len({m["worker"] for m in computed})
-        # and how long it took there: against the step's seconds, how long workers waited
-        record["worker_seconds"] = [m["seconds"] for m in computed]
-    return {**record, **extra}
+    if "worker" in computed[0]:  # per answer: who computed what, and how long it took there
+        extra |= {
+            "workers": [m["worker"] for m in computed],
+            "streams": [m["stream"] for m in computed],
+            "windows": [m["window"] for m in computed],
+            "pids": [m["pid"] for m in computed],
+            "contributors": len({m["worker"] for m in computed}),
+            "worker_seconds": [m["seconds"] for m in computed],
+        }
+    return StepRecord(
+        step=step,
+        meta_loss=float(np.mean([m["meta_loss"] for m in ms])),
+        grad_norm=float(np.mean([m["grad_norm"] for m in ms])),
+        inner_steps=inner,
+        inner_steps_per_s=inner / seconds,
+        seconds=seconds,
+        # compiling done for this step's estimates, summed over the processes computing them
+        compile_seconds=sum(m["compile_seconds"] for m in ms),
+        estimates=len(ms),
+        diverged=sum(m["diverged"] for m in ms),
+        resets=sum(m["resets"] for m in ms),
+        ended=sum(m["ended"] for m in ms),
+        task=",".join(sorted({m["task"] for m in ms})),
+        devices=[m["devices"] for m in ms],
+        **extra,
+    )
 
 
 def _clock(seconds: float) -> str:
@@ -70,39 +73,35 @@ class Progress:
 
             self.bar = tqdm(total=total, initial=start, desc="meta-train", unit="step")
 
-    def update(self, record: dict[str, Any]) -> None:
+    def update(self, record: StepRecord) -> None:
         if not self.enabled:
             return
-        self.recent.append(record["meta_loss"])
-        self.compiling.append(record["compile_seconds"])
-        if "worker_seconds" in record:
-            self.working.append(
-                (sum(record["worker_seconds"]), record["seconds"], set(record["workers"]))
-            )
+        self.recent.append(record.meta_loss)
+        self.compiling.append(record.compile_seconds)
+        if record.worker_seconds is not None:
+            self.working.append((sum(record.worker_seconds), record.seconds, set(record.workers)))
         mean = float(np.mean(self.recent))
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(
-                meta_loss=f"{mean:.4f}", steps_s=f"{record['inner_steps_per_s']:.0f}"
-            )
-        elif record["step"] % self.every == 0 or record["step"] == self.total:
+            self.bar.set_postfix(meta_loss=f"{mean:.4f}", steps_s=f"{record.inner_steps_per_s:.0f}")
+        elif record.step % self.every == 0 or record.step == self.total:
             elapsed = time.monotonic() - self.began
-            left = elapsed / (record["step"] - self.start) * (self.total - record["step"])
+            left = elapsed / (record.step - self.start) * (self.total - record.step)
             compiled = sum(self.compiling)
             print(
-                f"step {record['step']:>6}/{self.total}  meta_loss {mean:.4f} (mean of "
-                f"{len(self.recent)})  grad_norm {record['grad_norm']:.3g}  inner steps/s "
-                f"{record['inner_steps_per_s']:.0f}  {_clock(elapsed)} elapsed, "
-                f"{_clock(left)} left  task {record['task']}"
+                f"step {record.step:>6}/{self.total}  meta_loss {mean:.4f} (mean of "
+                f"{len(self.recent)})  grad_norm {record.grad_norm:.3g}  inner steps/s "
+                f"{record.inner_steps_per_s:.0f}  {_clock(elapsed)} elapsed, "
+                f"{_clock(left)} left  task {record.task}"
                 + (f"  (compiling: {compiled:.0f} s)" if compiled >= 0.5 else "")
-                + (f"  workers {record['workers_live']}" if "workers_live" in record else "")
+                + (f"  workers {record.workers_live}" if record.workers_live is not None else "")
                 + self._busy(),
                 flush=True,
             )
-        if "valid" in record:
+        if record.valid is not None:
             self.note(
-                f"step {record['step']:>6}/{self.total}  validation {record['valid']:.4f}  "
-                f"(best {record['valid_best']:.4f} at step {record['valid_best_step']})"
+                f"step {record.step:>6}/{self.total}  validation {record.valid:.4f}  "
+                f"(best {record.valid_best:.4f} at step {record.valid_best_step})"
             )
 
     def _busy(self) -> str:
@@ -139,14 +138,14 @@ class Watch:
         self.records: collections.deque = collections.deque(maxlen=span)
         self.quiet_until = 0
 
-    def check(self, record: dict[str, Any]) -> str | None:
+    def check(self, record: StepRecord) -> str | None:
         self.records.append(record)
-        if len(self.records) < self.span or record["step"] < self.quiet_until:
+        if len(self.records) < self.span or record.step < self.quiet_until:
             return None
-        steps = f"steps {self.records[0]['step']}-{record['step']}"
-        diverged = sum(r["diverged"] for r in self.records)
-        ended = sum(r["ended"] for r in self.records)
-        zero = sum(r["grad_norm"] == 0 for r in self.records)
+        steps = f"steps {self.records[0].step}-{record.step}"
+        diverged = sum(r.diverged for r in self.records)
+        ended = sum(r.ended for r in self.records)
+        zero = sum(r.grad_norm == 0 for r in self.records)
         message = None
         if diverged >= MIN_DIVERGED and diverged > ended / 2:
             message = (
@@ -160,5 +159,5 @@ class Watch:
                 "the region where perturbations change the loss (outer.learning_rate too large?)"
             )
         if message is not None:
-            self.quiet_until = record["step"] + self.span
+            self.quiet_until = record.step + self.span
         return message

@@ -23,7 +23,7 @@ import numpy as np
 from meta_train import metrics_log
 
 
-def read_metrics(run_dir: str | pathlib.Path) -> list[dict]:
+def read_metrics(run_dir: str | pathlib.Path) -> list[metrics_log.StepRecord]:
     """The records of ``run_dir/metrics.jsonl`` (``meta_train.metrics_log``: a half-written
     last line is skipped)."""
     path = pathlib.Path(run_dir) / "metrics.jsonl"
@@ -47,22 +47,22 @@ def plot(run_dir: str | pathlib.Path, window: int = 50) -> pathlib.Path:
     score first), the estimate's norm and inner steps/s, with a grey line where the task
     changed and a red dotted one where the run resumed; returns its path."""
     records = read_metrics(run_dir)
-    step = np.array([r["step"] for r in records])
-    loss = np.array([r["meta_loss"] for r in records], float)
+    step = np.array([r.step for r in records])
+    loss = np.array([r.meta_loss for r in records], float)
     fig, ax = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
     ax[0, 0].plot(step, loss, color="0.75", lw=0.6, label="per step")
     ax[0, 0].plot(step, _running_mean(loss, window), color="C0", label=f"mean of {window}")
     ax[0, 0].set(title="meta-loss", ylabel="meta-loss")
     ax[0, 0].legend()
-    valid = [r for r in records if "valid" in r]
+    valid = [r for r in records if r.valid is not None]
     if valid:
-        initial = [(r["step"] - 1, r["valid_initial"]) for r in records if "valid_initial" in r]
-        vs = [s for s, _ in initial] + [r["step"] for r in valid]
-        scores = [v for _, v in initial] + [r["valid"] for r in valid]
+        initial = [(r.step - 1, r.valid_initial) for r in records if r.valid_initial is not None]
+        vs = [s for s, _ in initial] + [r.step for r in valid]
+        scores = [v for _, v in initial] + [r.valid for r in valid]
         ax[0, 1].plot(vs, scores, "o-", color="C1", label="score")
         ax[0, 1].plot(
             vs[len(initial) :],
-            [r["valid_best"] for r in valid],
+            [r.valid_best for r in valid],
             "--",
             color="C2",
             label="best so far",
@@ -75,15 +75,13 @@ def plot(run_dir: str | pathlib.Path, window: int = 50) -> pathlib.Path:
     else:
         ax[0, 1].text(0.5, 0.5, "no meta-validation in this run", ha="center", va="center")
     ax[0, 1].set(title="meta-validation (lower is better)")
-    ax[1, 0].semilogy(step, [max(r["grad_norm"], 1e-12) for r in records], color="C3", lw=0.8)
+    ax[1, 0].semilogy(step, [max(r.grad_norm, 1e-12) for r in records], color="C3", lw=0.8)
     ax[1, 0].set(title="estimate norm", xlabel="outer step")
-    ax[1, 1].semilogy(
-        step, [max(r["inner_steps_per_s"], 1e-12) for r in records], color="C4", lw=0.8
-    )
+    ax[1, 1].semilogy(step, [max(r.inner_steps_per_s, 1e-12) for r in records], color="C4", lw=0.8)
     ax[1, 1].set(title="inner steps / s", xlabel="outer step")
     # Where the task changed (a new period) and where the run resumed, on every panel.
-    periods = [r["step"] for prev, r in itertools.pairwise(records) if r["task"] != prev["task"]]
-    resumes = [r["step"] - 0.5 for r in records if r.get("resumed")]
+    periods = [r.step for prev, r in itertools.pairwise(records) if r.task != prev.task]
+    resumes = [r.step - 0.5 for r in records if r.resumed]
     for a in ax.flat:
         for s in periods:
             a.axvline(s - 0.5, color="0.85", lw=0.5, zorder=0)

@@ -130,7 +130,7 @@ def metrics_path(cfg: MetaTrainConfig) -> pathlib.Path:
     return pathlib.Path(cfg.run_dir) / "metrics.jsonl"
 
 
-def history(cfg: MetaTrainConfig) -> list[dict[str, Any]]:
+def history(cfg: MetaTrainConfig) -> list[metrics_log.StepRecord]:
     """The records of ``metrics.jsonl``, one per outer step (``meta_train.metrics_log``)."""
     return metrics_log.read(metrics_path(cfg))
 
@@ -143,7 +143,10 @@ def export_init(cfg: MetaTrainConfig, theta: lopt.Theta) -> pathlib.Path:
 
 
 def export(
-    cfg: MetaTrainConfig, theta: lopt.Theta, best: Best | None, records: list[dict[str, Any]]
+    cfg: MetaTrainConfig,
+    theta: lopt.Theta,
+    best: Best | None,
+    records: list[metrics_log.StepRecord],
 ) -> tuple[pathlib.Path, pathlib.Path | None]:
     """Writes ``optimizer.lopt`` (``theta``) and, with ``best``, ``best.lopt``; each file's
     metadata holds the recipe, the horizons it was trained at, its outer steps and the mean
@@ -151,7 +154,7 @@ def export(
     ``metrics.jsonl``). Returns both paths (``None`` without best)."""
 
     def meta(steps: int) -> dict[str, Any]:
-        losses = [r["meta_loss"] for r in records if r["step"] <= steps]
+        losses = [r.meta_loss for r in records if r.step <= steps]
         schedule = cfg.estimator.schedule
         return {
             "recipe": to_dict(cfg),

@@ -28,6 +28,7 @@ from meta_train.config import MetaTrainConfig
 from meta_train.config_io import dump_config
 from meta_train.distributed import WorkerPool, ray_session
 from meta_train.learner import Learner, LearnerState, initial_theta
+from meta_train.metrics_log import StepRecord
 from meta_train.monitor import Progress, Watch, step_record
 from meta_train.stream import EstimateSource, InProcessSource, StreamSpec
 from meta_train.validation import Best, Score, Validator, held_out_tasks
@@ -37,7 +38,7 @@ from meta_train.watchdog import Watchdog
 @dataclasses.dataclass
 class MetaTrainResult:
     theta: lopt.Theta  # final meta-parameters
-    history: list[dict[str, Any]]  # one record per outer step (this process's steps)
+    history: list[StepRecord]  # one per outer step (this process's steps)
     run_dir: pathlib.Path
     checkpoint_dir: pathlib.Path
     export_path: pathlib.Path  # the frozen optimizer (lopt.load-able)
@@ -95,7 +96,7 @@ def meta_train(
         ...     "estimator.schedule={kind: constant, min_length: 40, max_length: 40}",
         ...     "num_steps=3", f"run_dir={tempfile.mkdtemp()}/run"])
         >>> result = meta_train(cfg, verbose=False)
-        >>> [r["step"] for r in result.history]
+        >>> [r.step for r in result.history]
         [1, 2, 3]
         >>> lopt.load(result.export_path).meta["outer_steps"]
         3
@@ -126,7 +127,7 @@ def meta_train(
             theta, best, first = _run(cfg, source, ckpt, resume, verbose, watchdog)
     records = run_dir_lib.history(cfg)
     export_path, best_path = run_dir_lib.export(cfg, theta, best, records)
-    history = [r for r in records if r["step"] > first]
+    history = [r for r in records if r.step > first]
     init_path = run_dir / "init.lopt"
     return MetaTrainResult(theta, history, run_dir, ckpt_dir, export_path, init_path, best_path)
 
@@ -192,16 +193,16 @@ def _run(
             source.publish(state.theta, int(state.version))
             done = time.perf_counter()
             extra = {"learner_seconds": done - learning, **learned, **source.info()}
-            record = step_record(step, estimates, done - began, **extra)
             if step == start + 1:
-                record |= opening
+                extra |= opening
+            record = step_record(step, estimates, done - began, **extra)
             last = step == cfg.num_steps
             if validate is not None and (step % cfg.validation.every == 0 or last):
                 with watchdog.watch(f"meta-validation after outer step {step}"):
                     best, valid = _validate(validate, best, step, state.theta)
-                record |= valid
+                record = dataclasses.replace(record, **valid)
             if (warning := watch.check(record)) is not None:
-                record["warning"] = warning
+                record = dataclasses.replace(record, warning=warning)
                 warnings.warn(f"meta-training: {warning}", RuntimeWarning, stacklevel=2)
             metrics_log.append(metrics, record)
             progress.update(record)

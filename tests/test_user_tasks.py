@@ -56,8 +56,8 @@ def test_meta_trains_resumes_and_benchmarks(tmp_path):
     saved = (run_dir / "config.yaml").read_text()
     assert "my_tasks:widths" in saved
     resumed = meta_train(cfg("num_steps=4"), resume=True, verbose=False)
-    assert [r["step"] for r in resumed.history] == [3, 4]
-    assert all(r["task"].startswith("blobs8-mlp") for r in resumed.history)
+    assert [r.step for r in resumed.history] == [3, 4]
+    assert all(r.task.startswith("blobs8-mlp") for r in resumed.history)
     with pytest.warns(UserWarning, match="runs of 20-20 steps; num_steps=200 is outside them"):
         report = compare.compare(
             [str(resumed.export_path), "my_tasks:sgd_cosine"],
@@ -88,14 +88,14 @@ def test_task_and_family_objects_meta_train_from_python_and_resume_only_from_pyt
     assert fixed.task.name is task and fixed.task.family is None
     assert fixed.task.describe() == "blobs8-mlp32"
     result = meta_train(fixed, verbose=False)
-    assert {r["task"] for r in result.history} == {"blobs8-mlp32"}
+    assert {r.task for r in result.history} == {"blobs8-mlp32"}
     saved = load_config(tmp_path / "fixed" / "config.yaml")  # what a new process would read
     assert saved.task.name == "Task('blobs8-mlp32')"
     with pytest.raises(ConfigError, match=r"task.name: Task\('blobs8-mlp32'\) was given as a Task"):
         meta_train(dataclasses.replace(saved, num_steps=4), resume=True, verbose=False)
     resumed = meta_train(dataclasses.replace(fixed, num_steps=4), resume=True, verbose=False)
-    assert [r["step"] for r in resumed.history] == [3, 4]
+    assert [r.step for r in resumed.history] == [3, 4]
     mixed = base.with_task(family)
     assert mixed.task.family is family and mixed.task.name is None
     result = meta_train(dataclasses.replace(mixed, run_dir=str(tmp_path / "fam")), verbose=False)
-    assert all(r["task"].startswith("blobs8-mlp") for r in result.history)
+    assert all(r.task.startswith("blobs8-mlp") for r in result.history)

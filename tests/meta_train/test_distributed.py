@@ -1,6 +1,5 @@
 """Meta-training on Ray workers: a real local Ray instance or a head started here (loopback)."""
 
-import json
 import os
 import pathlib
 import shutil
@@ -18,7 +17,8 @@ import pytest
 
 import lopt
 import tasks
-from meta_train import ConfigError, build_estimator, load_config, meta_train
+from bench.lab.perf.cluster import ENV, start_driver
+from meta_train import ConfigError, build_estimator, load_config, meta_train, metrics_log
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 RAY = pathlib.Path(sys.executable).parent / "ray"
@@ -41,11 +41,6 @@ def _cfg(run_dir, *extra):
     return load_config(None, [*HYPER, f"run_dir={run_dir}", *extra])
 
 
-def _records(run_dir):
-    lines = (pathlib.Path(run_dir) / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines]
-
-
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -62,13 +57,13 @@ def test_two_local_workers_learn(tmp_path):
     )
     result = meta_train(cfg, verbose=False)
     records = result.history
-    assert [r["step"] for r in records] == list(range(1, 41))
-    assert {w for r in records for w in r["workers"]} == {0, 1}
-    assert {d for r in records for d in r["devices"]} == {2}
-    assert all(r["used"] >= 2 for r in records)
+    assert [r.step for r in records] == list(range(1, 41))
+    assert {w for r in records for w in r.workers} == {0, 1}
+    assert {d for r in records for d in r.devices} == {2}
+    assert all(r.used >= 2 for r in records)
     # each estimate's time on its worker: within the step that waited for it (the first
     # compiles); a step of a synchronous round lasts as long as its slowest estimate
-    assert all(0 < s <= r["seconds"] for r in records for s in r["worker_seconds"])
+    assert all(0 < s <= r.seconds for r in records for s in r.worker_seconds)
     assert np.isfinite(result.theta["log_lr"])
     evaluate = jax.jit(
         build_estimator(
@@ -110,14 +105,14 @@ def test_population_slices_on_two_workers_give_the_streams_estimates(tmp_path):
         runs["particles"].theta["log_lr"], runs["streams"].theta["log_lr"], rtol=1e-5
     )
     for a, b in zip(streams, particles, strict=True):
-        np.testing.assert_allclose(b["meta_loss"], a["meta_loss"], rtol=1e-5)
-        assert (b["inner_steps"], b["resets"], b["estimates"]) == (
-            a["inner_steps"],
-            a["resets"],
-            a["estimates"],
+        np.testing.assert_allclose(b.meta_loss, a.meta_loss, rtol=1e-5)
+        assert (b.inner_steps, b.resets, b.estimates) == (
+            a.inner_steps,
+            a.resets,
+            a.estimates,
         )
-        assert sorted(a["workers"]) == [0, 1] and sorted(b["workers"]) == [0, 0, 1, 1]
-        assert b["windows"] == [b["step"] - 1] * 4
+        assert sorted(a.workers) == [0, 1] and sorted(b.workers) == [0, 0, 1, 1]
+        assert b.windows == [b.step - 1] * 4
     with pytest.raises(ConfigError, match="distributed.partition: must be one of"):
         _cfg(tmp_path, "distributed.partition=tensors")
     with pytest.raises(ConfigError, match="outer.max_staleness: must be 0 with"):
@@ -130,18 +125,12 @@ def test_population_slices_on_two_workers_give_the_streams_estimates(tmp_path):
 # both sides: whether `ray start` turns it on depends on whether this machine already has a
 # token, and Ray reads the mode once per process (see docs/meta_training.md on token authentication).
 # Every node stays on loopback (without the second variable Ray binds the machine's address).
-NO_AUTH = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+NO_AUTH = {**os.environ, **ENV}
 
 
 def _driver(head, *args, **popen):
-    return subprocess.Popen(
-        [sys.executable, "-m", "meta_train", "--quiet", "--ray-address", head, *HYPER, *args],
-        cwd=REPO,
-        env=NO_AUTH,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        **popen,
+    return start_driver(
+        head, "--quiet", *HYPER, *args, **{"cwd": REPO, "stdout": subprocess.DEVNULL, **popen}
     )
 
 
@@ -191,30 +180,17 @@ def _wait_for(condition, driver, what, timeout=300):
         time.sleep(0.02)
 
 
-def _try_records(run_dir):
+def _records(run_dir):
     """The complete records so far (none before the file exists; not a half-written line)."""
-    try:
-        lines = (pathlib.Path(run_dir) / "metrics.jsonl").read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    records = []
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:  # the last line, mid-write
-            break
-    return records
+    return metrics_log.read(pathlib.Path(run_dir) / "metrics.jsonl")
 
 
 def _windows_of_each_stream_once_in_order(records):
     """Every stream's windows reached the learner exactly once each, in order: a lost request
     was sent again and nothing was counted twice."""
-    for stream in {s for r in records for s in r["streams"]}:
+    for stream in {s for r in records for s in r.streams}:
         windows = [
-            w
-            for r in records
-            for s, w in zip(r["streams"], r["windows"], strict=True)
-            if s == stream
+            w for r in records for s, w in zip(r.streams, r.windows, strict=True) if s == stream
         ]
         assert windows == list(range(len(windows))), stream
 
@@ -224,23 +200,23 @@ def test_a_killed_worker_leaves_its_stream_to_the_other_and_rejoins(head, tmp_pa
     a request was lost), which then computes a stream again; Ctrl-C ends the run."""
     run_dir = tmp_path / "run"
     driver = _driver(head, f"run_dir={run_dir}", "num_steps=1000000")
-    _wait_for(lambda: len(_try_records(run_dir)) >= 3, driver, "3 outer steps")
-    killed = _try_records(run_dir)[-1]
-    os.kill(killed["pids"][0], signal.SIGKILL)
+    _wait_for(lambda: len(_records(run_dir)) >= 3, driver, "3 outer steps")
+    killed = _records(run_dir)[-1]
+    os.kill(killed.pids[0], signal.SIGKILL)
 
     def rejoined():
-        return [r for r in _try_records(run_dir) if r.get("worker_restarts")]
+        return [r for r in _records(run_dir) if r.worker_restarts]
 
     _wait_for(lambda: len(rejoined()) >= 3, driver, "3 steps after a restart")
     driver.send_signal(signal.SIGINT)
     assert driver.wait(timeout=60) == 130
-    records = _try_records(run_dir)
-    assert [r["step"] for r in records] == list(range(1, len(records) + 1))
+    records = _records(run_dir)
+    assert [r.step for r in records] == list(range(1, len(records) + 1))
     after = rejoined()[-1]
-    assert after["workers_live"] == 2 and sorted(after["workers"]) == [0, 1]
-    assert killed["pids"][0] not in after["pids"]  # replaced by a new process
+    assert after.workers_live == 2 and sorted(after.workers) == [0, 1]
+    assert killed.pids[0] not in after.pids  # replaced by a new process
     _windows_of_each_stream_once_in_order(records)
-    assert all(np.isfinite(r["meta_loss"]) for r in records)
+    assert all(np.isfinite(r.meta_loss) for r in records)
 
 
 def test_killed_driver_resumes_from_its_checkpoint(head, tmp_path):
@@ -280,9 +256,9 @@ def test_killed_driver_resumes_from_its_checkpoint(head, tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     records = _records(run_dir)
-    assert [r["step"] for r in records] == list(range(1, latest + 5))
+    assert [r.step for r in records] == list(range(1, latest + 5))
     # Every step applied at least one estimate; older ones were dropped and counted.
-    assert all(r["used"] >= 1 and r["used"] + r["stale"] == r["estimates"] for r in records)
+    assert all(r.used >= 1 and r.used + r.stale == r.estimates for r in records)
     assert np.isfinite(lopt.load(run_dir / "optimizer.lopt").theta["log_lr"])
 
 
@@ -301,9 +277,9 @@ def test_a_local_run_beside_a_running_cluster_rebuilds_a_user_task_on_its_worker
         f"distributed.worker_env={{PYTHONPATH: {examples}}}",
     )
     result = meta_train(cfg, verbose=False)
-    assert [r["step"] for r in result.history] == [1, 2]
-    assert {w for r in result.history for w in r["workers"]} == {0, 1}
-    assert {r["task"] for r in result.history} == {"blobs8-mlp32"}
+    assert [r.step for r in result.history] == [1, 2]
+    assert {w for r in result.history for w in r.workers} == {0, 1}
+    assert {r.task for r in result.history} == {"blobs8-mlp32"}
     assert lopt.load(result.export_path).meta["recipe"]["task"]["name"] == "my_tasks:blobs"
 
 

@@ -1,24 +1,21 @@
 """Meta-training on a Ray cluster whose nodes leave and join: a real multi-node Ray
 (``ray.cluster_utils.Cluster``, every node on 127.0.0.1), the driver a CLI subprocess."""
 
-import json
 import os
 import pathlib
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 from test_distributed import (
     HYPER,
-    NO_AUTH,
     REPO,
-    _try_records,
+    _records,
     _windows_of_each_stream_once_in_order,
 )
 
-from bench.lab.perf.cluster import simulated_cluster
+from bench.lab.perf.cluster import simulated_cluster, start_driver
 from meta_train.checkpoint import FILES, _check_manifest
 
 THREE = [*HYPER, "distributed.workers=3", "--quiet"]
@@ -32,22 +29,8 @@ def cluster():
 
 
 def _driver(cluster, run_dir, *args):
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "meta_train",
-            "--ray-address",
-            cluster.address,
-            *THREE,
-            f"run_dir={run_dir}",
-            *args,
-        ],
-        cwd=REPO,
-        env=NO_AUTH,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    return start_driver(
+        cluster.address, *THREE, f"run_dir={run_dir}", *args, cwd=REPO, stdout=subprocess.DEVNULL
     )
 
 
@@ -77,7 +60,7 @@ def _node_of(cluster, pid):
 
 
 def _more_records(run_dir, than):
-    records = _try_records(run_dir)
+    records = _records(run_dir)
     return records if len(records) > than else None
 
 
@@ -91,35 +74,35 @@ def test_a_run_goes_on_as_nodes_leave_and_join(cluster, tmp_path):
     driver = _driver(cluster, run_dir, "num_steps=1000000", "distributed.workers=4")
 
     def steps_where(condition, after=0):  # once there are 3
-        found = [r for r in _try_records(run_dir)[after:] if condition(r)]
+        found = [r for r in _records(run_dir)[after:] if condition(r)]
         return found if len(found) >= 3 else None
 
     started = _until(lambda: _more_records(run_dir, 2), driver, "3 outer steps")
-    assert {r["workers_live"] for r in started} == {3}
-    assert all(len(r["workers"]) == 4 for r in started)  # 4 streams on 3 workers
+    assert {r.workers_live for r in started} == {3}
+    assert all(len(r.workers) == 4 for r in started)  # 4 streams on 3 workers
     cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
-    grown = _until(lambda: steps_where(lambda r: len(set(r["workers"])) == 4), driver, "4")
-    lost = grown[-1]["workers"][0]
-    cluster.remove_node(_node_of(cluster, grown[-1]["pids"][0]))
-    removed, seen = time.monotonic(), len(_try_records(run_dir))
-    went_on = _until(lambda: steps_where(lambda r: r["workers_live"] == 3, seen), driver, "3 live")
+    grown = _until(lambda: steps_where(lambda r: len(set(r.workers)) == 4), driver, "4")
+    lost = grown[-1].workers[0]
+    cluster.remove_node(_node_of(cluster, grown[-1].pids[0]))
+    removed, seen = time.monotonic(), len(_records(run_dir))
+    went_on = _until(lambda: steps_where(lambda r: r.workers_live == 3, seen), driver, "3 live")
     assert time.monotonic() - removed < 30 + 5  # the target, and the polling's slack
-    assert {w for r in went_on for w in r["workers"]} == {0, 1, 2, 3} - {lost}
-    assert all(len(r["workers"]) == 4 for r in went_on)  # the lost stream goes on too
+    assert {w for r in went_on for w in r.workers} == {0, 1, 2, 3} - {lost}
+    assert all(len(r.workers) == 4 for r in went_on)  # the lost stream goes on too
     cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
-    back = went_on[-1]["step"]
+    back = went_on[-1].step
     joined = _until(
-        lambda: steps_where(lambda r: r["workers_live"] == 4, back), driver, "the rejoining"
-    )[0]["step"]
+        lambda: steps_where(lambda r: r.workers_live == 4, back), driver, "the rejoining"
+    )[0].step
     computing = _until(
-        lambda: steps_where(lambda r: lost in r["workers"], back), driver, "its estimate"
+        lambda: steps_where(lambda r: lost in r.workers, back), driver, "its estimate"
     )
-    assert computing[0]["step"] - joined <= 3
-    assert computing[0]["worker_restarts"] >= 1
+    assert computing[0].step - joined <= 3
+    assert computing[0].worker_restarts >= 1
     driver.send_signal(signal.SIGINT)
     assert driver.wait(timeout=60) == 130, driver.stderr.read()[-3000:]
-    records = _try_records(run_dir)
-    assert [r["step"] for r in records] == list(range(1, len(records) + 1))
+    records = _records(run_dir)
+    assert [r.step for r in records] == list(range(1, len(records) + 1))
     _windows_of_each_stream_once_in_order(records)
 
 
@@ -129,15 +112,15 @@ def test_a_node_lost_in_the_last_steps_does_not_hang_the_run(cluster, tmp_path):
     run_dir, steps = tmp_path / "run", 40
     driver = _driver(cluster, run_dir, f"num_steps={steps}")
     last = _until(lambda: _more_records(run_dir, steps - 6), driver, "the last steps")[-1]
-    os.kill(last["pids"][0], signal.SIGSTOP)
+    os.kill(last.pids[0], signal.SIGSTOP)
     time.sleep(1.0)  # the driver now waits for the stopped worker
-    waiting = len(_try_records(run_dir))
-    cluster.remove_node(_node_of(cluster, last["pids"][0]))
+    waiting = len(_records(run_dir))
+    cluster.remove_node(_node_of(cluster, last.pids[0]))
     assert driver.wait(timeout=60) == 0, driver.stderr.read()[-3000:]
-    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = _records(run_dir)
     assert waiting < steps, "the run ended before the node was removed"
-    assert [r["step"] for r in records] == list(range(1, steps + 1))
-    assert records[-1]["workers_live"] == 2
+    assert [r.step for r in records] == list(range(1, steps + 1))
+    assert records[-1].workers_live == 2
     _windows_of_each_stream_once_in_order(records)
 
 

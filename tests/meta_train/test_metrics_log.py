@@ -1,13 +1,19 @@
-"""metrics.jsonl: the documented fields, the one writer and the one (incremental) reader."""
+"""metrics.jsonl: the documented record, the one writer and the one (incremental) reader."""
 
+import dataclasses
 import json
 import pathlib
 
 import pytest
 
 from meta_train import metrics_log, reference
+from meta_train.metrics_log import StepRecord
 
-RECORD = {field: 0 for field in metrics_log.EVERY_STEP}
+RECORD = StepRecord(**{field: 0 for field in metrics_log.EVERY_STEP})
+
+
+def _line(record: StepRecord) -> str:
+    return record.to_json() + "\n"
 
 
 def test_the_docs_list_every_field():
@@ -15,37 +21,66 @@ def test_the_docs_list_every_field():
     assert docs.read_text() == reference.metrics_markdown(), (
         "run: python -m meta_train.reference metrics > docs/metrics.md"
     )
+    assert all(doc for doc in metrics_log.FIELDS.values())
+    assert (
+        metrics_log.EVERY_STEP[:2] == ("step", "meta_loss")
+        and "valid" not in metrics_log.EVERY_STEP
+    )
 
 
-def test_append_writes_documented_records_only(tmp_path):
+def test_a_record_round_trips_without_its_absent_fields(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    metrics_log.append(path, {**RECORD, "step": 1, "valid": 0.5})
-    assert json.loads(path.read_text()) == {**RECORD, "step": 1, "valid": 0.5}
-    with pytest.raises(ValueError, match=r"undocumented fields \['typo'\]"):
-        metrics_log.append(path, {**RECORD, "typo": 1})
-    with pytest.raises(ValueError, match=r"missing fields \['meta_loss'\]"):
-        metrics_log.append(path, {k: v for k, v in RECORD.items() if k != "meta_loss"})
-    assert len(metrics_log.read(path)) == 1
+    record = dataclasses.replace(RECORD, step=1, valid=0.5, valid_tasks={"a": 0.5}, workers=[0, 1])
+    metrics_log.append(path, record)
+    assert json.loads(path.read_text()) == {
+        **dict.fromkeys(metrics_log.EVERY_STEP, 0),
+        "step": 1,
+        "valid": 0.5,
+        "valid_tasks": {"a": 0.5},
+        "workers": [0, 1],
+    }
+    assert metrics_log.read(path) == [record]
+    with pytest.raises(TypeError, match="typo"):
+        StepRecord(**{field: 0 for field in metrics_log.EVERY_STEP}, typo=1)
+    with pytest.raises(TypeError, match="meta_loss"):
+        StepRecord(step=1)
+
+
+def test_the_reader_names_unknown_and_missing_fields(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    fields = json.loads(RECORD.to_json())
+    path.write_text(_line(RECORD) + json.dumps(fields | {"typo": 1}) + "\n")
+    with pytest.raises(ValueError, match=r"line 2: .*unknown fields \['typo'\]"):
+        metrics_log.read(path)
+    del fields["grad_norm"]
+    path.write_text(json.dumps(fields) + "\n")
+    with pytest.raises(ValueError, match=r"line 1: .*missing fields \['grad_norm'\]"):
+        metrics_log.read(path)
+    path.write_text("[1, 2]\n")
+    with pytest.raises(ValueError, match=r"line 1: .*a JSON object was expected, not list"):
+        metrics_log.read(path)
 
 
 def test_the_reader_follows_a_file_being_written(tmp_path):
     path = tmp_path / "metrics.jsonl"
     log = metrics_log.MetricsLog(path)
     assert log.read() == []  # not written yet
-    path.write_text('{"step": 1}\n{"step": 2, "meta_lo')  # the second line half-written
-    assert log.read() == [{"step": 1}]
+    one, two = (dataclasses.replace(RECORD, step=s) for s in (1, 2))
+    path.write_text(_line(one) + _line(two)[:20])  # the second line half-written
+    assert log.read() == [one]
     with path.open("a") as f:
-        f.write('ss": 0.5}\n')
-    assert log.read() == [{"step": 1}, {"step": 2, "meta_loss": 0.5}]
-    path.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
+        f.write(_line(two)[20:])
+    assert log.read() == [one, two]
+    path.write_text(_line(one) + "not json\n" + _line(two))
     with pytest.raises(ValueError, match=r"metrics.jsonl, line 2: not a metrics record"):
         metrics_log.read(path)
 
 
 def test_truncate_keeps_the_records_up_to_the_checkpoint(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"step": 4, "x')
+    records = [dataclasses.replace(RECORD, step=s) for s in (1, 2, 3, 4)]
+    path.write_text("".join(map(_line, records))[:-5])  # the last line cut short
     metrics_log.truncate(path, 2)
-    assert metrics_log.read(path) == [{"step": 1}, {"step": 2}]
+    assert metrics_log.read(path) == records[:2]
     metrics_log.truncate(tmp_path / "none.jsonl", 2)  # nothing to truncate
     assert not (tmp_path / "none.jsonl").exists()

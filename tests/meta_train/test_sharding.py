@@ -43,8 +43,8 @@ SCRIPT = textwrap.dedent(
         one = meta_train(load_config(None, [*tiny, f"run_dir={d}/one"]), verbose=False, devices=jax.local_devices()[:1])
     for a, b in zip(jax.tree.leaves(many.theta), jax.tree.leaves(one.theta), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-    assert [r["devices"] for r in many.history] == [[4]] * 3
-    assert [r["devices"] for r in one.history] == [[1]] * 3
+    assert [r.devices for r in many.history] == [[4]] * 3
+    assert [r.devices for r in one.history] == [[1]] * 3
     print("OK")
     """
 )

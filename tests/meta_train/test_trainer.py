@@ -1,5 +1,6 @@
 """The trainer end to end: determinism, exact resume, outputs, errors, and the CLI."""
 
+import dataclasses
 import errno
 import inspect
 import json
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 import lopt
-from meta_train import initial_theta, meta_train, monitor, plot
+from meta_train import initial_theta, meta_train, metrics_log, monitor, plot
 from meta_train.__main__ import main as cli_main
 from meta_train.checkpoint import FILES, Checkpointer, CheckpointError
 from meta_train.config_io import load_config
@@ -43,6 +44,9 @@ def _cfg(run_dir, *extra):
     return load_config(None, [*TINY, f"run_dir={run_dir}", *extra])
 
 
+ZEROS = metrics_log.StepRecord(**dict.fromkeys(metrics_log.EVERY_STEP, 0))  # a record to vary
+
+
 def _leaves(theta):
     return [np.asarray(x) for x in jax.tree.leaves(theta)]
 
@@ -55,15 +59,14 @@ def full_run(tmp_path_factory):
 
 def test_outputs(full_run):
     _, result = full_run
-    records = [
-        json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()
-    ]
-    assert [r["step"] for r in records] == list(range(1, 7))
-    for key in ("meta_loss", "grad_norm", "inner_steps_per_s", "staleness", "diverged", "task"):
-        assert key in records[0]
-    assert all(np.isfinite(r["meta_loss"]) for r in records)
+    path = result.run_dir / "metrics.jsonl"
+    records = metrics_log.read(path)
+    assert records == result.history
+    assert [r.step for r in records] == list(range(1, 7))
+    assert set(json.loads(path.read_text().splitlines()[0])) >= set(metrics_log.EVERY_STEP)
+    assert all(np.isfinite(r.meta_loss) for r in records)
     # The first step compiles the task's estimator; the later ones (same task) reuse it.
-    compiling = [r["compile_seconds"] for r in records]
+    compiling = [r.compile_seconds for r in records]
     assert compiling[0] > 0.1 and max(compiling[1:]) < 0.05 * compiling[0], compiling
     frozen = lopt.load(result.export_path)
     assert frozen.meta["recipe"]["task"]["name"] == "quadratic"
@@ -108,15 +111,14 @@ def test_resume_continues_exactly(full_run, tmp_path, capsys):
     # Simulate a crash after step 4's checkpoint... plus a stray metrics line from a step 5
     # that was never checkpointed: it must not survive the resume.
     with (run_dir / "metrics.jsonl").open("a") as f:
-        f.write(json.dumps({"step": 5, "meta_loss": 123.0}) + "\n" + '{"step": 6, "meta_lo')
+        stray = dataclasses.replace(result.history[-1], step=5, meta_loss=123.0)
+        f.write(stray.to_json() + "\n" + '{"step": 6, "meta_lo')
     resumed = meta_train(_cfg(run_dir.absolute() / "."), resume=True)
     assert "resumed from the checkpoint of outer step 4 of 6" in capsys.readouterr().out
     for a, b in zip(_leaves(result.theta), _leaves(resumed.theta), strict=True):
         np.testing.assert_array_equal(a, b)
-    steps = [
-        json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-    ]
-    assert steps == list(range(1, 7))
+    records = metrics_log.read(run_dir / "metrics.jsonl")
+    assert [r.step for r in records] == list(range(1, 7)) and stray not in records
 
 
 def _damage(checkpoint: pathlib.Path) -> None:
@@ -134,7 +136,7 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_the_one_before_resumed(ful
         resumed = meta_train(_cfg(run_dir), resume=True, verbose=False)
     for a, b in zip(_leaves(result.theta), _leaves(resumed.theta), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert [r["step"] for r in resumed.history] == [5, 6]
+    assert [r.step for r in resumed.history] == [5, 6]
     assert (run_dir / "checkpoints-damaged" / "6").is_dir()
     _damage(run_dir / "checkpoints" / "6")  # the same step, damaged again
     with pytest.warns(UserWarning, match=r"moved it to .*checkpoints-damaged/6\.1 "):
@@ -192,7 +194,7 @@ def test_changed_checkpoint_arrays_are_found_and_the_one_before_resumed(full_run
         UserWarning, match=r"checkpoint 6 cannot be restored \(.*arrays changed.*checkpoint 4"
     ):
         resumed = meta_train(_cfg(run_dir), resume=True, verbose=False)
-    assert [r["step"] for r in resumed.history] == [5, 6]
+    assert [r.step for r in resumed.history] == [5, 6]
     for a, b in zip(_leaves(result.theta), _leaves(resumed.theta), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -209,14 +211,14 @@ def test_runs_that_stop_learning_are_reported(tmp_path, override, message):
         result = meta_train(
             _cfg(tmp_path, override, "num_steps=24", "checkpoint_every=24"), verbose=False
         )
-    warned = [r for r in result.history if "warning" in r]
-    assert len(warned) == 1 and re.search(message, warned[0]["warning"]), warned
+    warned = [r for r in result.history if r.warning is not None]
+    assert len(warned) == 1 and re.search(message, warned[0].warning), warned
 
 
 def test_the_watch_ignores_rare_divergence_and_fresh_populations():
     """FullES ends every episode in every window (ended = N, resets = 0): one divergence in
     20 steps is no trend there, nor two of two episodes ended at long horizons."""
-    record = lambda step, **kw: {"step": step, "grad_norm": 1.0, "resets": 0, **kw}
+    record = lambda step, **kw: dataclasses.replace(ZEROS, step=step, grad_norm=1.0, **kw)
     watch = monitor.Watch()
     healthy = [record(t, diverged=int(t == 5), ended=16) for t in range(1, 41)]
     assert all(watch.check(r) is None for r in healthy)
@@ -305,7 +307,7 @@ def test_a_run_directory_has_one_writer_and_a_dead_writer_never_blocks(tmp_path,
     assert proc.poll() is None and (run_dir / "config.yaml").read_text() == config
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
-    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    steps = [r.step for r in metrics_log.read(metrics)]
     assert steps == list(range(1, len(steps) + 1))  # one writer: no interleaving
     saved = max(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
     resumed = meta_train(
@@ -313,7 +315,7 @@ def test_a_run_directory_has_one_writer_and_a_dead_writer_never_blocks(tmp_path,
         resume=True,
         verbose=False,
     )
-    assert [r["step"] for r in resumed.history] == [saved + 1, saved + 2]
+    assert [r.step for r in resumed.history] == [saved + 1, saved + 2]
 
 
 def test_ctrl_c_prints_one_line_naming_the_checkpoint_to_resume_from(tmp_path):
@@ -426,10 +428,10 @@ def test_family_structures_resample_and_resume_across_them(tmp_path):
         "validation={every: 2, members: 2, horizon: 10, particles: 2}",
     ]
     full = meta_train(_cfg(tmp_path / "full", *family), verbose=False)
-    names = [r["task"] for r in full.history]
+    names = [r.task for r in full.history]
     assert names[0] == names[1] and names[2] == names[3] and names[1] != names[2], names
-    assert all(np.isfinite(r["meta_loss"]) for r in full.history)
-    assert [r["step"] for r in full.history if "valid" in r] == [2, 4]
+    assert all(np.isfinite(r.meta_loss) for r in full.history)
+    assert [r.step for r in full.history if r.valid is not None] == [2, 4]
 
     cfg = _cfg(tmp_path / "full", *family)
     lo = cfg.optimizer.build()
@@ -438,9 +440,9 @@ def test_family_structures_resample_and_resume_across_them(tmp_path):
     validate = Validator(cfg.validation, held_out, lo, cfg.meta_loss)
     scores = {0: validate(initial_theta(lo, cfg.seed)).mean}
     # The initial theta's score is in the run's first record (and in its plot).
-    np.testing.assert_allclose(full.history[0]["valid_initial"], scores[0], rtol=1e-6)
-    assert "valid_initial" not in full.history[1]
-    scores |= {r["step"]: r["valid"] for r in full.history if "valid" in r}
+    np.testing.assert_allclose(full.history[0].valid_initial, scores[0], rtol=1e-6)
+    assert full.history[1].valid_initial is None
+    scores |= {r.step: r.valid for r in full.history if r.valid is not None}
     best_step = min(scores, key=scores.get)
     best = lopt.load(full.best_path)
     assert best.meta["validation"]["step"] == best_step
@@ -457,8 +459,8 @@ def test_family_structures_resample_and_resume_across_them(tmp_path):
         np.testing.assert_array_equal(a, b)
     assert lopt.load(resumed.best_path).meta["validation"] == best.meta["validation"]
     # The records say where the run resumed; the plot marks it and the task changes.
-    assert [r.get("resumed", False) for r in resumed.history] == [True, False]
-    assert "valid_initial" not in resumed.history[0]  # scored before the interruption
+    assert [r.resumed for r in resumed.history] == [True, None]
+    assert resumed.history[0].valid_initial is None  # scored before the interruption
     assert plot.main([str(run_dir)]) == 0 and (run_dir / "metrics.png").stat().st_size > 10_000
 
 
@@ -478,15 +480,14 @@ def test_plot_of_a_run(full_run, tmp_path, capsys):
 def test_the_progress_line_says_how_many_workers_are_live_and_how_busy_they_were(capsys):
     """Over the line's steps: the workers' computing seconds ÷ (workers × the steps' seconds);
     nothing of the kind for a run without workers."""
-    record = {"meta_loss": 0.0, "compile_seconds": 0.0, "grad_norm": 1.0, "task": "t"}
-    record |= {"inner_steps_per_s": 1.0, "seconds": 1.0}
+    record = dataclasses.replace(ZEROS, grad_norm=1.0, task="t", inner_steps_per_s=1, seconds=1)
     progress = monitor.Progress(total=2, start=0, every=2, enabled=True)
     for step in (1, 2):  # worker 0 computes the whole step, worker 1 half of it
         workers = {"worker_seconds": [1.0, 0.5], "workers": [1, 0], "workers_live": 2}
-        progress.update({**record, "step": step, **workers})
+        progress.update(dataclasses.replace(record, step=step, **workers))
     assert "workers 2, busy 75%" in capsys.readouterr().out
     progress = monitor.Progress(total=2, start=0, every=2, enabled=True)
     for step in (1, 2):
-        progress.update({**record, "step": step})
+        progress.update(dataclasses.replace(record, step=step))
     line = capsys.readouterr().out
     assert "step      2/2" in line and "busy" not in line

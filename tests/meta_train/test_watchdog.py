@@ -2,7 +2,6 @@
 meta-training run whose computation wedges ends with one line and resumes from its
 checkpoint."""
 
-import json
 import os
 import pathlib
 import subprocess
@@ -14,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from meta_train import metrics_log
 from meta_train.watchdog import Watchdog, cpu_seconds
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -128,12 +128,12 @@ def test_a_wedged_run_stops_with_one_line_and_resumes_from_its_checkpoint(tmp_pa
     assert len(lines) == 1 and lines[0].startswith("error: meta-training stalled: the estimate")
     step = int(lines[0].split("outer step ")[1].split()[0])
     assert 2 <= step <= 12 and "(wedge)" in lines[0] and f"--resume {run_dir}" in lines[0]
-    done = [json.loads(r)["step"] for r in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    done = [r.step for r in metrics_log.read(run_dir / "metrics.jsonl")]
     assert done == list(range(1, step))
     assert time.monotonic() - began < 120
     resumed = run("--resume", str(run_dir))
     assert resumed.returncode == 0, resumed.stderr
-    done = [json.loads(r)["step"] for r in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    done = [r.step for r in metrics_log.read(run_dir / "metrics.jsonl")]
     assert done == list(range(1, 13))
 
 
@@ -164,8 +164,8 @@ def test_a_wedged_ray_worker_is_restarted_and_the_run_goes_on(tmp_path, monkeypa
         ],
     )
     result = meta_train(cfg, verbose=False)
-    assert [r["step"] for r in result.history] == list(range(1, 9))
-    assert result.history[-1]["worker_restarts"] >= 1
+    assert [r.step for r in result.history] == list(range(1, 9))
+    assert result.history[-1].worker_restarts >= 1
 
 
 def test_the_program_on_which_xla_wedged_runs():

@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from meta_train.metrics_log import MetricsLog
+from meta_train.metrics_log import MetricsLog, StepRecord
 
 CHEAP = [  # about 50 outer steps a second on 4 nodes (185 on one: an estimate per step)
     "optimizer.architecture=HyperAdam",
@@ -49,6 +49,17 @@ CHEAP = [  # about 50 outer steps a second on 4 nodes (185 on one: an estimate p
 ]
 ENV = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 LOOPBACK = {"node_ip_address": "127.0.0.1"}
+
+
+def start_driver(address: str, *args: str, **popen) -> subprocess.Popen:
+    """``python -m meta_train --ray-address address *args`` in a new process, which joins the
+    cluster as ``ENV`` says (loopback, no token); its stdout and stderr are text pipes unless
+    ``popen`` (``subprocess.Popen``'s keywords) says otherwise."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "meta_train", "--ray-address", address, *args],
+        env={**os.environ, **ENV},
+        **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen},
+    )
 
 
 @contextlib.contextmanager
@@ -100,17 +111,14 @@ def _schedule(seed: int, steps: int, events: int, nodes: int) -> list[tuple[int,
     return out
 
 
-def _check(records: list[dict], steps: int) -> tuple[int, int]:
+def _check(records: list[StepRecord], steps: int) -> tuple[int, int]:
     """(steps lost, steps or windows duplicated) in a finished run's records."""
-    seen = [r["step"] for r in records]
+    seen = [r.step for r in records]
     lost = len(set(range(1, steps + 1)) - set(seen))
     duplicated = len(seen) - len(set(seen))
-    for stream in {s for r in records for s in r["streams"]}:
+    for stream in {s for r in records for s in r.streams}:
         windows = [
-            w
-            for r in records
-            for s, w in zip(r["streams"], r["windows"], strict=True)
-            if s == stream
+            w for r in records for s, w in zip(r.streams, r.windows, strict=True) if s == stream
         ]
         duplicated += len(windows) - len(set(windows))
         lost += max(windows) + 1 - len(set(windows))
@@ -122,22 +130,7 @@ def _run(nodes: int, steps: int, plan: list[tuple[int, str]], hang_after: float,
     with simulated_cluster(nodes) as cluster, tempfile.TemporaryDirectory() as tmp:
         run_dir = pathlib.Path(tmp) / "run"
         args = [*CHEAP, f"distributed.workers={nodes}", f"num_steps={steps}", *overrides]
-        driver = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "meta_train",
-                "--ray-address",
-                cluster.address,
-                *args,
-                f"run_dir={run_dir}",
-                f"log_every={steps}",
-            ],
-            env={**os.environ, **ENV},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        driver = start_driver(cluster.address, *args, f"run_dir={run_dir}", f"log_every={steps}")
         said: list[tuple[float, str]] = []  # (when, a line of the driver's): its notes
         errors: list[tuple[float, str]] = []  # drained as they come: a full pipe would block
         for stream, lines in ((driver.stdout, said), (driver.stderr, errors)):
@@ -153,13 +146,13 @@ def _run(nodes: int, steps: int, plan: list[tuple[int, str]], hang_after: float,
         while driver.poll() is None:
             now = time.monotonic()
             records = metrics.read()
-            new = [r["step"] for r in records if r["step"] not in arrived]
+            new = [r.step for r in records if r.step not in arrived]
             arrived.update(dict.fromkeys(new, now))
             last_seen = now if new else last_seen
             if now >= next_sample and (rss := _rss_mib(driver.pid)) is not None:
                 memory.append((len(arrived), rss))
                 next_sample = now + 0.5
-            if todo and records and records[-1]["step"] >= todo[0][0]:
+            if todo and records and records[-1].step >= todo[0][0]:
                 step, kind = todo.pop(0)
                 events.append(_event(cluster, kind, step, now, records[-1]))
             if now - last_seen > hang_after:
@@ -186,7 +179,7 @@ def _run(nodes: int, steps: int, plan: list[tuple[int, str]], hang_after: float,
         "error": error.splitlines()[-1] if error else "",
         "seconds": wall,
         # from the first step to the last, as this process saw them (not the start-up)
-        "estimates_per_s": sum(r["estimates"] for r in records[1:]) / (times[-1] - times[0]),
+        "estimates_per_s": sum(r.estimates for r in records[1:]) / (times[-1] - times[0]),
         "steps_lost": lost,
         "steps_duplicated": duplicated,
         "longest_gap_s": max((b - a for a, b in itertools.pairwise(times)), default=0),
@@ -206,12 +199,12 @@ def _parent(pid: int) -> int | None:
     return None
 
 
-def _event(cluster, kind: str, step: int, now: float, last: dict) -> dict:
+def _event(cluster, kind: str, step: int, now: float, last: StepRecord) -> dict:
     """Removes a random node among those running a worker of the last step (any node if
     none does), or adds one; what the driver must then react to."""
     if kind == "remove":
         nodes = sorted(cluster.worker_nodes, key=lambda n: n.node_id)
-        parents = {_parent(pid): w for pid, w in zip(last["pids"], last["workers"], strict=True)}
+        parents = {_parent(pid): w for pid, w in zip(last.pids, last.workers, strict=True)}
         busy = [n for n in nodes if n.all_processes["raylet"][0].process.pid in parents]
         node = random.Random(step).choice(busy or nodes)
         worker = parents.get(node.all_processes["raylet"][0].process.pid)
@@ -219,12 +212,15 @@ def _event(cluster, kind: str, step: int, now: float, last: dict) -> dict:
     else:
         worker = None
         cluster.add_node(num_cpus=1, **LOOPBACK)
-    event = {"kind": kind, "at_step": last["step"], "time": now, "live": last["workers_live"]}
+    event = {"kind": kind, "at_step": last.step, "time": now, "live": last.workers_live}
     return event | ({"worker": worker} if kind == "remove" else {})
 
 
 def _settle(
-    event: dict, records: list[dict], arrived: dict[int, float], said: list[tuple[float, str]]
+    event: dict,
+    records: list[StepRecord],
+    arrived: dict[int, float],
+    said: list[tuple[float, str]],
 ) -> None:
     """How long after ``event`` the driver saw it. A removal: its note that the node's
     worker left, or (when Ray restarted the worker elsewhere before its next request) the
@@ -232,28 +228,28 @@ def _settle(
     answer of a worker absent at the event, and the steps from the worker's joining (live
     workers growing) to that answer."""
     at, start = event["at_step"], event.pop("time")
-    before = records[at - 1] if at <= len(records) else {"workers": [], "pids": []}
+    workers, pids = (
+        (records[at - 1].workers, records[at - 1].pids) if at <= len(records) else ([], [])
+    )
     later = records[at:]
     seen_at = None
     if event["kind"] == "remove" and event["worker"] is not None:
         k = event["worker"]
-        old = {p for p, w in zip(before["pids"], before["workers"], strict=True) if w == k}
+        old = {p for p, w in zip(pids, workers, strict=True) if w == k}
         note = f"Ray worker {k} left"
         left = [t for t, line in said if t >= start and line.startswith(note)]
         moved = [
-            arrived[r["step"]]
+            arrived[r.step]
             for r in later
-            if any(w == k and p not in old for p, w in zip(r["pids"], r["workers"], strict=True))
+            if any(w == k and p not in old for p, w in zip(r.pids, r.workers, strict=True))
         ]
         seen_at = min([*left[:1], *moved[:1]], default=None)
     elif event["kind"] == "add":
-        seen = next((r for r in later if set(r["workers"]) - set(before["workers"])), None)
+        seen = next((r for r in later if set(r.workers) - set(workers)), None)
         pairs = zip(records[at - 1 :], later, strict=False)  # (previous, record)
-        joined = next((r for p, r in pairs if r["workers_live"] > p["workers_live"]), None)
-        event["computing_after_join_steps"] = (
-            seen["step"] - joined["step"] if seen and joined else None
-        )
-        seen_at = arrived[seen["step"]] if seen else None
+        joined = next((r for p, r in pairs if r.workers_live > p.workers_live), None)
+        event["computing_after_join_steps"] = seen.step - joined.step if seen and joined else None
+        seen_at = arrived[seen.step] if seen else None
     event["noticed_after_s"] = seen_at - start if seen_at is not None else None
     event["noticed_after_steps"] = (
         sum(start < t <= seen_at for t in arrived.values()) if seen_at is not None else None

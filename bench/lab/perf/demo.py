@@ -51,7 +51,7 @@ def bench_demo(overrides=(), command: str = "python -m bench perf demo") -> list
         phase("benchmark", lambda: demo.benchmark(paths, suite, cfg.distributed, out, command))
     both = {k: sum(r[k] for r in rows) for k in ("seconds", "cpu_seconds")}
     rows.append({"phase": "both", **both})
-    rows[0]["compile_worker_seconds"] = sum(s["compile_seconds"] for s in steps)
+    rows[0]["compile_worker_seconds"] = sum(s.compile_seconds for s in steps)
     for row in rows:
         row |= {
             "cores": cores,

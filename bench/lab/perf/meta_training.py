@@ -167,11 +167,11 @@ def _throughput(cfg, warmup: int) -> dict:
     with tempfile.TemporaryDirectory() as run_dir:
         cfg = dataclasses.replace(cfg, run_dir=run_dir)
         records = meta_train(cfg, verbose=False).history[warmup:]
-    seconds = sum(r["seconds"] for r in records)
+    seconds = sum(r.seconds for r in records)
     return {
-        "estimates_per_s": sum(r["estimates"] for r in records) / seconds,
-        "learner_share": sum(r["learner_seconds"] for r in records) / seconds,
-        "stale": sum(r["stale"] for r in records),
+        "estimates_per_s": sum(r.estimates for r in records) / seconds,
+        "learner_share": sum(r.learner_seconds for r in records) / seconds,
+        "stale": sum(r.stale for r in records),
     }
 
 
@@ -271,17 +271,16 @@ def bench_partition(steps: int = 300, overrides=()) -> list[dict]:
     rows = []
     for partition, (seconds, result) in runs.items():
         records = result.history
-        busy = sum(sum(r["worker_seconds"]) for r in records)
+        busy = sum(sum(r.worker_seconds) for r in records)
         rows.append(
             {
                 "partition": partition,
                 "steps": steps,
                 "seconds": seconds,
                 "ratio_to_streams": seconds / runs["streams"][0],
-                "workers_busy": busy
-                / (cfg.distributed.workers * sum(r["seconds"] for r in records)),
-                "compile_seconds": sum(r["compile_seconds"] for r in records),
-                "final_meta_loss": records[-1]["meta_loss"],
+                "workers_busy": busy / (cfg.distributed.workers * sum(r.seconds for r in records)),
+                "compile_seconds": sum(r.compile_seconds for r in records),
+                "final_meta_loss": records[-1].meta_loss,
             }
         )
     thetas = [jax.tree.leaves(result.theta) for _, result in runs.values()]
