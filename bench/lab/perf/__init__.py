@@ -58,77 +58,67 @@ def parser(prog: str = "python -m bench perf") -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p_update = sub.add_parser("update", help="learned-optimizer update cost relative to Adam")
-    p_update.add_argument(
-        "--sizes", default=",".join(SIZES), help=f"comma-separated, of {list(SIZES)}"
+
+    def command(name: str, summary: str, rounds: int | None = None, overrides: bool = False):
+        """A subcommand writing ``perf-<name>.json``, timed over ``rounds`` rounds if given,
+        taking meta_train config ``overrides`` if asked."""
+        p = sub.add_parser(name, help=summary)
+        p.add_argument("--out", default=f"perf-{name}.json")
+        if rounds is not None:
+            p.add_argument("--rounds", type=int, default=rounds)
+        if overrides:
+            p.add_argument("overrides", nargs="*", help="meta_train config overrides")
+        return p
+
+    p = command("update", "learned-optimizer update cost relative to Adam", rounds=7)
+    p.add_argument("--sizes", default=",".join(SIZES), help=f"comma-separated, of {list(SIZES)}")
+    p = command("unroll", "meta-training unroll throughput relative to SGD", rounds=7)
+    p.add_argument("--tasks", default="mlp-digits,mlp-mnist1d,autoencoder-digits,conv-digits")
+    p = command("sweep", "vmapped lr sweep relative to one run at a time", rounds=3)
+    p.add_argument("--task", default="mlp-digits")
+    p.add_argument("--steps", type=int, default=200)
+    p = command(
+        "scaling", "meta-training throughput on 1, 2, ... Ray workers", rounds=3, overrides=True
     )
-    p_update.add_argument("--rounds", type=int, default=7)
-    p_update.add_argument("--out", default="perf-update.json")
-    p_unroll = sub.add_parser("unroll", help="meta-training unroll throughput relative to SGD")
-    p_unroll.add_argument(
-        "--tasks", default="mlp-digits,mlp-mnist1d,autoencoder-digits,conv-digits"
+    p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    p.add_argument("--steps", type=int, default=100, help="timed outer steps per run")
+    p.add_argument("--warmup", type=int, default=20, help="untimed first steps")
+    p = command("compile", "seconds to compile a meta-training window", rounds=3)
+    p.add_argument("--tasks", default="mlp-digits,conv-digits")
+    p = command(
+        "steps", "time per training step on a suite's tasks relative to optax Muon", rounds=5
     )
-    p_unroll.add_argument("--rounds", type=int, default=7)
-    p_unroll.add_argument("--out", default="perf-unroll.json")
-    p_sweep = sub.add_parser("sweep", help="vmapped lr sweep relative to one run at a time")
-    p_sweep.add_argument("--task", default="mlp-digits")
-    p_sweep.add_argument("--steps", type=int, default=200)
-    p_sweep.add_argument("--rounds", type=int, default=3)
-    p_sweep.add_argument("--out", default="perf-sweep.json")
-    p_scaling = sub.add_parser("scaling", help="meta-training throughput on 1, 2, ... Ray workers")
-    p_scaling.add_argument("--workers", default="1,2", help="comma-separated worker counts")
-    p_scaling.add_argument("--rounds", type=int, default=3)
-    p_scaling.add_argument("--steps", type=int, default=100, help="timed outer steps per run")
-    p_scaling.add_argument("--warmup", type=int, default=20, help="untimed first steps")
-    p_scaling.add_argument("--out", default="perf-scaling.json")
-    p_scaling.add_argument("overrides", nargs="*", help="meta_train config overrides")
-    p_compile = sub.add_parser("compile", help="seconds to compile a meta-training window")
-    p_compile.add_argument("--tasks", default="mlp-digits,conv-digits")
-    p_compile.add_argument("--rounds", type=int, default=3)
-    p_compile.add_argument("--out", default="perf-compile.json")
-    p_steps = sub.add_parser(
-        "steps", help="time per training step on a suite's tasks relative to optax Muon"
-    )
-    p_steps.add_argument("--suite", default="heldout")
-    p_steps.add_argument(
+    p.add_argument("--suite", default="heldout")
+    p.add_argument(
         "--optimizer",
         action="append",
         help="as bench compare takes (repeatable; default: LearnedMuon's variants at init)",
     )
-    p_steps.add_argument("--reference", default="muon-cosine-default")
-    p_steps.add_argument("--steps", type=int, default=100, help="steps per timed run")
-    p_steps.add_argument("--rounds", type=int, default=5)
-    p_steps.add_argument("--out", default="perf-steps.json")
-    p_compare = sub.add_parser(
-        "compare", help="make demo's benchmark on Ray workers relative to in-process"
-    )
-    p_compare.add_argument("--suite", default="indist")
-    p_compare.add_argument(
+    p.add_argument("--reference", default="muon-cosine-default")
+    p.add_argument("--steps", type=int, default=100, help="steps per timed run")
+    p = command("compare", "make demo's benchmark on Ray workers relative to in-process")
+    p.add_argument("--suite", default="indist")
+    p.add_argument(
         "--optimizer",
         action="append",
         help="a .lopt file or pretrained name (repeatable; default: mlplopt-mix)",
     )
-    p_compare.add_argument("--workers", type=int, default=2)
-    p_compare.add_argument("--out", default="perf-compare.json")
-    p_partition = sub.add_parser(
-        "partition", help="the demo's meta-training split by particles relative to by streams"
+    p.add_argument("--workers", type=int, default=2)
+    p = command(
+        "partition",
+        "the demo's meta-training split by particles relative to by streams",
+        overrides=True,
     )
-    p_partition.add_argument("--steps", type=int, default=300)
-    p_partition.add_argument("--out", default="perf-partition.json")
-    p_partition.add_argument("overrides", nargs="*", help="meta_train config overrides")
-    p_demo = sub.add_parser("demo", help="make demo's wall time against its CPU time, per phase")
-    p_demo.add_argument("--out", default="perf-demo.json")
-    p_demo.add_argument("overrides", nargs="*", help="meta_train config overrides")
-    p_soak = sub.add_parser(
-        "soak", help="meta-training on nodes that leave and join relative to one node"
+    p.add_argument("--steps", type=int, default=300)
+    command("demo", "make demo's wall time against its CPU time, per phase", overrides=True)
+    p = command(
+        "soak", "meta-training on nodes that leave and join relative to one node", overrides=True
     )
-    p_soak.add_argument("--nodes", type=int, default=4, help="simulated nodes, 1 worker each")
-    p_soak.add_argument("--steps", type=int, default=2000, help="outer steps per run")
-    p_soak.add_argument("--events", type=int, default=6, help="removals and additions per run")
-    p_soak.add_argument("--schedules", type=int, default=1, help="runs, each its own events")
-    p_soak.add_argument("--seed", type=int, default=0, help="the first schedule's seed")
-    p_soak.add_argument("--out", default="perf-soak.json")
-    p_soak.add_argument("overrides", nargs="*", help="meta_train config overrides")
+    p.add_argument("--nodes", type=int, default=4, help="simulated nodes, 1 worker each")
+    p.add_argument("--steps", type=int, default=2000, help="outer steps per run")
+    p.add_argument("--events", type=int, default=6, help="removals and additions per run")
+    p.add_argument("--schedules", type=int, default=1, help="runs, each its own events")
+    p.add_argument("--seed", type=int, default=0, help="the first schedule's seed")
     for name, p in sub.choices.items():  # each --help says what it measures against what
         p.description = _MODULES[name].__doc__
         p.formatter_class = argparse.RawDescriptionHelpFormatter
