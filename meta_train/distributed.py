@@ -162,14 +162,15 @@ class Worker:
         label = f"the estimate of window {window} of stream {shard.stream}"
         with self.watchdog.watch(f"{label} ({stream.task_name(window)})"):
             grad, metrics = stream.estimate(theta, window)
-        identity = {
-            "worker": self.index,
-            "window": window,
-            "stream": shard.stream,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-        }
-        return Estimate(grad, version, {**metrics, **identity})
+        metrics = dataclasses.replace(
+            metrics,
+            worker=self.index,
+            window=window,
+            stream=shard.stream,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+        )
+        return Estimate(grad, version, metrics)
 
 
 def _lowest_priority() -> None:
@@ -598,7 +599,7 @@ class WorkerPool:
             return []
         self._failures[i] = 0
         if i in self.live:  # a new process if Ray restarted it between two requests
-            self._seen(i, (answer.metrics["host"], answer.metrics["pid"]))
+            self._seen(i, (answer.metrics.host, answer.metrics.pid))
         return [(shard, answer)]
 
     def collect(self) -> list[Estimate]:
@@ -616,8 +617,8 @@ class WorkerPool:
                 fresh += self._version - estimate.version <= self.max_staleness
         if not self.sliced:
             return out
-        streams = sorted({e.metrics["stream"] for e in out})
-        return [merge([e for e in out if e.metrics["stream"] == s]) for s in streams]
+        streams = sorted({e.metrics.stream for e in out})
+        return [merge([e for e in out if e.metrics.stream == s]) for s in streams]
 
     def _precompile_ahead(self) -> None:
         """Keeps the precompiler busy with one period at a time: the earliest one, over

@@ -18,32 +18,32 @@ def step_record(step: int, estimates: list[Estimate], seconds: float, **extra: A
     """The record of one outer step from the estimates it received; ``extra`` sets the
     fields the estimates do not hold (the learner's and the source's)."""
     ms = [e.metrics for e in estimates]
-    inner = sum(m["inner_steps"] for m in ms)
-    computed = [part for m in ms for part in m.get("parts", [m])]  # merged slices' own
-    if "worker" in computed[0]:  # per answer: who computed what, and how long it took there
+    inner = sum(m.inner_steps for m in ms)
+    computed = [part for m in ms for part in m.parts or (m,)]  # merged slices' own
+    if computed[0].worker is not None:  # per answer: who computed what, and how long it took
         extra |= {
-            "workers": [m["worker"] for m in computed],
-            "streams": [m["stream"] for m in computed],
-            "windows": [m["window"] for m in computed],
-            "pids": [m["pid"] for m in computed],
-            "contributors": len({m["worker"] for m in computed}),
-            "worker_seconds": [m["seconds"] for m in computed],
+            "workers": [m.worker for m in computed],
+            "streams": [m.stream for m in computed],
+            "windows": [m.window for m in computed],
+            "pids": [m.pid for m in computed],
+            "contributors": len({m.worker for m in computed}),
+            "worker_seconds": [m.seconds for m in computed],
         }
     return StepRecord(
         step=step,
-        meta_loss=float(np.mean([m["meta_loss"] for m in ms])),
-        grad_norm=float(np.mean([m["grad_norm"] for m in ms])),
+        meta_loss=float(np.mean([m.meta_loss for m in ms])),
+        grad_norm=float(np.mean([m.grad_norm for m in ms])),
         inner_steps=inner,
         inner_steps_per_s=inner / seconds,
         seconds=seconds,
         # compiling done for this step's estimates, summed over the processes computing them
-        compile_seconds=sum(m["compile_seconds"] for m in ms),
+        compile_seconds=sum(m.compile_seconds for m in ms),
         estimates=len(ms),
-        diverged=sum(m["diverged"] for m in ms),
-        resets=sum(m["resets"] for m in ms),
-        ended=sum(m["ended"] for m in ms),
-        task=",".join(sorted({m["task"] for m in ms})),
-        devices=[m["devices"] for m in ms],
+        diverged=sum(m.diverged for m in ms),
+        resets=sum(m.resets for m in ms),
+        ended=sum(m.ended for m in ms),
+        task=",".join(sorted({m.task for m in ms})),
+        devices=[m.devices for m in ms],
         **extra,
     )
 

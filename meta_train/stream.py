@@ -110,34 +110,62 @@ class TaskSource:
         return task
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EstimateMetrics:
+    """What computing one estimate found and took: the scalars a step's
+    :class:`~meta_train.metrics_log.StepRecord` sums or averages over its estimates."""
+
+    meta_loss: float  # the mean meta-loss of the population's windows
+    grad_norm: float  # the norm of the estimate
+    inner_steps: int  # inner training steps taken (all particles and antithetic copies)
+    diverged: int  # episodes ended by a non-finite or exploding loss
+    resets: int  # particles started on a new episode
+    ended: int  # episodes that reached their length
+    seconds: float  # wall time of the computation
+    compile_seconds: float  # of those, obtaining compiled programs
+    task: str  # the task structure the window trained
+    devices: int  # local devices the particles were sharded over
+    # Set by the Ray worker that computed it:
+    worker: int | None = None
+    stream: int | None = None
+    window: int | None = None
+    host: str | None = None
+    pid: int | None = None
+    # A merged estimate's slices, each computed on its own (``partition: particles``):
+    parts: tuple[EstimateMetrics, ...] = ()
+
+
 @dataclasses.dataclass
 class Estimate:
     """One meta-gradient estimate: ``grad`` (shaped like theta) computed at theta ``version``,
-    and its scalar ``metrics`` (meta_loss, grad_norm, inner_steps, diverged, ended, resets, seconds,
-    compile_seconds, task, ...)."""
+    and its ``metrics``."""
 
     grad: lopt.Theta
     version: int
-    metrics: dict[str, Any]
+    metrics: EstimateMetrics
+
+
+_MERGED = ("meta_loss", "inner_steps", "diverged", "resets", "ended")  # estimators.merge's
 
 
 def merge(parts: Sequence[Estimate]) -> Estimate:
     """One stream's estimate from its population's slices, all computed at one version
     (:func:`meta_train.estimators.merge`). Its metrics keep the slices' own, as ``parts``;
     its ``seconds`` are the slowest slice's."""
-    grad, merged = estimators.merge([(p.grad, p.metrics) for p in parts])
     ms = [p.metrics for p in parts]
+    pairs = [(p.grad, {k: getattr(m, k) for k in _MERGED}) for p, m in zip(parts, ms, strict=True)]
+    grad, merged = estimators.merge(pairs)
     return Estimate(
         grad,
         parts[0].version,
-        {
+        EstimateMetrics(
             **merged,
-            "seconds": max(m["seconds"] for m in ms),
-            "compile_seconds": sum(m["compile_seconds"] for m in ms),
-            "task": ms[0]["task"],
-            "devices": sum(m["devices"] for m in ms),
-            "parts": ms,
-        },
+            seconds=max(m.seconds for m in ms),
+            compile_seconds=sum(m.compile_seconds for m in ms),
+            task=ms[0].task,
+            devices=sum(m.devices for m in ms),
+            parts=tuple(ms),
+        ),
     )
 
 
@@ -238,7 +266,7 @@ class EstimateStream:
         """The name of the task that window ``window`` trains."""
         return self._estimator_for(self.source.period(window)).unroller.task.name
 
-    def estimate(self, theta: lopt.Theta, window: int) -> tuple[lopt.Theta, dict[str, Any]]:
+    def estimate(self, theta: lopt.Theta, window: int) -> tuple[lopt.Theta, EstimateMetrics]:
         """The estimate of window ``window`` at ``theta``: ``(grad, metrics)`` on the host.
 
         Entering a new period, or any window but the one after the last it ran (the first
@@ -256,19 +284,18 @@ class EstimateStream:
         grad, self.state, m = self.estimator.estimate(theta, self.state, key, self.part)
         self.next_window = window + 1
         grad, m = jax.device_get((grad, m))
-        metrics = {
-            "meta_loss": float(m["meta_loss"]),
-            "grad_norm": float(m["grad_norm"]),
-            "inner_steps": int(m["inner_steps"]),
-            "diverged": int(m["diverged"]),
-            "resets": int(m["resets"]),
-            "ended": int(m["ended"]),
-            "seconds": time.perf_counter() - began,
-            "compile_seconds": compile_cache.seconds_compiling() - compiled,
-            "task": self.estimator.unroller.task.name,
-            "devices": len(self.devices),
-        }
-        return grad, metrics
+        return grad, EstimateMetrics(
+            meta_loss=float(m["meta_loss"]),
+            grad_norm=float(m["grad_norm"]),
+            inner_steps=int(m["inner_steps"]),
+            diverged=int(m["diverged"]),
+            resets=int(m["resets"]),
+            ended=int(m["ended"]),
+            seconds=time.perf_counter() - began,
+            compile_seconds=compile_cache.seconds_compiling() - compiled,
+            task=self.estimator.unroller.task.name,
+            devices=len(self.devices),
+        )
 
 
 class EstimateSource(Protocol):

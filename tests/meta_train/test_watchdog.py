@@ -201,4 +201,4 @@ def test_the_program_on_which_xla_wedged_runs():
         for window in range(175, 178):
             with dog.watch(f"window {window}"):
                 _, metrics = stream.estimate(theta, window)
-            assert metrics["inner_steps"] > 0 and np.isfinite(metrics["meta_loss"])
+            assert metrics.inner_steps > 0 and np.isfinite(metrics.meta_loss)
