@@ -1,6 +1,7 @@
 """Every ``python -m meta_train`` and ``python -m bench`` / ``lopt-bench`` command shown in the
 README and docs parses with the real command line, and the configs, overrides, suites and
-baselines it names exist (the commands are not run: most take minutes)."""
+baselines it names exist (the commands are not run: most take minutes); every relative link
+in them reaches its file and heading."""
 
 import pathlib
 import re
@@ -77,3 +78,24 @@ def test_documented_command_parses_and_names_what_exists(where, program, argv, m
             baselines.get(name)
         for name in (b for b in args.tuning_free.split(",") if b not in ("", "none")):
             assert not baselines.get(name).tuned, (where, name)
+
+
+def _anchors(doc: pathlib.Path) -> set[str]:
+    """The link anchors of ``doc``'s headings, as GitHub makes them: lower case, punctuation
+    dropped, spaces as hyphens."""
+    titles = re.findall(r"^#+ (.+)$", doc.read_text(), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", t.strip().lower()).replace(" ", "-") for t in titles}
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda d: str(d.relative_to(REPO)))
+def test_every_relative_link_reaches_its_file_and_heading(doc):
+    text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):  # https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        dest = doc.parent / path if path else doc
+        if not dest.exists() or (anchor and dest.suffix == ".md" and anchor not in _anchors(dest)):
+            broken.append(target)
+    assert not broken, f"{doc.relative_to(REPO)}: broken links {broken}"
