@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(PY) -m bench demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=10
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -97,6 +97,11 @@ class StepRecord:
         "why the run may have stopped learning (episodes diverging, zero estimates)."
     )
 
+    def __post_init__(self):
+        absent = [f for f in EVERY_STEP if getattr(self, f) is None]
+        if absent:
+            raise ValueError(f"a step record needs {absent} (in every record)")
+
     def to_json(self) -> str:
         """The record as one JSON object, without its absent (``None``) fields."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -117,7 +122,9 @@ class StepRecord:
 
 
 FIELDS: dict[str, str] = {f.name: f.metadata["doc"] for f in dataclasses.fields(StepRecord)}
-EVERY_STEP = tuple(f.name for f in dataclasses.fields(StepRecord) if f.default is not None)
+EVERY_STEP = tuple(
+    f.name for f in dataclasses.fields(StepRecord) if f.default is dataclasses.MISSING
+)
 
 
 class MetricsLog:

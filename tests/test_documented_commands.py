@@ -83,7 +83,8 @@ def test_documented_command_parses_and_names_what_exists(where, program, argv, m
 def _anchors(doc: pathlib.Path) -> set[str]:
     """The link anchors of ``doc``'s headings, as GitHub makes them: lower case, punctuation
     dropped, spaces as hyphens."""
-    titles = re.findall(r"^#+ (.+)$", doc.read_text(), flags=re.M)
+    text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)  # a comment is no heading
+    titles = re.findall(r"^#+ (.+)$", text, flags=re.M)
     return {re.sub(r"[^\w\- ]", "", t.strip().lower()).replace(" ", "-") for t in titles}
 
 

@@ -9,7 +9,7 @@ import pytest
 from meta_train import metrics_log, reference
 from meta_train.metrics_log import StepRecord
 
-RECORD = StepRecord(**{field: 0 for field in metrics_log.EVERY_STEP})
+RECORD = StepRecord(**dict.fromkeys(metrics_log.EVERY_STEP, 0) | {"task": "t", "devices": [1]})
 
 
 def _line(record: StepRecord) -> str:
@@ -34,6 +34,8 @@ def test_a_record_round_trips_without_its_absent_fields(tmp_path):
     metrics_log.append(path, record)
     assert json.loads(path.read_text()) == {
         **dict.fromkeys(metrics_log.EVERY_STEP, 0),
+        "task": "t",
+        "devices": [1],
         "step": 1,
         "valid": 0.5,
         "valid_tasks": {"a": 0.5},
@@ -44,6 +46,8 @@ def test_a_record_round_trips_without_its_absent_fields(tmp_path):
         StepRecord(**{field: 0 for field in metrics_log.EVERY_STEP}, typo=1)
     with pytest.raises(TypeError, match="meta_loss"):
         StepRecord(step=1)
+    with pytest.raises(ValueError, match=r"needs \['step'\]"):
+        dataclasses.replace(RECORD, step=None)
 
 
 def test_the_reader_names_unknown_and_missing_fields(tmp_path):

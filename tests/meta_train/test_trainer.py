@@ -44,7 +44,9 @@ def _cfg(run_dir, *extra):
     return load_config(None, [*TINY, f"run_dir={run_dir}", *extra])
 
 
-ZEROS = metrics_log.StepRecord(**dict.fromkeys(metrics_log.EVERY_STEP, 0))  # a record to vary
+ZEROS = metrics_log.StepRecord(
+    **dict.fromkeys(metrics_log.EVERY_STEP, 0) | {"task": "t", "devices": [1]}
+)  # a record to vary
 
 
 def _leaves(theta):
@@ -61,9 +63,9 @@ def test_outputs(full_run):
     _, result = full_run
     path = result.run_dir / "metrics.jsonl"
     records = metrics_log.read(path)
-    assert records == result.history
     assert [r.step for r in records] == list(range(1, 7))
-    assert set(json.loads(path.read_text().splitlines()[0])) >= set(metrics_log.EVERY_STEP)
+    first = json.loads(path.read_text().splitlines()[0])  # in one process, not validated:
+    assert records[0].workers is None and not {"workers", "valid"} & set(first)  # left out
     assert all(np.isfinite(r.meta_loss) for r in records)
     # The first step compiles the task's estimator; the later ones (same task) reuse it.
     compiling = [r.compile_seconds for r in records]
