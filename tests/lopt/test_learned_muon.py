@@ -1,5 +1,6 @@
 """`LearnedMuon` starts exactly at optax's Muon with cosine decay; each learned part moves it."""
 
+import functools
 import math
 
 import jax
@@ -88,15 +89,27 @@ def test_starts_exactly_at_optax_muon_with_cosine_decay(lo, reference):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-9)
 
 
+@functools.cache
+def _compiled_updates(lo, steps):
+    """``(theta, values) -> the first `steps` updates`` of ``lo``, compiled once per
+    architecture (theta and the losses are arguments)."""
+
+    @jax.jit
+    def updates(theta, values):
+        tx = lo.as_optax(theta, 10)
+        params = _params()
+        grads = jax.tree.map(lambda p: 0.1 * jnp.cos(jnp.arange(p.size).reshape(p.shape)), params)
+        state, out = tx.init(params), []
+        for t in range(steps):
+            u, state = tx.update(grads, state, params, value=values[t])
+            out.append(u)
+        return out
+
+    return updates
+
+
 def _first_updates(lo, theta, steps=3, values=(2.0, 1.5, 1.0)):
-    tx = lo.as_optax(theta, 10)
-    params = _params()
-    grads = jax.tree.map(lambda p: 0.1 * jnp.cos(jnp.arange(p.size).reshape(p.shape)), params)
-    state, out = tx.init(params), []
-    for t in range(steps):
-        u, state = tx.update(grads, state, params, value=jnp.float32(values[t]))
-        out.append(u)
-    return out
+    return _compiled_updates(lo, steps)(theta, jnp.asarray(values, jnp.float32))
 
 
 def test_the_schedule_and_the_controller_scale_the_whole_step():
@@ -159,17 +172,23 @@ def test_with_distance_the_controller_reads_the_path():
     features, different rates with them."""
 
     def rate_after(lo, flip):
+        @jax.jit
+        def rate(theta):
+            tx = lo.as_optax(theta, 10)
+            params = _params()
+            grads = jax.tree.map(
+                lambda p: 0.1 * jnp.cos(jnp.arange(p.size).reshape(p.shape)), params
+            )
+            state = tx.init(params)
+            for t in range(4):
+                sign = -1.0 if flip and t % 2 else 1.0
+                g = jax.tree.map(lambda x, s=sign: s * x, grads)
+                _, state = tx.update(g, state, params, value=jnp.float32(2.0 - 0.1 * t))
+            return current_rate(state)
+
         theta = lo.init(jax.random.key(0))
         out = {"w": jnp.ones(4), "b": jnp.float32(0.0)}
-        tx = lo.as_optax({**theta, "controller": {**theta["controller"], "out": out}}, 10)
-        params = _params()
-        grads = jax.tree.map(lambda p: 0.1 * jnp.cos(jnp.arange(p.size).reshape(p.shape)), params)
-        state = tx.init(params)
-        for t in range(4):
-            sign = -1.0 if flip and t % 2 else 1.0
-            g = jax.tree.map(lambda x, s=sign: s * x, grads)
-            _, state = tx.update(g, state, params, value=jnp.float32(2.0 - 0.1 * t))
-        return float(current_rate(state))
+        return float(rate({**theta, "controller": {**theta["controller"], "out": out}}))
 
     blind = lopt.LearnedMuon(controller_hidden=4)
     assert rate_after(blind, flip=False) == rate_after(blind, flip=True)
@@ -185,18 +204,26 @@ def _hyper_log_rate(lr, gain=1.0, target=0.0, steps=40):
     loss = lambda p: 0.5 * jnp.sum((p["w"] - goal) ** 2) + 0.5 * jnp.sum((p["b"] - 1.0) ** 2)
     lo = lopt.LearnedMuon(lr=lr, schedule=False, hypergradient=True)
     hyper = {"gain": jnp.float32(gain), "target": jnp.float32(target)}
-    tx = lo.as_optax({**lo.init(jax.random.key(0)), "hyper": hyper}, steps)
-    params = {"w": jnp.zeros((8, 8)), "b": jnp.zeros(3)}
-    state = tx.init(params)
-    for _ in range(steps):
-        updates, state = tx.update(jax.grad(loss)(params), state, params)
-        params = optax.apply_updates(params, updates)
-    (rate_state,) = [
-        x
-        for x in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, RateState))
-        if isinstance(x, RateState)
-    ]
-    return float(rate_state.hyper.log_rate)
+
+    @jax.jit  # one compiled loop: op by op, the 40 steps took seconds each call
+    def log_rate(theta):
+        tx = lo.as_optax(theta, steps)
+
+        def step(_, carry):
+            params, state = carry
+            updates, state = tx.update(jax.grad(loss)(params), state, params)
+            return optax.apply_updates(params, updates), state
+
+        params = {"w": jnp.zeros((8, 8)), "b": jnp.zeros(3)}
+        _, state = jax.lax.fori_loop(0, steps, step, (params, tx.init(params)))
+        (rate_state,) = [
+            x
+            for x in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, RateState))
+            if isinstance(x, RateState)
+        ]
+        return rate_state.hyper.log_rate
+
+    return float(log_rate({**lo.init(jax.random.key(0)), "hyper": hyper}))
 
 
 def test_the_hypergradient_shortens_overshooting_steps_and_lengthens_short_ones():
