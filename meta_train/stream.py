@@ -152,9 +152,10 @@ def merge(parts: Sequence[Estimate]) -> Estimate:
     """One stream's estimate from its population's slices, all computed at one version
     (:func:`meta_train.estimators.merge`). Its metrics keep the slices' own, as ``parts``;
     its ``seconds`` are the slowest slice's."""
+    grad, merged = estimators.merge(
+        [(p.grad, {k: getattr(p.metrics, k) for k in _MERGED}) for p in parts]
+    )
     ms = [p.metrics for p in parts]
-    pairs = [(p.grad, {k: getattr(m, k) for k in _MERGED}) for p, m in zip(parts, ms, strict=True)]
-    grad, merged = estimators.merge(pairs)
     return Estimate(
         grad,
         parts[0].version,
