@@ -43,7 +43,9 @@ class StepRecord:
         "lowering, compiling or reading the cache), summed over the processes.",
         always=True,
     )
-    estimates: int = _field("estimates averaged into the step.", always=True)
+    estimates: int = _field(
+        "estimates the step received, stale ones included (`used`: those averaged).", always=True
+    )
     diverged: int = _field("episodes ended by a non-finite or exploding loss.", always=True)
     resets: int = _field("particles started on a new episode.", always=True)
     ended: int = _field("episodes that reached their length.", always=True)

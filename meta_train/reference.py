@@ -13,6 +13,7 @@ import inspect
 import json
 import re
 import sys
+from typing import Any
 
 from meta_train import metrics_log
 from meta_train.config import MetaTrainConfig
@@ -45,19 +46,22 @@ def _default(field: dataclasses.Field):
     return field.default
 
 
-def rows(cls: type = MetaTrainConfig, prefix: str = "") -> list[tuple[str, str, str, str]]:
+def rows(
+    cls: type = MetaTrainConfig, prefix: str = "", section: Any = None
+) -> list[tuple[str, str, str, str]]:
     """``(path, default as YAML flow, allowed values, description)`` for every field, depth
-    first (a section with empty default and allowed values). Raises ``ValueError`` naming a
-    field whose class documents it nowhere."""
+    first (a section with empty default and allowed values); a section's defaults are those
+    of the instance its parent holds (``section``), which may differ from its class's.
+    Raises ``ValueError`` naming a field whose class documents it nowhere."""
     docs, out = attribute_docs(cls), []
     for field in dataclasses.fields(cls):
         path = f"{prefix}{field.name}"
         if field.name not in docs:
             raise ValueError(f"{cls.__name__}.{field.name} ({path}) has no description")
-        default = _default(field)
+        default = _default(field) if section is None else getattr(section, field.name)
         if dataclasses.is_dataclass(default):
             out.append((path, "", "", docs[field.name]))
-            out.extend(rows(type(default), path + "."))
+            out.extend(rows(type(default), path + ".", default))
         else:
             if isinstance(default, tuple):
                 default = list(default)
