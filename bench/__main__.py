@@ -170,12 +170,22 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a command reports as one "error: ..." line and exit status 2, without a traceback:
+# unknown names, bad or damaged files, dead workers.
+_USER_ERRORS = (ValueError, OSError, RuntimeError)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in TOOLS:  # parsed and run by the tool's module
         cli = tool_parser(argv[0])
         module = importlib.import_module(TOOLS[argv[0]][0])
-        return module.run_command(cli.parse_args(argv[1:]), cli, invocation(_prog(), argv)) or 0
+        args = cli.parse_args(argv[1:])
+        try:
+            return module.run_command(args, cli, invocation(_prog(), argv)) or 0
+        except _USER_ERRORS as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     cli = parser()
     args = cli.parse_args(argv)
     compile_cache.enable()  # $LOPT_COMPILATION_CACHE, default ~/.cache/lopt/jax; off: 'off'
@@ -208,7 +218,7 @@ def _compare(args, cli: argparse.ArgumentParser, argv: list[str]) -> int:
             workers=args.workers,
             address=args.ray_address,
         )
-    except (ValueError, OSError, RuntimeError) as e:  # unknown names, bad files, dead workers
+    except _USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for c, per_baseline in report.summary.items():

@@ -69,10 +69,7 @@ def parser(prog: str = "python -m bench family-eval") -> argparse.ArgumentParser
 def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command: str) -> None:
     """Runs ``python -m bench family-eval`` with ``args`` parsed by ``cli``; ``command`` is the
     command line as typed, for the results files."""
-    try:
-        result = evaluate(args.optimizer, args.family, args.members, args.horizon)
-    except (FileNotFoundError, lopt.FrozenFileError) as e:
-        cli.exit(2, f"error: {e}\n")
+    result = evaluate(args.optimizer, args.family, args.members, args.horizon)
     result["command"] = command
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)

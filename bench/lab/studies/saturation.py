@@ -86,15 +86,11 @@ def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command:
     if args.seeds < 1 or args.count < 1:
         print("error: --seeds and --count must be >= 1", file=sys.stderr)
         return 2
-    try:
-        groups = [(s, suites.get(s)) for s in args.suite]
-        if args.family:
-            groups.append((args.family, suites.members(args.family, args.count)))
-        if not groups:
-            raise ValueError("give --suite NAME (repeatable) or --family NAME")
-        rows = [row for name, entries in groups for row in measure(name, entries, seeds=args.seeds)]
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    groups = [(s, suites.get(s)) for s in args.suite]
+    if args.family:
+        groups.append((args.family, suites.members(args.family, args.count)))
+    if not groups:
+        raise ValueError("give --suite NAME (repeatable) or --family NAME")
+    rows = [row for name, entries in groups for row in measure(name, entries, seeds=args.seeds)]
     print(markdown(rows))
     return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import pathlib
-import sys
 from typing import NamedTuple
 
 import jax
@@ -96,21 +95,17 @@ def parser(prog: str = "python -m bench trace") -> argparse.ArgumentParser:
 
 def run_command(args: argparse.Namespace, cli: argparse.ArgumentParser, command: str) -> int:
     """Runs ``python -m bench trace`` with ``args`` parsed by ``cli``."""
-    try:
-        if args.set:
-            learned = _changed(args.optimizer, args.set).as_optax
-        else:
-            learned = resolve(args.optimizer).learned
-            if learned is None:
-                raise ValueError(
-                    f"{args.optimizer!r} is a baseline, which has hyperparameters to tune: "
-                    "trace a learned optimizer, or an import path to a function "
-                    "num_steps -> optax transform"
-                )
-        rows = trace(tasks.get(args.task), learned(args.steps), args.steps, seed=args.seed)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.set:
+        learned = _changed(args.optimizer, args.set).as_optax
+    else:
+        learned = resolve(args.optimizer).learned
+        if learned is None:
+            raise ValueError(
+                f"{args.optimizer!r} is a baseline, which has hyperparameters to tune: "
+                "trace a learned optimizer, or an import path to a function "
+                "num_steps -> optax transform"
+            )
+    rows = trace(tasks.get(args.task), learned(args.steps), args.steps, seed=args.seed)
     print(trace_markdown(rows))
     return 0
 
